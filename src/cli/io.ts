@@ -1,0 +1,53 @@
+import { closeSync, openSync, writeSync } from 'node:fs';
+
+export class UsageError extends Error {}
+
+/** A synchronous byte sink on a file or stdout ("-"); retries short writes and EAGAIN. */
+export class OutputFile {
+  private readonly fd: number;
+  private readonly owned: boolean;
+  bytes = 0;
+
+  constructor(path: string) {
+    this.owned = path !== '-';
+    this.fd = this.owned ? openSync(path, 'w') : 1;
+  }
+
+  write = (chunk: Uint8Array): void => {
+    let at = 0;
+    while (at < chunk.length) {
+      try {
+        at += writeSync(this.fd, chunk, at, chunk.length - at);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EAGAIN') throw e;
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2);
+      }
+    }
+    this.bytes += chunk.length;
+  };
+
+  close(): void {
+    if (this.owned) closeSync(this.fd);
+  }
+}
+
+const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+
+export function formatBytes(n: number): string {
+  let v = n;
+  let u = 0;
+  while (v >= 1024 && u < UNITS.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return u === 0 ? `${n} B` : `${v.toFixed(v >= 100 || Number.isInteger(v) ? 0 : 1)} ${UNITS[u]}`;
+}
+
+/** Left-aligned first column, right-aligned rest. */
+export function table(rows: (string | number)[][]): string {
+  const cells = rows.map((r) => r.map(String));
+  const widths = cells[0]!.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
+  return cells
+    .map((r) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd())
+    .join('\n');
+}

@@ -1,0 +1,76 @@
+/**
+ * The one error type every migstream reader throws for bad input.
+ *
+ * `code` is stable (match on it, not on the message); `offset` is the absolute
+ * byte offset in the stream where the problem was found. Where QEMU has its own
+ * wording for the same failure, the message repeats it so users can search it.
+ */
+export type ErrorCode =
+  | 'TRUNCATED' // the input ended inside a record
+  | 'BAD_MAGIC'
+  | 'BAD_VERSION'
+  | 'BAD_CONFIGURATION'
+  | 'BAD_SECTION' // unknown section type, id or footer mismatch
+  | 'UNSUPPORTED' // valid QEMU input this version of migstream does not handle
+  | 'BAD_RAM_RECORD'
+  | 'UNKNOWN_RAMBLOCK'
+  | 'BAD_OFFSET'
+  | 'XBZRLE_DECODE'
+  | 'DECOMPRESS'
+  | 'BAD_BLOCK_RECORD'
+  | 'BAD_COMMAND'
+  | 'BAD_VMDESC'
+  | 'LIMIT' // a documented limit for hostile input was exceeded
+  | 'TRAILING_DATA';
+
+export interface ErrorContext {
+  /** Section idstr, e.g. "ram" or "block". */
+  section?: string;
+  /** RAMBlock idstr, e.g. "pc.ram". */
+  ramBlock?: string;
+  /** Block-migration device name, e.g. "ide0-hd1". */
+  device?: string;
+}
+
+export class MigstreamError extends Error {
+  override readonly name = 'MigstreamError';
+  readonly code: ErrorCode;
+  readonly offset: number;
+  readonly context: ErrorContext;
+  /** The message without the offset and context decorations. */
+  readonly detail: string;
+
+  constructor(code: ErrorCode, offset: number, detail: string, context: ErrorContext = {}) {
+    super(formatMessage(offset, detail, context));
+    this.code = code;
+    this.offset = offset;
+    this.detail = detail;
+    this.context = context;
+  }
+
+  /** The same error with more context filled in (inner readers don't know the section). */
+  withContext(context: ErrorContext): MigstreamError {
+    return new MigstreamError(this.code, this.offset, this.detail, { ...context, ...this.context });
+  }
+}
+
+function formatMessage(offset: number, detail: string, context: ErrorContext): string {
+  const where: string[] = [];
+  if (context.section !== undefined) where.push(`section "${context.section}"`);
+  if (context.ramBlock !== undefined) where.push(`RAMBlock "${context.ramBlock}"`);
+  if (context.device !== undefined) where.push(`device "${context.device}"`);
+  return `at byte ${offset}: ${detail}${where.length > 0 ? ` (${where.join(', ')})` : ''}`;
+}
+
+/**
+ * Thrown by ByteReader when a record runs past the bytes buffered so far.
+ * Incremental decoders catch it and wait for more input; at end of input it
+ * becomes a TRUNCATED MigstreamError. `needed` is the absolute end offset the
+ * read required.
+ */
+export class NeedMoreData {
+  constructor(
+    readonly needed: number,
+    readonly what: string,
+  ) {}
+}

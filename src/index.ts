@@ -1,0 +1,12 @@
+export { MigstreamError, type ErrorCode, type ErrorContext } from './codec/errors.js';
+export { ByteReader } from './codec/byte-reader.js';
+export { ByteWriter } from './codec/byte-writer.js';
+export { isZeroPage } from './codec/zero.js';
+export { xbzrleDecode } from './xbzrle/decode.js';
+export { StreamDecoder, decodeAll, DEFAULT_LIMITS, type DecoderLimits, type DecoderOptions } from './stream/decoder.js';
+export { StreamEncoder, type EncoderOptions } from './stream/encoder.js';
+export { RamImage, applyPage, type RamSink } from './stream/ram-image.js';
+export { Transcoder, transcodeBytes, type TranscodeOptions } from './stream/transcode.js';
+export { StatsCollector, type StreamSummary, type IterationStats } from './stream/stats.js';
+export { decodeFile, FileRamSink, FileDiskSink, ramBlockFileName, diskFileName } from './stream/files.js';
+export type * from './stream/events.js';

@@ -1,0 +1,67 @@
+/** Wire constants of QEMU 7.2. Each names where QEMU defines it. */
+
+/** migration/savevm.c: QEMU_VM_FILE_MAGIC ("QEVM") and QEMU_VM_FILE_VERSION. */
+export const VM_FILE_MAGIC = 0x5145564d;
+export const VM_FILE_VERSION = 3;
+export const VM_FILE_VERSION_COMPAT = 2;
+
+/** migration/savevm.c: top-level record types. */
+export const VM_EOF = 0x00;
+export const VM_SECTION_START = 0x01;
+export const VM_SECTION_PART = 0x02;
+export const VM_SECTION_END = 0x03;
+export const VM_SECTION_FULL = 0x04;
+export const VM_SUBSECTION = 0x05;
+export const VM_VMDESCRIPTION = 0x06;
+export const VM_CONFIGURATION = 0x07;
+export const VM_COMMAND = 0x08;
+export const VM_SECTION_FOOTER = 0x7e;
+
+/** migration/ram.c: RAM_SAVE_FLAG_*. */
+export const RAM_FULL = 0x001;
+export const RAM_ZERO = 0x002;
+export const RAM_MEM_SIZE = 0x004;
+export const RAM_PAGE = 0x008;
+export const RAM_EOS = 0x010;
+export const RAM_CONTINUE = 0x020;
+export const RAM_XBZRLE = 0x040;
+export const RAM_HOOK = 0x080;
+export const RAM_COMPRESS_PAGE = 0x100;
+export const RAM_MULTIFD_FLUSH = 0x200;
+
+/** migration/ram.c: ENCODING_FLAG_XBZRLE, the byte before an XBZRLE length. */
+export const ENCODING_FLAG_XBZRLE = 0x01;
+
+/** migration/block.c: BLK_MIG_FLAG_* and the fixed chunk size. */
+export const BLK_DEVICE_BLOCK = 0x01;
+export const BLK_EOS = 0x02;
+export const BLK_PROGRESS = 0x04;
+export const BLK_ZERO_BLOCK = 0x08;
+export const BLK_FLAG_MASK = 0x1ff;
+export const BLK_SECTOR_BITS = 9;
+export const BLK_CHUNK_SIZE = 1 << 20;
+
+/** migration/savevm.c: enum qemu_vm_cmd. */
+export const COMMAND_NAMES = [
+  'INVALID',
+  'OPEN_RETURN_PATH',
+  'PING',
+  'POSTCOPY_ADVISE',
+  'POSTCOPY_LISTEN',
+  'POSTCOPY_RUN',
+  'POSTCOPY_RAM_DISCARD',
+  'PACKAGED',
+  'ENABLE_COLO',
+  'POSTCOPY_RESUME',
+  'RECV_BITMAP',
+] as const;
+
+/** Fixed payload lengths from savevm.c's mig_cmd_args (-1: variable). */
+export const COMMAND_LENGTHS = [-1, 0, 4, -1, 0, 0, -1, 4, 0, 0, -1] as const;
+
+/** zlib's compressBound(4096) for QEMU's per-page deflate. */
+export function compressBound(size: number): number {
+  return size + (size >>> 12) + (size >>> 14) + (size >>> 25) + 13;
+}
+
+export const DEFAULT_PAGE_SIZE = 4096;

@@ -1,0 +1,631 @@
+import { ByteReader } from '../codec/byte-reader.js';
+import { MigstreamError, NeedMoreData } from '../codec/errors.js';
+import {
+  BLK_CHUNK_SIZE,
+  BLK_DEVICE_BLOCK,
+  BLK_EOS,
+  BLK_FLAG_MASK,
+  BLK_PROGRESS,
+  BLK_ZERO_BLOCK,
+  COMMAND_LENGTHS,
+  COMMAND_NAMES,
+  DEFAULT_PAGE_SIZE,
+  ENCODING_FLAG_XBZRLE,
+  RAM_COMPRESS_PAGE,
+  RAM_CONTINUE,
+  RAM_EOS,
+  RAM_HOOK,
+  RAM_MEM_SIZE,
+  RAM_MULTIFD_FLUSH,
+  RAM_PAGE,
+  RAM_XBZRLE,
+  RAM_ZERO,
+  VM_COMMAND,
+  VM_CONFIGURATION,
+  VM_EOF,
+  VM_FILE_MAGIC,
+  VM_FILE_VERSION,
+  VM_FILE_VERSION_COMPAT,
+  VM_SECTION_END,
+  VM_SECTION_FOOTER,
+  VM_SECTION_FULL,
+  VM_SECTION_PART,
+  VM_SECTION_START,
+  VM_SUBSECTION,
+  compressBound,
+} from './constants.js';
+import type { EventHandler, PageKind, RamBlockInfo, SectionInfo, SectionKind, StreamEvent } from './events.js';
+import { inflatePageNode, type PageInflater } from './inflate.js';
+import { parseTail } from './tail.js';
+import { xbzrleDecode } from '../xbzrle/decode.js';
+
+/** Limits that keep hostile input from costing unbounded memory. */
+export interface DecoderLimits {
+  /** Most RAMBlocks one MEM_SIZE record may declare. Default 1024. */
+  maxRamBlocks: number;
+  /** Most bytes of RAM one MEM_SIZE record may declare. Default 1 TiB. */
+  maxTotalRam: number;
+  /** Most bytes of the device-state tail (FULL sections, EOF, vmdesc) kept for parsing. Default 64 MiB. */
+  maxTailBytes: number;
+  /** Longest machine name in the configuration record. Default 256. */
+  maxMachineName: number;
+}
+
+export const DEFAULT_LIMITS: DecoderLimits = {
+  maxRamBlocks: 1024,
+  maxTotalRam: 2 ** 40,
+  maxTailBytes: 64 << 20,
+  maxMachineName: 256,
+};
+
+export interface DecoderOptions {
+  /** Target page size when the stream does not say (configuration/target-page-bits). Default 4096 (x86). */
+  pageSize?: number;
+  limits?: Partial<DecoderLimits>;
+  /** Inflater for COMPRESS_PAGE records. Default: node:zlib. */
+  inflatePage?: PageInflater;
+}
+
+type State = 'header' | 'configuration' | 'top' | 'ram' | 'block' | 'footer' | 'tail' | 'done' | 'failed';
+
+const EMPTY: Uint8Array = new Uint8Array(0);
+const ZERO_DATA: Uint8Array = EMPTY;
+
+/**
+ * Incremental decoder for QEMU 7.2 precopy streams. Feed it chunks of any
+ * size with push(), then call end(). It emits StreamEvents to the handler
+ * synchronously. Each top-level unit (one record, one section header) is
+ * parsed atomically: if it is not all buffered yet, the decoder rewinds to its
+ * start and waits until enough bytes arrived, so chunk boundaries never change
+ * the result.
+ */
+export class StreamDecoder {
+  private readonly emit: EventHandler;
+  private readonly limits: DecoderLimits;
+  private readonly inflate: PageInflater;
+  private pageSize: number;
+  private flagMask: number;
+
+  private state: State = 'header';
+  private failure: MigstreamError | undefined;
+  /** Buffered, not yet consumed bytes: buf[pos..] is at stream offset base+pos. */
+  private buf: Uint8Array = EMPTY;
+  private pending: Uint8Array[] = [];
+  private pendingBytes = 0;
+  private base = 0;
+  private pos = 0;
+  /** Absolute offset that must be buffered before the next parse attempt. */
+  private needed = 0;
+  private needWhat = '';
+
+  private readonly sections = new Map<number, SectionInfo>();
+  private current: { section: SectionInfo; kind: SectionKind } | undefined;
+  private footers: boolean | undefined;
+  private blocks = new Map<string, RamBlockInfo>();
+  private lastBlock: RamBlockInfo | undefined;
+  private ignoreShared = false;
+  private postcopyHugePages = false;
+  private ramSections = 0;
+  private scratch: Uint8Array = EMPTY;
+
+  private tailStart = 0;
+  private tailKept: Uint8Array[] = [];
+  private tailBytes = 0;
+
+  constructor(handler: EventHandler, options: DecoderOptions = {}) {
+    this.emit = handler;
+    this.limits = { ...DEFAULT_LIMITS, ...options.limits };
+    this.inflate = options.inflatePage ?? inflatePageNode;
+    this.pageSize = options.pageSize ?? DEFAULT_PAGE_SIZE;
+    this.flagMask = this.pageSize - 1;
+  }
+
+  /** Stream offset of the next byte the decoder has not consumed. */
+  get offset(): number {
+    return this.base + this.pos;
+  }
+
+  get finished(): boolean {
+    return this.state === 'done';
+  }
+
+  push(chunk: Uint8Array): void {
+    if (this.failure) throw this.failure;
+    if (chunk.length === 0) return;
+    if (this.state === 'done') {
+      this.fail(new MigstreamError('TRAILING_DATA', this.offset, 'expected the end of the stream, found more bytes'));
+    }
+    if (this.state === 'tail') {
+      this.takeTail(chunk);
+      return;
+    }
+    if (this.pos === this.buf.length && this.pendingBytes === 0) {
+      this.base += this.buf.length;
+      this.buf = chunk;
+      this.pos = 0;
+    } else {
+      this.pending.push(chunk);
+      this.pendingBytes += chunk.length;
+    }
+    if (this.base + this.buf.length + this.pendingBytes < this.needed) return;
+    this.compact();
+    this.run();
+  }
+
+  /** Declares the end of input; throws TRUNCATED if the stream stopped early. */
+  end(): void {
+    if (this.failure) throw this.failure;
+    if (this.state === 'done') return;
+    if (this.state === 'tail') {
+      const tail = concat(this.tailKept, this.tailBytes);
+      const parsed = this.tailBytes <= this.limits.maxTailBytes;
+      try {
+        const info = parsed
+          ? parseTail(tail, this.tailStart, this.footers !== false)
+          : { devices: [], vmdescBytes: 0, parsed: false };
+        this.state = 'done';
+        this.emit({ type: 'end', tail: info });
+      } catch (e) {
+        this.fail(e instanceof MigstreamError ? e : internal(e, this.tailStart));
+      }
+      return;
+    }
+    this.compact();
+    const what =
+      this.needed > this.offset ? this.needWhat : this.state === 'header' ? 'the stream header' : 'the next record';
+    this.fail(
+      new MigstreamError('TRUNCATED', this.base + this.buf.length, `unexpected end of stream: expected ${what}`, this.context()),
+    );
+  }
+
+  private fail(error: MigstreamError): never {
+    this.state = 'failed';
+    this.failure = error;
+    throw error;
+  }
+
+  private compact(): void {
+    if (this.pendingBytes === 0) return;
+    const rest = this.buf.length - this.pos;
+    const merged = new Uint8Array(rest + this.pendingBytes);
+    merged.set(this.buf.subarray(this.pos), 0);
+    let at = rest;
+    for (const p of this.pending) {
+      merged.set(p, at);
+      at += p.length;
+    }
+    this.base += this.pos;
+    this.buf = merged;
+    this.pos = 0;
+    this.pending = [];
+    this.pendingBytes = 0;
+  }
+
+  private run(): void {
+    const r = new ByteReader(this.buf, this.base, this.pos);
+    try {
+      for (;;) {
+        this.pos = r.pos;
+        switch (this.state) {
+          case 'header':
+            this.readHeader(r);
+            break;
+          case 'configuration':
+            this.readConfiguration(r);
+            break;
+          case 'top':
+            this.readTopLevel(r);
+            break;
+          case 'ram':
+            this.readRamRecord(r);
+            break;
+          case 'block':
+            this.readBlockRecord(r);
+            break;
+          case 'footer':
+            this.readFooter(r);
+            break;
+          case 'tail': {
+            const rest = this.buf.subarray(r.pos);
+            this.pos = this.buf.length;
+            this.tailStart = this.base + r.pos;
+            if (rest.length > 0) this.takeTail(rest);
+            return;
+          }
+          default:
+            return;
+        }
+      }
+    } catch (e) {
+      if (e instanceof NeedMoreData) {
+        this.needed = e.needed;
+        this.needWhat = e.what;
+        return;
+      }
+      if (e instanceof MigstreamError) this.fail(e.withContext(this.context()));
+      this.fail(internal(e, this.offset));
+    }
+  }
+
+  private context(): { section?: string } {
+    return this.current ? { section: this.current.section.idstr } : {};
+  }
+
+  private takeTail(chunk: Uint8Array): void {
+    if (this.tailBytes + chunk.length <= this.limits.maxTailBytes) this.tailKept.push(chunk.slice());
+    else this.tailKept = [];
+    this.tailBytes += chunk.length;
+    this.emit({ type: 'device-state', bytes: chunk });
+  }
+
+  // Header: be32 magic, be32 version.
+  private readHeader(r: ByteReader): void {
+    const magic = r.be32('the stream magic');
+    const version = r.be32('the stream version');
+    if (magic !== VM_FILE_MAGIC) {
+      throw new MigstreamError('BAD_MAGIC', 0, `expected magic 0x5145564d ("QEVM"), found 0x${hex(magic, 8)}`);
+    }
+    if (version === VM_FILE_VERSION_COMPAT) {
+      throw new MigstreamError('BAD_VERSION', 4, 'SaveVM v2 format is obsolete and don\'t work anymore');
+    }
+    if (version !== VM_FILE_VERSION) {
+      throw new MigstreamError('BAD_VERSION', 4, `Unsupported migration stream version: expected 3, found ${version}`);
+    }
+    this.emit({ type: 'header', version });
+    this.state = 'configuration';
+  }
+
+  // Configuration: 0x07, be32 len + machine name, then subsections (0x05 str8 name be32 version payload).
+  private readConfiguration(r: ByteReader): void {
+    const start = r.pos;
+    if (r.peekU8('a section type') !== VM_CONFIGURATION) {
+      this.state = 'top'; // machine types <= 2.3 send no configuration
+      return;
+    }
+    r.u8();
+    const lenAt = r.offset;
+    const len = r.be32('the machine name length');
+    if (len > this.limits.maxMachineName) {
+      throw new MigstreamError('LIMIT', lenAt, `machine name of ${len} bytes exceeds the limit of ${this.limits.maxMachineName}`);
+    }
+    const machine = new TextDecoder().decode(r.bytes(len, 'the machine name'));
+    const capabilities: string[] = [];
+    let targetPageBits: number | undefined;
+    let uuid: Uint8Array | undefined;
+    while (r.peekU8('a section type') === VM_SUBSECTION) {
+      r.u8();
+      const nameAt = r.offset;
+      const name = r.str8('a subsection name');
+      const version = r.be32('a subsection version');
+      if (version !== 1) {
+        throw new MigstreamError('BAD_CONFIGURATION', nameAt, `subsection ${name}: expected version 1, found ${version}`);
+      }
+      if (name === 'configuration/target-page-bits') {
+        targetPageBits = r.be32('target page bits');
+      } else if (name === 'configuration/capabilities') {
+        const count = r.be32('the capability count');
+        if (count > 64) throw new MigstreamError('LIMIT', nameAt, `${count} capabilities in the configuration`);
+        for (let i = 0; i < count; i++) capabilities.push(r.str8('a capability name'));
+      } else if (name === 'configuration/uuid') {
+        uuid = r.bytes(16, 'the uuid').slice();
+      } else {
+        throw new MigstreamError('BAD_CONFIGURATION', nameAt, `unknown subsection "${name}" in the configuration`);
+      }
+    }
+    if (targetPageBits !== undefined) {
+      if (targetPageBits < 10 || targetPageBits > 16) {
+        throw new MigstreamError('BAD_CONFIGURATION', r.offset, `target page bits ${targetPageBits} out of range 10..16`);
+      }
+      this.pageSize = 1 << targetPageBits;
+      this.flagMask = this.pageSize - 1;
+    }
+    this.ignoreShared = capabilities.includes('x-ignore-shared');
+    const raw = this.buf.slice(start, r.pos);
+    this.emit({ type: 'configuration', configuration: { machine, capabilities, targetPageBits, uuid, raw } });
+    this.state = 'top';
+  }
+
+  private readTopLevel(r: ByteReader): void {
+    const at = r.offset;
+    const type = r.peekU8('a section type');
+    switch (type) {
+      case VM_SECTION_START:
+      case VM_SECTION_FULL: {
+        if (type === VM_SECTION_FULL) {
+          this.state = 'tail'; // device state: kept verbatim, split at the end
+          this.current = undefined;
+          return;
+        }
+        r.u8();
+        const sectionId = r.be32('a section id');
+        const idstr = r.str8('a section idstr');
+        const instanceId = r.be32('an instance id');
+        const versionId = r.be32('a version id');
+        if (idstr.length === 0) throw new MigstreamError('BAD_SECTION', at + 5, 'expected a section idstr, found an empty one');
+        const section = { sectionId, idstr, instanceId, versionId };
+        this.openSection(section, 'start', at);
+        this.sections.set(sectionId, section);
+        return;
+      }
+      case VM_SECTION_PART:
+      case VM_SECTION_END: {
+        r.u8();
+        const sectionId = r.be32('a section id');
+        const section = this.sections.get(sectionId);
+        if (!section) throw new MigstreamError('BAD_SECTION', at + 1, `Unknown savevm section ${sectionId}`);
+        this.openSection(section, type === VM_SECTION_PART ? 'part' : 'end', at);
+        return;
+      }
+      case VM_COMMAND:
+        this.readCommand(r);
+        return;
+      case VM_EOF:
+        this.state = 'tail';
+        return;
+      default:
+        throw new MigstreamError('BAD_SECTION', at, `Unknown savevm section type ${type}`);
+    }
+  }
+
+  private openSection(section: SectionInfo, kind: SectionKind, at: number): void {
+    if (section.idstr === 'ram') {
+      if (section.versionId !== 4) {
+        throw new MigstreamError('BAD_SECTION', at, `ram section: expected version 4, found ${section.versionId}`);
+      }
+      this.state = 'ram';
+    } else if (section.idstr === 'block') {
+      if (section.versionId !== 1) {
+        throw new MigstreamError('BAD_SECTION', at, `block section: expected version 1, found ${section.versionId}`);
+      }
+      this.state = 'block';
+    } else {
+      throw new MigstreamError('UNSUPPORTED', at, `iterable section "${section.idstr}" is not supported`);
+    }
+    this.current = { section, kind };
+    this.emit({ type: 'section', kind, section, offset: at });
+  }
+
+  // Footer: 0x7e be32 section_id after every START/PART/END/FULL (absent for machine types <= 2.3).
+  private readFooter(r: ByteReader): void {
+    const section = this.current!.section;
+    const at = r.offset;
+    const marker = r.peekU8('a section footer');
+    if (this.footers === undefined) this.footers = marker === VM_SECTION_FOOTER;
+    if (this.footers) {
+      if (marker !== VM_SECTION_FOOTER) {
+        throw new MigstreamError('BAD_SECTION', at, `Missing section footer for ${section.idstr}: expected 0x7e, found 0x${hex(marker, 2)}`);
+      }
+      r.u8();
+      const id = r.be32('the footer section id');
+      if (id !== section.sectionId) {
+        throw new MigstreamError(
+          'BAD_SECTION',
+          at + 1,
+          `Mismatched section id in footer for ${section.idstr} -- read 0x${id.toString(16)} expected 0x${section.sectionId.toString(16)}`,
+        );
+      }
+    }
+    this.emit({ type: 'section-footer', section, present: this.footers });
+    this.current = undefined;
+    this.state = 'top';
+  }
+
+  // Command: 0x08 be16 cmd be16 len payload.
+  private readCommand(r: ByteReader): void {
+    const at = r.offset;
+    r.u8();
+    const command = r.be16('a command number');
+    const len = r.be16('a command length');
+    const payload = r.bytes(len, 'the command payload');
+    if (command === 0 || command >= COMMAND_NAMES.length) {
+      throw new MigstreamError('BAD_COMMAND', at + 1, `Invalid command ${command}`);
+    }
+    const name = COMMAND_NAMES[command]!;
+    const fixed = COMMAND_LENGTHS[command]!;
+    if (fixed >= 0 && len !== fixed) {
+      throw new MigstreamError('BAD_COMMAND', at + 3, `${name} received bad length ${len}: expected ${fixed}`);
+    }
+    if (name === 'PACKAGED' || name === 'POSTCOPY_LISTEN' || name === 'POSTCOPY_RUN' || name === 'ENABLE_COLO') {
+      throw new MigstreamError('UNSUPPORTED', at, `command ${name}: postcopy and COLO streams are not supported`);
+    }
+    if (name === 'POSTCOPY_ADVISE' && len === 16) {
+      const summary = new ByteReader(payload).be64();
+      if (summary !== this.pageSize) this.postcopyHugePages = true;
+    }
+    this.emit({ type: 'command', command, name, payload });
+  }
+
+  // One RAM record: be64 offset|flags, then what the flags say.
+  private readRamRecord(r: ByteReader): void {
+    const at = r.offset;
+    const start = r.pos;
+    const hi = r.be32('a RAM record header');
+    const lo = r.be32('a RAM record header');
+    if (hi > 0x1fffff) throw new MigstreamError('BAD_RAM_RECORD', at, `RAM record offset 0x${hex(hi, 8)}${hex(lo, 8)} beyond 2^53`);
+    const flags = lo & this.flagMask;
+    const addr = hi * 0x100000000 + (lo - flags);
+    const type = flags & ~RAM_CONTINUE;
+    let kind: PageKind;
+    let block: RamBlockInfo;
+    let fill = 0;
+    let data: Uint8Array = ZERO_DATA;
+    let dataOffset = 0;
+    switch (type) {
+      case RAM_ZERO:
+        block = this.blockRef(r, flags, at);
+        fill = r.u8('the fill byte of a ZERO page');
+        kind = 'zero';
+        break;
+      case RAM_PAGE:
+        block = this.blockRef(r, flags, at);
+        dataOffset = r.offset;
+        data = r.bytes(this.pageSize, 'the data of a PAGE record');
+        kind = 'normal';
+        break;
+      case RAM_XBZRLE: {
+        block = this.blockRef(r, flags, at);
+        const encAt = r.offset;
+        const encoding = r.u8('the XBZRLE encoding flag');
+        const elen = r.be16('the XBZRLE length');
+        if (encoding !== ENCODING_FLAG_XBZRLE) {
+          throw new MigstreamError('XBZRLE_DECODE', encAt, `Failed to load XBZRLE page - wrong compression! expected 0x01, found 0x${hex(encoding, 2)}`, { ramBlock: block.idstr });
+        }
+        if (elen > this.pageSize) {
+          throw new MigstreamError('XBZRLE_DECODE', encAt + 1, `Failed to load XBZRLE page - len overflow! ${elen} > ${this.pageSize}`, { ramBlock: block.idstr });
+        }
+        dataOffset = r.offset;
+        data = r.bytes(elen, 'the XBZRLE data');
+        // Validate the grammar here so every consumer (even inspect) rejects what QEMU rejects.
+        if (this.scratch.length !== this.pageSize) this.scratch = new Uint8Array(this.pageSize);
+        try {
+          xbzrleDecode(data, this.scratch, dataOffset);
+        } catch (e) {
+          throw e instanceof MigstreamError ? e.withContext({ ramBlock: block.idstr }) : e;
+        }
+        kind = 'xbzrle';
+        break;
+      }
+      case RAM_COMPRESS_PAGE: {
+        block = this.blockRef(r, flags, at);
+        const lenAt = r.offset;
+        const clen = r.be32('a compressed page length');
+        if (clen > compressBound(this.pageSize)) {
+          throw new MigstreamError('DECOMPRESS', lenAt, `Invalid compressed data length: ${clen} (at most ${compressBound(this.pageSize)})`, { ramBlock: block.idstr });
+        }
+        dataOffset = r.offset;
+        const compressed = r.bytes(clen, 'compressed page data');
+        try {
+          data = this.inflate(compressed, this.pageSize);
+        } catch (e) {
+          throw new MigstreamError('DECOMPRESS', dataOffset, `decompress data failed: ${(e as Error).message}`, { ramBlock: block.idstr });
+        }
+        kind = 'compressed';
+        break;
+      }
+      case RAM_MEM_SIZE:
+        this.readMemSize(r, addr, at, start);
+        return;
+      case RAM_EOS:
+        this.emit({ type: 'iteration-end', index: this.ramSections++, kind: this.current!.kind });
+        this.state = 'footer';
+        return;
+      case RAM_MULTIFD_FLUSH:
+        this.emit({ type: 'ram-flush' });
+        return;
+      case RAM_HOOK:
+        throw new MigstreamError('UNSUPPORTED', at, 'RAM_SAVE_FLAG_HOOK: RDMA streams are not supported');
+      default:
+        throw new MigstreamError('BAD_RAM_RECORD', at, `Unknown combination of migration flags: 0x${flags.toString(16)}`);
+    }
+    if (addr + this.pageSize > block.length) {
+      throw new MigstreamError('BAD_OFFSET', at, `Illegal RAM offset 0x${addr.toString(16)}: block is 0x${block.length.toString(16)} bytes`, { ramBlock: block.idstr });
+    }
+    this.lastBlock = block;
+    this.emit({ type: 'page', kind, block, offset: addr, pageSize: this.pageSize, fill, data, dataOffset, wireBytes: r.pos - start });
+  }
+
+  // Block reference: the idstr unless CONTINUE says "same block as the previous page".
+  private blockRef(r: ByteReader, flags: number, at: number): RamBlockInfo {
+    if (flags & RAM_CONTINUE) {
+      if (!this.lastBlock) throw new MigstreamError('BAD_RAM_RECORD', at, 'Ack, bad migration stream! (CONTINUE with no previous RAMBlock)');
+      return this.lastBlock;
+    }
+    const idAt = r.offset;
+    const idstr = r.str8('a RAMBlock idstr');
+    const block = this.blocks.get(idstr);
+    if (!block) throw new MigstreamError('UNKNOWN_RAMBLOCK', idAt, `Unknown ramblock "${idstr}", cannot accept migration`);
+    return block;
+  }
+
+  // MEM_SIZE: total | 0x04, then str8 idstr + be64 used_length [+ page size] [+ mr_addr] until the lengths add up.
+  private readMemSize(r: ByteReader, total: number, at: number, start: number): void {
+    if (total > this.limits.maxTotalRam) {
+      throw new MigstreamError('LIMIT', at, `MEM_SIZE declares ${total} bytes of RAM, above the limit of ${this.limits.maxTotalRam}`);
+    }
+    if (this.postcopyHugePages) {
+      throw new MigstreamError('UNSUPPORTED', at, 'MEM_SIZE with postcopy hugepage-backed RAMBlocks is not supported');
+    }
+    const blocks: RamBlockInfo[] = [];
+    const seen = new Set<string>();
+    let left = total;
+    while (left > 0) {
+      const idAt = r.offset;
+      const idstr = r.str8('a RAMBlock idstr in MEM_SIZE');
+      const length = r.be64('a RAMBlock length');
+      const block: RamBlockInfo = { idstr, length };
+      if (this.ignoreShared) block.mrAddr = r.be64('a RAMBlock address (x-ignore-shared)');
+      if (idstr.length === 0) throw new MigstreamError('BAD_RAM_RECORD', idAt, 'expected a RAMBlock idstr in MEM_SIZE, found an empty one');
+      if (seen.has(idstr)) throw new MigstreamError('BAD_RAM_RECORD', idAt, `RAMBlock "${idstr}" listed twice in MEM_SIZE`);
+      if (length > left) {
+        throw new MigstreamError('BAD_RAM_RECORD', idAt, `RAMBlock "${idstr}" length ${length} exceeds the ${left} bytes MEM_SIZE has left`);
+      }
+      if (blocks.length >= this.limits.maxRamBlocks) {
+        throw new MigstreamError('LIMIT', idAt, `more than ${this.limits.maxRamBlocks} RAMBlocks in MEM_SIZE`);
+      }
+      if (length === 0) throw new MigstreamError('BAD_RAM_RECORD', idAt, `RAMBlock "${idstr}" has length 0`);
+      seen.add(idstr);
+      blocks.push(block);
+      left -= length;
+    }
+    this.blocks = new Map(blocks.map((b) => [b.idstr, b]));
+    this.lastBlock = undefined;
+    this.emit({ type: 'ram-blocks', blocks, wireBytes: r.pos - start });
+  }
+
+  // One block-migration record: be64 sector<<9|flags, then device name and 1 MiB unless ZERO_BLOCK.
+  private readBlockRecord(r: ByteReader): void {
+    const at = r.offset;
+    const start = r.pos;
+    const hi = r.be32('a block record header');
+    const lo = r.be32('a block record header');
+    const flags = lo & BLK_FLAG_MASK;
+    const sector = hi * 0x800000 + (lo >>> 9);
+    if (flags & BLK_DEVICE_BLOCK) {
+      const device = r.str8('a block device name');
+      const zero = (flags & BLK_ZERO_BLOCK) !== 0;
+      const data = zero ? EMPTY : r.bytes(BLK_CHUNK_SIZE, 'a 1 MiB block chunk');
+      if (device.length === 0) throw new MigstreamError('BAD_BLOCK_RECORD', at + 8, 'Error unknown block device: empty name');
+      this.emit({ type: 'block-chunk', device, sector, length: BLK_CHUNK_SIZE, zero, data, wireBytes: r.pos - start });
+    } else if (flags & BLK_PROGRESS) {
+      this.emit({ type: 'block-progress', percent: sector });
+    } else if (!(flags & BLK_EOS)) {
+      throw new MigstreamError('BAD_BLOCK_RECORD', at, `Unknown block migration flags: 0x${flags.toString(16)}`);
+    }
+    if (flags & BLK_EOS) {
+      this.emit({ type: 'block-eos' });
+      this.state = 'footer';
+    }
+  }
+}
+
+/** Decodes a whole stream held in memory; the incremental decoder fed once. */
+export function decodeAll(bytes: Uint8Array, handler: EventHandler, options?: DecoderOptions): void {
+  const decoder = new StreamDecoder(handler, options);
+  decoder.push(bytes);
+  decoder.end();
+}
+
+function hex(v: number, digits: number): string {
+  return v.toString(16).padStart(digits, '0');
+}
+
+function concat(parts: Uint8Array[], total: number): Uint8Array {
+  if (parts.length === 1) return parts[0]!;
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+/** A bug in a handler or in migstream itself: still reported with the offset, never as a raw crash. */
+function internal(e: unknown, offset: number): MigstreamError {
+  if (e instanceof MigstreamError) return e;
+  const err = new MigstreamError('UNSUPPORTED', offset, `internal error: ${(e as Error)?.message ?? String(e)}`);
+  (err as { cause?: unknown }).cause = e;
+  return err;
+}
+
+export type { StreamEvent };

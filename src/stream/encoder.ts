@@ -1,0 +1,191 @@
+import { ByteWriter } from '../codec/byte-writer.js';
+import {
+  BLK_CHUNK_SIZE,
+  BLK_DEVICE_BLOCK,
+  BLK_EOS,
+  BLK_PROGRESS,
+  BLK_ZERO_BLOCK,
+  DEFAULT_PAGE_SIZE,
+  ENCODING_FLAG_XBZRLE,
+  RAM_CONTINUE,
+  RAM_EOS,
+  RAM_MEM_SIZE,
+  RAM_PAGE,
+  RAM_XBZRLE,
+  RAM_ZERO,
+  VM_COMMAND,
+  VM_FILE_MAGIC,
+  VM_FILE_VERSION,
+  VM_SECTION_END,
+  VM_SECTION_FOOTER,
+  VM_SECTION_PART,
+  VM_SECTION_START,
+} from './constants.js';
+import type { RamBlockInfo, SectionInfo } from './events.js';
+
+export interface EncoderOptions {
+  pageSize?: number;
+  /** Flush to the sink once this many bytes are buffered. Default 256 KiB. */
+  chunkSize?: number;
+}
+
+/**
+ * Writes QEMU 7.2 framing and records. Output goes to `sink` in chunks; the
+ * encoder owns the CONTINUE state (the last RAMBlock named), which like
+ * QEMU's last_sent_block persists across sections.
+ */
+export class StreamEncoder {
+  private readonly w = new ByteWriter(512 * 1024);
+  private readonly sink: (chunk: Uint8Array) => void;
+  private readonly chunkSize: number;
+  readonly pageSize: number;
+  private lastBlock: string | undefined;
+  /** Bytes handed to the sink so far plus those buffered. */
+  private flushed = 0;
+
+  constructor(sink: (chunk: Uint8Array) => void, options: EncoderOptions = {}) {
+    this.sink = sink;
+    this.pageSize = options.pageSize ?? DEFAULT_PAGE_SIZE;
+    this.chunkSize = options.chunkSize ?? 256 * 1024;
+  }
+
+  get bytesWritten(): number {
+    return this.flushed + this.w.length;
+  }
+
+  private maybeFlush(): void {
+    if (this.w.length >= this.chunkSize) this.flush();
+  }
+
+  flush(): void {
+    if (this.w.length === 0) return;
+    this.flushed += this.w.length;
+    this.sink(this.w.take());
+  }
+
+  header(): this {
+    this.w.be32(VM_FILE_MAGIC).be32(VM_FILE_VERSION);
+    return this;
+  }
+
+  /** Bytes copied verbatim: a configuration record or device state. */
+  raw(bytes: Uint8Array): this {
+    if (bytes.length >= this.chunkSize) {
+      this.flush();
+      this.flushed += bytes.length;
+      this.sink(bytes.slice());
+      return this;
+    }
+    this.w.bytes(bytes);
+    this.maybeFlush();
+    return this;
+  }
+
+  /** Configuration record: machine name and validated capabilities. */
+  configuration(machine: string, capabilities: string[] = []): this {
+    const name = new TextEncoder().encode(machine);
+    this.w.u8(0x07).be32(name.length).bytes(name);
+    if (capabilities.length > 0) {
+      this.w.u8(0x05).str8('configuration/capabilities').be32(1).be32(capabilities.length);
+      for (const c of capabilities) this.w.str8(c);
+    }
+    return this;
+  }
+
+  sectionStart(s: SectionInfo): this {
+    this.w.u8(VM_SECTION_START).be32(s.sectionId).str8(s.idstr).be32(s.instanceId).be32(s.versionId);
+    return this;
+  }
+
+  sectionPart(sectionId: number): this {
+    this.w.u8(VM_SECTION_PART).be32(sectionId);
+    return this;
+  }
+
+  sectionEnd(sectionId: number): this {
+    this.w.u8(VM_SECTION_END).be32(sectionId);
+    return this;
+  }
+
+  footer(sectionId: number): this {
+    this.w.u8(VM_SECTION_FOOTER).be32(sectionId);
+    this.maybeFlush();
+    return this;
+  }
+
+  command(command: number, payload: Uint8Array): this {
+    this.w.u8(VM_COMMAND).be16(command).be16(payload.length).bytes(payload);
+    return this;
+  }
+
+  /** MEM_SIZE: the RAMBlock list; `mrAddr` is written for every block when x-ignore-shared is on. */
+  memSize(blocks: RamBlockInfo[], ignoreShared = false): this {
+    const total = blocks.reduce((n, b) => n + b.length, 0);
+    this.w.be64(total + RAM_MEM_SIZE);
+    for (const b of blocks) {
+      this.w.str8(b.idstr).be64(b.length);
+      if (ignoreShared) this.w.be64(b.mrAddr ?? 0);
+    }
+    this.lastBlock = undefined;
+    return this;
+  }
+
+  private pageHeader(idstr: string, offset: number, flag: number): void {
+    if (idstr === this.lastBlock) {
+      this.w.be64(offset + (flag | RAM_CONTINUE));
+    } else {
+      this.w.be64(offset + flag).str8(idstr);
+      this.lastBlock = idstr;
+    }
+  }
+
+  zeroPage(idstr: string, offset: number): this {
+    this.pageHeader(idstr, offset, RAM_ZERO);
+    this.w.u8(0);
+    this.maybeFlush();
+    return this;
+  }
+
+  page(idstr: string, offset: number, data: Uint8Array): this {
+    this.pageHeader(idstr, offset, RAM_PAGE);
+    this.w.bytes(data);
+    this.maybeFlush();
+    return this;
+  }
+
+  /** An XBZRLE record carrying an already encoded delta (1 <= length <= page size). */
+  xbzrlePage(idstr: string, offset: number, encoded: Uint8Array): this {
+    this.pageHeader(idstr, offset, RAM_XBZRLE);
+    this.w.u8(ENCODING_FLAG_XBZRLE).be16(encoded.length).bytes(encoded);
+    this.maybeFlush();
+    return this;
+  }
+
+  ramEos(): this {
+    this.w.be64(RAM_EOS);
+    return this;
+  }
+
+  /** A block-migration chunk; `data` must be the full 1 MiB payload QEMU expects. */
+  blockChunk(device: string, sector: number, data: Uint8Array | undefined): this {
+    const word = sector * 512 + BLK_DEVICE_BLOCK + (data ? 0 : BLK_ZERO_BLOCK);
+    this.w.be64(word).str8(device);
+    if (data) {
+      if (data.length !== BLK_CHUNK_SIZE) throw new RangeError(`block chunk of ${data.length} bytes: QEMU needs ${BLK_CHUNK_SIZE}`);
+      this.flush();
+      this.raw(data);
+    }
+    this.maybeFlush();
+    return this;
+  }
+
+  blockProgress(percent: number): this {
+    this.w.be64(percent * 512 + BLK_PROGRESS);
+    return this;
+  }
+
+  blockEos(): this {
+    this.w.be64(BLK_EOS);
+    return this;
+  }
+}

@@ -1,0 +1,107 @@
+/**
+ * The event vocabulary: every part of a migration stream becomes one of these.
+ * Byte payloads are views into the decoder's buffer and are valid only during
+ * the callback that receives them; copy what you keep.
+ */
+
+export interface RamBlockInfo {
+  idstr: string;
+  /** used_length in bytes. */
+  length: number;
+  /** Only present for postcopy hugepage-backed blocks. */
+  pageSize?: number;
+  /** Guest physical address, present when x-ignore-shared is on. */
+  mrAddr?: number;
+}
+
+export interface ConfigurationInfo {
+  machine: string;
+  /** Names of validated capabilities (configuration/capabilities). */
+  capabilities: string[];
+  targetPageBits?: number;
+  uuid?: Uint8Array;
+  /** The configuration record exactly as read, for pass-through. */
+  raw: Uint8Array;
+}
+
+export type SectionKind = 'start' | 'part' | 'end' | 'full';
+
+export interface SectionInfo {
+  sectionId: number;
+  idstr: string;
+  instanceId: number;
+  versionId: number;
+}
+
+export type PageKind = 'zero' | 'normal' | 'xbzrle' | 'compressed';
+
+export interface PageEvent {
+  type: 'page';
+  kind: PageKind;
+  block: RamBlockInfo;
+  /** Byte offset inside the RAMBlock. */
+  offset: number;
+  /** Target page size of the stream. */
+  pageSize: number;
+  /** zero: the fill byte. */
+  fill: number;
+  /**
+   * normal: the page; compressed: the inflated page; xbzrle: the encoded delta
+   * (apply it to the current content of the page); zero: empty.
+   */
+  data: Uint8Array;
+  /** Absolute stream offset of `data` (for errors while applying XBZRLE). */
+  dataOffset: number;
+  /** Bytes this record took on the wire. */
+  wireBytes: number;
+}
+
+export interface BlockChunkEvent {
+  type: 'block-chunk';
+  device: string;
+  /** 512-byte sector number of the chunk start. */
+  sector: number;
+  /** Bytes the chunk covers on the device (QEMU: always 1 MiB; the receiver clips). */
+  length: number;
+  zero: boolean;
+  /** The payload (empty when zero). */
+  data: Uint8Array;
+  wireBytes: number;
+}
+
+export type StreamEvent =
+  | { type: 'header'; version: number }
+  | { type: 'configuration'; configuration: ConfigurationInfo }
+  | { type: 'section'; kind: SectionKind; section: SectionInfo; offset: number }
+  | { type: 'section-footer'; section: SectionInfo; present: boolean }
+  | { type: 'command'; command: number; name: string; payload: Uint8Array }
+  | { type: 'ram-blocks'; blocks: RamBlockInfo[]; wireBytes: number }
+  | PageEvent
+  | { type: 'ram-flush' }
+  /** RAM EOS: the end of one RAM section, the decoder's iteration barrier. */
+  | { type: 'iteration-end'; index: number; kind: SectionKind }
+  | BlockChunkEvent
+  | { type: 'block-progress'; percent: number }
+  | { type: 'block-eos' }
+  /** Device state after the last iterable section, passed through verbatim, in pieces. */
+  | { type: 'device-state'; bytes: Uint8Array }
+  | { type: 'end'; tail: TailInfo };
+
+/** What the decoder learnt from the device-state tail once the stream ended. */
+export interface TailInfo {
+  /** FULL sections, split with the help of the vmdesc when present. */
+  devices: DeviceSection[];
+  vmdesc?: unknown;
+  vmdescBytes: number;
+  /** False when the tail exceeded the decoder's kept-bytes limit and was not parsed. */
+  parsed: boolean;
+}
+
+export interface DeviceSection extends SectionInfo {
+  /** Absolute stream offset of the section's type byte. */
+  offset: number;
+  /** Bytes of section data (between header and footer). */
+  size: number;
+}
+
+export type EventHandler = (event: StreamEvent) => void;

@@ -1,0 +1,124 @@
+import { closeSync, createReadStream, ftruncateSync, openSync, readSync, writeSync } from 'node:fs';
+import { MigstreamError } from '../codec/errors.js';
+import { StreamDecoder, type DecoderOptions } from './decoder.js';
+import type { BlockChunkEvent, EventHandler, PageEvent, RamBlockInfo } from './events.js';
+import { applyPage, type RamSink } from './ram-image.js';
+
+/** File name `extract` uses for a RAMBlock or a block device: the idstr, URI-encoded. */
+export function ramBlockFileName(idstr: string): string {
+  return `${encodeURIComponent(idstr)}.bin`;
+}
+
+export function diskFileName(device: string): string {
+  return `${encodeURIComponent(device)}.img`;
+}
+
+/**
+ * RAM written by offset into one sparse file per RAMBlock, so extracting a
+ * large guest never holds its RAM in memory. XBZRLE pages read the page back
+ * first, since they apply to its current content.
+ */
+export class FileRamSink implements RamSink {
+  private readonly files = new Map<string, { fd: number; written: Uint8Array }>();
+  private scratch = new Uint8Array(4096);
+
+  constructor(
+    private readonly dir: string,
+    private readonly pathOf: (idstr: string) => string = (id) => `${dir}/${ramBlockFileName(id)}`,
+  ) {}
+
+  setBlocks(blocks: RamBlockInfo[]): void {
+    for (const b of blocks) {
+      if (this.files.has(b.idstr)) continue;
+      const fd = openSync(this.pathOf(b.idstr), 'w+');
+      ftruncateSync(fd, b.length);
+      this.files.set(b.idstr, { fd, written: new Uint8Array(Math.ceil(b.length / 4096 / 8)) });
+    }
+  }
+
+  apply(ev: PageEvent): void {
+    const f = this.files.get(ev.block.idstr)!;
+    const pageIndex = ev.offset / ev.pageSize;
+    const seen = (f.written[pageIndex >>> 3]! >>> (pageIndex & 7)) & 1;
+    if (this.scratch.length !== ev.pageSize) this.scratch = new Uint8Array(ev.pageSize);
+    const page = this.scratch;
+    if (ev.kind === 'zero' && ev.fill === 0 && !seen) return; // the sparse file already reads as zeros
+    if (ev.kind === 'xbzrle' || (ev.kind === 'compressed' && ev.data.length < ev.pageSize)) {
+      if (seen) readSync(f.fd, page, 0, ev.pageSize, ev.offset);
+      else page.fill(0);
+    }
+    applyPage(ev, page);
+    writeSync(f.fd, page, 0, ev.pageSize, ev.offset);
+    f.written[pageIndex >>> 3]! |= 1 << (pageIndex & 7);
+  }
+
+  close(): void {
+    for (const f of this.files.values()) closeSync(f.fd);
+    this.files.clear();
+  }
+}
+
+/**
+ * Block-migration chunks written by sector into one file per device. QEMU's
+ * 1 MiB payload of the last chunk runs past the device end; the receiver clips
+ * it to its own device size, so pass `sizes` when known.
+ */
+export class FileDiskSink {
+  private readonly files = new Map<string, { fd: number; extent: number }>();
+  private zeros = new Uint8Array(0);
+
+  constructor(
+    private readonly dir: string,
+    private readonly sizes: Record<string, number> = {},
+  ) {}
+
+  chunk(ev: BlockChunkEvent): void {
+    let f = this.files.get(ev.device);
+    if (!f) {
+      f = { fd: openSync(`${this.dir}/${diskFileName(ev.device)}`, 'w+'), extent: 0 };
+      this.files.set(ev.device, f);
+    }
+    const start = ev.sector * 512;
+    const size = this.sizes[ev.device];
+    const length = size === undefined ? ev.length : Math.max(0, Math.min(ev.length, size - start));
+    if (length === 0) return;
+    if (ev.zero) {
+      if (this.zeros.length < length) this.zeros = new Uint8Array(length);
+      writeSync(f.fd, this.zeros, 0, length, start);
+    } else {
+      writeSync(f.fd, ev.data, 0, length, start);
+    }
+    f.extent = Math.max(f.extent, start + length);
+  }
+
+  /** Sizes the files (to `sizes` when given) and closes them; returns device → bytes. */
+  close(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const [device, f] of this.files) {
+      const size = this.sizes[device] ?? f.extent;
+      ftruncateSync(f.fd, size);
+      closeSync(f.fd);
+      out[device] = size;
+    }
+    this.files.clear();
+    return out;
+  }
+}
+
+/**
+ * Feeds a file (or stdin for "-") through a decoder chunk by chunk. Resolves
+ * with the number of bytes read; rejects with the decoder's MigstreamError.
+ */
+export async function decodeFile(path: string, handler: EventHandler, options: DecoderOptions = {}): Promise<number> {
+  const decoder = new StreamDecoder(handler, options);
+  const input = path === '-' ? process.stdin : createReadStream(path, { highWaterMark: 1 << 20 });
+  let bytes = 0;
+  for await (const chunk of input as AsyncIterable<Buffer>) {
+    bytes += chunk.length;
+    decoder.push(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.length));
+  }
+  decoder.end();
+  return bytes;
+}
+
+export { MigstreamError };

@@ -1,0 +1,63 @@
+import { MigstreamError } from '../codec/errors.js';
+import { xbzrleDecode } from '../xbzrle/decode.js';
+import type { PageEvent, RamBlockInfo } from './events.js';
+
+/** Where decoded RAM goes: one image per RAMBlock. */
+export interface RamSink {
+  setBlocks(blocks: RamBlockInfo[]): void;
+  /** Applies one page record to the image, in stream order. */
+  apply(event: PageEvent): void;
+}
+
+/** Applies a page record to `page` (the page's current bytes, updated in place). */
+export function applyPage(event: PageEvent, page: Uint8Array): void {
+  switch (event.kind) {
+    case 'zero':
+      page.fill(event.fill);
+      return;
+    case 'normal':
+    case 'compressed': // QEMU lets an inflated page be short: the rest stays as it was
+      page.set(event.data);
+      return;
+    case 'xbzrle':
+      try {
+        xbzrleDecode(event.data, page, event.dataOffset);
+      } catch (e) {
+        throw e instanceof MigstreamError ? e.withContext({ section: 'ram', ramBlock: event.block.idstr }) : e;
+      }
+  }
+}
+
+/** Guest RAM held in memory, one Uint8Array per RAMBlock. */
+export class RamImage implements RamSink {
+  readonly blocks = new Map<string, Uint8Array>();
+  readonly info = new Map<string, RamBlockInfo>();
+  private readonly maxBytes: number;
+
+  /** @param maxBytes most RAM this image will allocate (default 8 GiB). */
+  constructor(maxBytes = 8 * 2 ** 30) {
+    this.maxBytes = maxBytes;
+  }
+
+  setBlocks(blocks: RamBlockInfo[]): void {
+    const total = blocks.reduce((n, b) => n + b.length, 0);
+    if (total > this.maxBytes) {
+      throw new MigstreamError('LIMIT', 0, `RAM of ${total} bytes exceeds the in-memory image limit of ${this.maxBytes}`);
+    }
+    for (const b of blocks) {
+      const old = this.blocks.get(b.idstr);
+      if (!old || old.length !== b.length) this.blocks.set(b.idstr, new Uint8Array(b.length));
+      this.info.set(b.idstr, b);
+    }
+  }
+
+  apply(event: PageEvent): void {
+    const image = this.blocks.get(event.block.idstr)!;
+    applyPage(event, image.subarray(event.offset, event.offset + event.pageSize));
+  }
+
+  /** The current content of one page (a view, not a copy). */
+  page(idstr: string, offset: number, pageSize: number): Uint8Array {
+    return this.blocks.get(idstr)!.subarray(offset, offset + pageSize);
+  }
+}

@@ -1,0 +1,145 @@
+import type { DeviceSection, PageKind, RamBlockInfo, StreamEvent } from './events.js';
+
+export interface KindCount {
+  /** Records of this kind. */
+  pages: number;
+  /** Bytes those records took on the wire, headers included. */
+  bytes: number;
+}
+
+export type PageCounts = Record<PageKind, KindCount>;
+
+/** One RAM section (START, PART or END): the unit between two decoder barriers. */
+export interface IterationStats extends PageCounts {
+  index: number;
+  kind: 'start' | 'part' | 'end' | 'full';
+}
+
+export interface BlockDeviceStats {
+  device: string;
+  chunks: number;
+  zeroChunks: number;
+  /** Payload bytes on the wire. */
+  bytes: number;
+  /** End of the highest chunk sent, in bytes (an upper bound of the device size). */
+  extent: number;
+  chunkSizes: number[];
+}
+
+export interface StreamSummary {
+  streamBytes: number;
+  version: number;
+  machine: string | null;
+  capabilities: string[];
+  pageSize: number;
+  ramBlocks: RamBlockInfo[];
+  iterations: IterationStats[];
+  totals: PageCounts;
+  blockDevices: BlockDeviceStats[];
+  blockProgress: number | null;
+  commands: { name: string; length: number }[];
+  sections: { sectionId: number; idstr: string; instanceId: number; versionId: number; start: number; part: number; end: number }[];
+  devices: Omit<DeviceSection, 'sectionId'>[] | null;
+  deviceStateBytes: number;
+  vmdesc: boolean;
+  vmdescBytes: number;
+}
+
+const newCounts = (): PageCounts => ({
+  zero: { pages: 0, bytes: 0 },
+  normal: { pages: 0, bytes: 0 },
+  xbzrle: { pages: 0, bytes: 0 },
+  compressed: { pages: 0, bytes: 0 },
+});
+
+/** Collects what `migstream inspect` reports, from the event stream alone. */
+export class StatsCollector {
+  readonly summary: StreamSummary = {
+    streamBytes: 0,
+    version: 0,
+    machine: null,
+    capabilities: [],
+    pageSize: 4096,
+    ramBlocks: [],
+    iterations: [],
+    totals: newCounts(),
+    blockDevices: [],
+    blockProgress: null,
+    commands: [],
+    sections: [],
+    devices: null,
+    deviceStateBytes: 0,
+    vmdesc: false,
+    vmdescBytes: 0,
+  };
+  private current: IterationStats | undefined;
+  private readonly disks = new Map<string, BlockDeviceStats>();
+
+  handle = (ev: StreamEvent): void => {
+    const s = this.summary;
+    switch (ev.type) {
+      case 'header':
+        s.version = ev.version;
+        return;
+      case 'configuration':
+        s.machine = ev.configuration.machine;
+        s.capabilities = ev.configuration.capabilities;
+        if (ev.configuration.targetPageBits !== undefined) s.pageSize = 1 << ev.configuration.targetPageBits;
+        return;
+      case 'section': {
+        let entry = s.sections.find((x) => x.sectionId === ev.section.sectionId);
+        if (!entry) {
+          entry = { ...ev.section, start: 0, part: 0, end: 0 };
+          s.sections.push(entry);
+        }
+        if (ev.kind !== 'full') entry[ev.kind]++;
+        if (ev.section.idstr === 'ram') {
+          this.current = { index: s.iterations.length, kind: ev.kind, ...newCounts() };
+          s.iterations.push(this.current);
+        }
+        return;
+      }
+      case 'command':
+        s.commands.push({ name: ev.name, length: ev.payload.length });
+        return;
+      case 'ram-blocks':
+        s.ramBlocks = ev.blocks.map((b) => ({ ...b }));
+        return;
+      case 'page': {
+        s.pageSize = ev.pageSize;
+        const it = this.current![ev.kind];
+        it.pages++;
+        it.bytes += ev.wireBytes;
+        const t = s.totals[ev.kind];
+        t.pages++;
+        t.bytes += ev.wireBytes;
+        return;
+      }
+      case 'block-chunk': {
+        let d = this.disks.get(ev.device);
+        if (!d) {
+          d = { device: ev.device, chunks: 0, zeroChunks: 0, bytes: 0, extent: 0, chunkSizes: [] };
+          this.disks.set(ev.device, d);
+          s.blockDevices.push(d);
+        }
+        d.chunks++;
+        if (ev.zero) d.zeroChunks++;
+        d.bytes += ev.data.length;
+        d.extent = Math.max(d.extent, ev.sector * 512 + ev.length);
+        if (!d.chunkSizes.includes(ev.length)) d.chunkSizes.push(ev.length);
+        return;
+      }
+      case 'block-progress':
+        s.blockProgress = ev.percent;
+        return;
+      case 'device-state':
+        s.deviceStateBytes += ev.bytes.length;
+        return;
+      case 'end':
+        s.vmdesc = ev.tail.vmdesc !== undefined;
+        s.vmdescBytes = ev.tail.vmdescBytes;
+        s.devices = ev.tail.parsed ? ev.tail.devices.map(({ sectionId: _id, ...d }) => d) : null;
+        return;
+    }
+  };
+}
