@@ -1,13 +1,19 @@
-import { isZeroPage } from '../codec/zero.js';
+import { createPageCache, type CachePolicy } from '../xbzrle/page-cache.js';
 import { StreamDecoder, type DecoderOptions } from './decoder.js';
 import { StreamEncoder } from './encoder.js';
 import type { StreamEvent } from './events.js';
 import { RamImage } from './ram-image.js';
+import { RamSender, type XbzrleIterationStats } from './ram-sender.js';
 
 export interface TranscodeOptions extends DecoderOptions {
   /** Most guest RAM held in memory while transcoding. Default 8 GiB. */
   maxRamBytes?: number;
+  /** Re-send pages as XBZRLE deltas against a sender-side cache of this size and policy. */
+  xbzrle?: { cacheBytes: number; policy?: CachePolicy };
 }
+
+/** Default XBZRLE cache: QEMU's default xbzrle-cache-size. */
+export const DEFAULT_XBZRLE_CACHE = 64 << 20;
 
 /**
  * Re-encodes a QEMU stream as plain QEMU 7.2 records: every page record is
@@ -18,12 +24,25 @@ export interface TranscodeOptions extends DecoderOptions {
  */
 export class Transcoder {
   readonly ram: RamImage;
+  readonly sender: RamSender;
   private readonly enc: StreamEncoder;
   private ignoreShared = false;
+  /** Pages sent before, per RAMBlock: XBZRLE applies only to re-sent pages, as in QEMU. */
+  private readonly sent = new Map<string, Uint8Array>();
+  private lastStage = false;
 
   constructor(out: (chunk: Uint8Array) => void, options: TranscodeOptions = {}) {
     this.ram = new RamImage(options.maxRamBytes);
     this.enc = new StreamEncoder(out, { pageSize: options.pageSize });
+    const x = options.xbzrle;
+    this.sender = new RamSender(this.enc, {
+      cache: x ? createPageCache(x.policy ?? 'lru', x.cacheBytes, options.pageSize) : undefined,
+    });
+  }
+
+  /** XBZRLE counters per RAM section (all zero without --xbzrle). */
+  get xbzrleStats(): XbzrleIterationStats[] {
+    return this.sender.history;
   }
 
   handle = (ev: StreamEvent): void => {
@@ -37,6 +56,7 @@ export class Transcoder {
         enc.raw(ev.configuration.raw);
         return;
       case 'section':
+        this.lastStage = ev.kind === 'end';
         if (ev.kind === 'start') enc.sectionStart(ev.section);
         else if (ev.kind === 'part') enc.sectionPart(ev.section.sectionId);
         else enc.sectionEnd(ev.section.sectionId);
@@ -49,18 +69,24 @@ export class Transcoder {
         return;
       case 'ram-blocks':
         this.ram.setBlocks(ev.blocks);
+        this.sender.setBlocks(ev.blocks);
+        for (const b of ev.blocks) this.sent.set(b.idstr, new Uint8Array(Math.ceil(b.length / enc.pageSize / 8)));
         enc.memSize(ev.blocks, this.ignoreShared);
         return;
       case 'page': {
         this.ram.apply(ev);
         const page = this.ram.page(ev.block.idstr, ev.offset, ev.pageSize);
-        if (isZeroPage(page)) enc.zeroPage(ev.block.idstr, ev.offset);
-        else enc.page(ev.block.idstr, ev.offset, page);
+        const sent = this.sent.get(ev.block.idstr)!;
+        const index = ev.offset / ev.pageSize;
+        const resend = (sent[index >>> 3]! & (1 << (index & 7))) !== 0;
+        sent[index >>> 3]! |= 1 << (index & 7);
+        this.sender.send(ev.block.idstr, ev.offset, page, resend, this.lastStage);
         return;
       }
       case 'ram-flush': // a multifd sync point: meaningless without multifd, and 7.2 rejects it
         return;
       case 'iteration-end':
+        this.sender.endIteration();
         enc.ramEos();
         return;
       case 'block-chunk':

@@ -1,0 +1,145 @@
+import { isZeroPage } from '../codec/zero.js';
+import { xbzrleEncode } from '../xbzrle/encode.js';
+import type { PageCache } from '../xbzrle/page-cache.js';
+import type { StreamEncoder } from './encoder.js';
+import type { RamBlockInfo } from './events.js';
+
+/** Per-iteration XBZRLE counters, in the shape of QEMU's `info migrate` (query-migrate `xbzrle-cache`). */
+export interface XbzrleIterationStats {
+  iteration: number;
+  /** Cache hits: XBZRLE records + overflows + unchanged pages (which send nothing). */
+  pages: number;
+  /** XBZRLE bytes as QEMU counts them: record bytes without the 8-byte word; overflows count a page each. */
+  bytes: number;
+  cacheMiss: number;
+  /** Misses / all pages sent in the iteration. */
+  cacheMissRate: number;
+  overflow: number;
+  /** pages × page size / bytes. */
+  encodingRate: number;
+  /** Records written in the iteration, by kind. */
+  records: { zero: number; normal: number; xbzrle: number; unchanged: number };
+}
+
+export interface RamSenderOptions {
+  /** XBZRLE page cache; without one every page goes out as ZERO or PAGE. */
+  cache?: PageCache;
+}
+
+/**
+ * Decides how each dirty page goes on the wire, the way QEMU 7.2's
+ * ram_save_target_page does: a zero page is a ZERO record (and refreshes the
+ * cache); with XBZRLE, a page seen before is looked up in the cache: a miss is
+ * inserted and sent as PAGE, a hit is sent as an XBZRLE delta, or as PAGE when
+ * the delta overflows, or not at all when the page is unchanged.
+ */
+export class RamSender {
+  private readonly cache: PageCache | undefined;
+  private readonly bases = new Map<string, number>();
+  private readonly encoded: Uint8Array;
+  private readonly zeroPage: Uint8Array;
+  private stats!: XbzrleIterationStats;
+  readonly history: XbzrleIterationStats[] = [];
+
+  constructor(
+    private readonly enc: StreamEncoder,
+    options: RamSenderOptions = {},
+  ) {
+    this.cache = options.cache;
+    this.encoded = new Uint8Array(enc.pageSize);
+    this.zeroPage = new Uint8Array(enc.pageSize);
+    this.beginIteration();
+  }
+
+  /**
+   * Lays the RAMBlocks out in one address space for the cache key, each base
+   * aligned to 64 pages like QEMU's ram_addr offsets (QEMU's real offsets
+   * follow creation order, which the stream does not carry).
+   */
+  setBlocks(blocks: RamBlockInfo[]): void {
+    let next = 0;
+    const align = 64 * this.enc.pageSize;
+    for (const b of blocks) {
+      this.bases.set(b.idstr, next);
+      next += Math.ceil(b.length / align) * align;
+    }
+  }
+
+  /**
+   * Sends one page. `resend` says the page was sent before (QEMU enables
+   * XBZRLE only after the first full pass); `lastStage` is the completion
+   * stage, where QEMU no longer updates the cache.
+   */
+  send(idstr: string, offset: number, page: Uint8Array, resend: boolean, lastStage = false): void {
+    const cache = this.cache;
+    const r = this.stats.records;
+    if (isZeroPage(page)) {
+      this.enc.zeroPage(idstr, offset);
+      r.zero++;
+      if (cache && resend) cache.insert(this.addr(idstr, offset), this.zeroPage);
+      return;
+    }
+    if (!cache || !resend) {
+      this.enc.page(idstr, offset, page);
+      r.normal++;
+      return;
+    }
+    const addr = this.addr(idstr, offset);
+    const cached = cache.lookup(addr);
+    if (!cached) {
+      this.stats.cacheMiss++;
+      if (!lastStage) cache.insert(addr, page);
+      this.enc.page(idstr, offset, page);
+      r.normal++;
+      return;
+    }
+    this.stats.pages++;
+    const len = xbzrleEncode(cached, page, this.encoded);
+    if (len === 0) {
+      r.unchanged++;
+      return;
+    }
+    if (!lastStage) cached.set(page);
+    if (len < 0) {
+      this.stats.overflow++;
+      this.stats.bytes += page.length;
+      this.enc.page(idstr, offset, page);
+      r.normal++;
+      return;
+    }
+    const before = this.enc.bytesWritten;
+    this.enc.xbzrlePage(idstr, offset, this.encoded.subarray(0, len));
+    this.stats.bytes += this.enc.bytesWritten - before - 8;
+    r.xbzrle++;
+  }
+
+  /** Closes the iteration's counters (and ages the cache: one dirty sync per iteration). */
+  endIteration(): XbzrleIterationStats {
+    const s = this.stats;
+    const r = s.records;
+    const sent = r.zero + r.normal + r.xbzrle + r.unchanged;
+    s.cacheMissRate = sent === 0 ? 0 : s.cacheMiss / sent;
+    s.encodingRate = s.bytes === 0 ? 0 : (s.pages * this.enc.pageSize) / s.bytes;
+    this.history.push(s);
+    this.cache?.sync();
+    this.beginIteration();
+    return s;
+  }
+
+  private beginIteration(): void {
+    this.stats = {
+      iteration: this.history.length,
+      pages: 0,
+      bytes: 0,
+      cacheMiss: 0,
+      cacheMissRate: 0,
+      overflow: 0,
+      encodingRate: 0,
+      records: { zero: 0, normal: 0, xbzrle: 0, unchanged: 0 },
+    };
+  }
+
+  private addr(idstr: string, offset: number): number {
+    return (this.bases.get(idstr) ?? 0) + offset;
+  }
+}
