@@ -3,7 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadFixture, runIncoming } from '../fixtures/qemu/lib.mjs';
-import { transcodeBytes } from '../src/stream/transcode.js';
+import { encodeDumps, readTemplate } from '../src/stream/dump-encoder.js';
+import { concatChunks, transcodeBytes } from '../src/stream/transcode.js';
+import { dumpSeries } from './support/dumps.js';
 import { sameBytes } from './support/build.js';
 import { fixtureNames } from './support/fixtures.js';
 import { qemuGate } from './support/qemu.js';
@@ -39,5 +41,30 @@ describe.skipIf(!gate.run)('real QEMU 7.2 loads `transcode` output', () => {
     writeFileSync(streamPath, out);
     const r = await runIncoming({ config: fx.config, streamPath, workDir: join(work, 'flipped'), timeoutMs: 90_000 });
     expect(sameBytes(readFileSync(r.ramPath), fx.ram)).toBe(false);
+  });
+
+  it.each(fixtureNames().filter((n) => !n.startsWith('block')))(
+    '%s: `transcode --xbzrle` (LRU cache) loads with RAM equal to the source',
+    async (name) => {
+      const fx = loadFixture(name);
+      const streamPath = join(work, `${name}.xbzrle.stream`);
+      writeFileSync(streamPath, transcodeBytes(fx.stream, { xbzrle: { cacheBytes: 4 << 20, policy: 'lru' } }));
+      const r = await runIncoming({ config: fx.config, streamPath, workDir: join(work, `${name}-x`), timeoutMs: 90_000 });
+      expect(sameBytes(readFileSync(r.ramPath), fx.ram)).toBe(true);
+    },
+  );
+
+  it('`encode --dumps --template --xbzrle` loads with RAM equal to the last dump', async () => {
+    const fx = loadFixture('plain');
+    const dumps = dumpSeries(new Uint8Array(fx.ram), 4);
+    const parts: Uint8Array[] = [];
+    encodeDumps([{ idstr: 'pc.ram', dumps }], (c) => parts.push(c), {
+      template: readTemplate(fx.stream),
+      xbzrle: { cacheBytes: 1 << 20, policy: 'qemu' },
+    });
+    const streamPath = join(work, 'dumps.stream');
+    writeFileSync(streamPath, concatChunks(parts));
+    const r = await runIncoming({ config: fx.config, streamPath, workDir: join(work, 'dumps'), timeoutMs: 90_000 });
+    expect(sameBytes(readFileSync(r.ramPath), dumps.at(-1)!)).toBe(true);
   });
 });

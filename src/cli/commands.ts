@@ -1,9 +1,12 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { createReadStream, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { encodeDumps, readTemplate, type DumpSeries, type StreamTemplate } from '../stream/dump-encoder.js';
+import type { XbzrleIterationStats } from '../stream/ram-sender.js';
 import type { StreamEvent } from '../stream/events.js';
 import { decodeFile, FileDiskSink, FileRamSink, ramBlockFileName, diskFileName } from '../stream/files.js';
 import { StatsCollector, type StreamSummary } from '../stream/stats.js';
-import { Transcoder } from '../stream/transcode.js';
-import { formatBytes, OutputFile, table } from './io.js';
+import { Transcoder, type TranscodeOptions } from '../stream/transcode.js';
+import { formatBytes, OutputFile, table, UsageError } from './io.js';
 
 export async function inspectFile(path: string): Promise<StreamSummary> {
   const stats = new StatsCollector();
@@ -106,19 +109,93 @@ export async function runExtract(path: string, dir: string, diskSizes: Record<st
   return 0;
 }
 
-export async function transcodeFile(input: string, output: string): Promise<{ inBytes: number; outBytes: number }> {
+export interface TranscodeFileResult {
+  inBytes: number;
+  outBytes: number;
+  xbzrle: XbzrleIterationStats[];
+}
+
+export async function transcodeFile(input: string, output: string, options: TranscodeOptions = {}): Promise<TranscodeFileResult> {
   const out = new OutputFile(output);
   try {
-    const t = new Transcoder(out.write);
-    const inBytes = await decodeFile(input, t.handle);
-    return { inBytes, outBytes: out.bytes };
+    const t = new Transcoder(out.write, options);
+    const inBytes = await decodeFile(input, t.handle, options);
+    return { inBytes, outBytes: out.bytes, xbzrle: t.xbzrleStats };
   } finally {
     out.close();
   }
 }
 
-export async function runTranscode(input: string, output: string): Promise<number> {
-  const r = await transcodeFile(input, output);
-  if (output !== '-') process.stderr.write(`transcoded ${r.inBytes} → ${r.outBytes} bytes\n`);
+export async function runTranscode(input: string, output: string, opts: { xbzrle?: TranscodeOptions['xbzrle']; stats: boolean }): Promise<number> {
+  const r = await transcodeFile(input, output, { xbzrle: opts.xbzrle });
+  const log = (s: string) => process.stderr.write(`${s}\n`);
+  log(`transcoded ${r.inBytes} → ${r.outBytes} bytes`);
+  if (opts.xbzrle) log(renderXbzrle(r.xbzrle, opts.stats));
+  return 0;
+}
+
+/** XBZRLE counters as QEMU's `info migrate` names them: totals, and per iteration on request. */
+export function renderXbzrle(history: XbzrleIterationStats[], perIteration: boolean): string {
+  const sum = history.reduce(
+    (a, s) => ({ pages: a.pages + s.pages, bytes: a.bytes + s.bytes, miss: a.miss + s.cacheMiss, overflow: a.overflow + s.overflow, sent: a.sent + s.records.zero + s.records.normal + s.records.xbzrle + s.records.unchanged }),
+    { pages: 0, bytes: 0, miss: 0, overflow: 0, sent: 0 },
+  );
+  const lines = [
+    `xbzrle: pages ${sum.pages}, bytes ${sum.bytes}, cache miss ${sum.miss}, cache miss rate ${(sum.sent ? sum.miss / sum.sent : 0).toFixed(3)}, overflow ${sum.overflow}, encoding rate ${(sum.bytes ? (sum.pages * 4096) / sum.bytes : 0).toFixed(1)}`,
+  ];
+  if (perIteration) {
+    lines.push(
+      table([
+        ['iteration', 'zero', 'normal', 'xbzrle', 'unchanged', 'xbzrle pages', 'bytes', 'cache miss', 'miss rate', 'overflow', 'encoding rate'],
+        ...history.map((s) => [s.iteration, s.records.zero, s.records.normal, s.records.xbzrle, s.records.unchanged, s.pages, s.bytes, s.cacheMiss, s.cacheMissRate.toFixed(3), s.overflow, s.encodingRate.toFixed(1)]),
+      ]),
+    );
+  }
+  return lines.join('\n');
+}
+
+export interface EncodeCommand {
+  dumps?: string[];
+  manifest?: string;
+  block: string;
+  out: string;
+  template?: string;
+  xbzrle?: TranscodeOptions['xbzrle'];
+}
+
+/** A manifest describing several RAMBlocks per dump: {"blocks": [{"idstr": "pc.ram", "dumps": ["d0", "d1"]}]}. */
+function readSeries(cmd: EncodeCommand): DumpSeries[] {
+  if (cmd.dumps) return [{ idstr: cmd.block, dumps: cmd.dumps.map((p) => new Uint8Array(readFileSync(p))) }];
+  const base = dirname(cmd.manifest!);
+  const m = JSON.parse(readFileSync(cmd.manifest!, 'utf8')) as { blocks?: { idstr?: unknown; dumps?: unknown }[] };
+  if (!Array.isArray(m.blocks)) throw new UsageError(`${cmd.manifest}: expected {"blocks": [{"idstr": …, "dumps": […]}]}`);
+  return m.blocks.map((b) => {
+    if (typeof b.idstr !== 'string' || !Array.isArray(b.dumps)) throw new UsageError(`${cmd.manifest}: each block needs "idstr" and "dumps"`);
+    return { idstr: b.idstr, dumps: b.dumps.map((p) => new Uint8Array(readFileSync(resolve(base, String(p))))) };
+  });
+}
+
+export async function runEncode(cmd: EncodeCommand): Promise<number> {
+  const series = readSeries(cmd);
+  let template: StreamTemplate | undefined;
+  if (cmd.template) {
+    const chunks: Uint8Array[] = [];
+    for await (const c of (cmd.template === '-' ? process.stdin : createReadStream(cmd.template)) as AsyncIterable<Buffer>) chunks.push(c);
+    template = readTemplate(new Uint8Array(Buffer.concat(chunks)));
+  }
+  const out = new OutputFile(cmd.out);
+  let result;
+  try {
+    result = encodeDumps(series, out.write, { xbzrle: cmd.xbzrle, template });
+  } catch (e) {
+    if (e instanceof RangeError) throw new UsageError(e.message);
+    throw e;
+  } finally {
+    out.close();
+  }
+  const log = (s: string) => process.stderr.write(`${s}\n`);
+  log(`encoded ${result.iterations.length} iterations, ${out.bytes} bytes`);
+  log(table([['iteration', 'pages sent', 'zero', 'normal', 'xbzrle', 'unchanged'], ...result.iterations.map((it, i) => [i, it.pagesSent, it.records.zero, it.records.normal, it.records.xbzrle, it.records.unchanged])]));
+  if (cmd.xbzrle) log(renderXbzrle(result.xbzrle, false));
   return 0;
 }

@@ -51,3 +51,11 @@ export function table(rows: (string | number)[][]): string {
     .map((r) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd())
     .join('\n');
 }
+
+/** "65536", "64K", "64KiB", "16M", "1GiB" → bytes. */
+export function parseSize(text: string, flag: string): number {
+  const m = /^(\d+)\s*([KMGT]?)(i?B)?$/i.exec(text.trim());
+  if (!m) throw new UsageError(`${flag}: expected a size such as 65536, 64KiB or 16MiB, got "${text}"`);
+  const unit = { '': 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40 }[m[2]!.toUpperCase() as '' | 'K' | 'M' | 'G' | 'T'];
+  return Number(m[1]) * unit;
+}

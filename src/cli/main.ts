@@ -2,8 +2,10 @@
 import { parseArgs } from 'node:util';
 import { MigstreamError } from '../codec/errors.js';
 import { runDemo } from './demo.js';
-import { runExtract, runInspect, runTranscode } from './commands.js';
-import { UsageError } from './io.js';
+import { DEFAULT_XBZRLE_CACHE } from '../stream/transcode.js';
+import type { CachePolicy } from '../xbzrle/page-cache.js';
+import { runEncode, runExtract, runInspect, runTranscode } from './commands.js';
+import { parseSize, UsageError } from './io.js';
 
 const USAGE = `usage: migstream <command> [options]
 
@@ -11,7 +13,12 @@ commands:
   inspect STREAM [--json]                      summarise a migration stream
   extract STREAM --out DIR [--disk-size DEV=BYTES]...
                                                write RAMBlocks, disks and devices.json into DIR
-  transcode IN OUT                             re-encode as plain QEMU 7.2 records (loadable by QEMU)
+  transcode IN OUT [--xbzrle[=SIZE]] [--cache-policy lru|qemu] [--stats]
+                                               re-encode with QEMU 7.2 records (loadable by QEMU);
+                                               --xbzrle re-sends pages as deltas (cache SIZE, default 64MiB)
+  encode --dumps D0 D1 … | --manifest FILE --out STREAM [--block NAME] [--template STREAM]
+         [--xbzrle[=SIZE]] [--cache-policy lru|qemu]
+                                               a series of RAM dumps → a multi-iteration stream
   demo                                         transcode, extract and verify a bundled real-QEMU stream
 
 STREAM, IN may be "-" (stdin); OUT may be "-" (stdout).
@@ -33,9 +40,38 @@ async function main(argv: string[]): Promise<number> {
       return runExtract(one(positionals, 'STREAM'), values.out, parseSizes(values['disk-size'] as string[] | undefined));
     }
     case 'transcode': {
-      const { positionals } = parse(rest, {});
+      const { values, positionals } = parse(withOptionalValue(rest, '--xbzrle'), {
+        xbzrle: { type: 'string' },
+        'cache-policy': { type: 'string' },
+        stats: { type: 'boolean' },
+      });
       if (positionals.length !== 2) throw new UsageError('transcode needs IN and OUT');
-      return runTranscode(positionals[0]!, positionals[1]!);
+      return runTranscode(positionals[0]!, positionals[1]!, {
+        xbzrle: xbzrleOption(values.xbzrle as string | undefined, values['cache-policy'] as string | undefined),
+        stats: values.stats === true,
+      });
+    }
+    case 'encode': {
+      const { values, positionals } = parse(withOptionalValue(rest, '--xbzrle'), {
+        dumps: { type: 'boolean' },
+        manifest: { type: 'string' },
+        out: { type: 'string' },
+        block: { type: 'string' },
+        template: { type: 'string' },
+        xbzrle: { type: 'string' },
+        'cache-policy': { type: 'string' },
+      });
+      if (typeof values.out !== 'string') throw new UsageError('encode needs --out STREAM');
+      if (!values.dumps && typeof values.manifest !== 'string') throw new UsageError('encode needs --dumps D0 D1 … or --manifest FILE');
+      if (values.dumps && positionals.length === 0) throw new UsageError('--dumps needs at least one dump file');
+      return runEncode({
+        dumps: values.dumps ? positionals : undefined,
+        manifest: values.manifest as string | undefined,
+        block: (values.block as string | undefined) ?? 'pc.ram',
+        out: values.out,
+        template: values.template as string | undefined,
+        xbzrle: xbzrleOption(values.xbzrle as string | undefined, values['cache-policy'] as string | undefined),
+      });
     }
     case 'demo':
       parse(rest, {});
@@ -66,16 +102,33 @@ function one(positionals: string[], name: string): string {
   return positionals[0]!;
 }
 
-/** DEV=BYTES pairs; BYTES accepts K/M/G (KiB/MiB/GiB) suffixes. */
+/** DEV=SIZE pairs. */
 function parseSizes(pairs: string[] | undefined): Record<string, number> {
   const out: Record<string, number> = {};
   for (const p of pairs ?? []) {
-    const m = /^(.+)=(\d+)([KMG]?)(?:i?B)?$/i.exec(p);
-    if (!m) throw new UsageError(`--disk-size expects DEV=BYTES, got "${p}"`);
-    const unit = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 }[m[3]!.toUpperCase() as '' | 'K' | 'M' | 'G'];
-    out[m[1]!] = Number(m[2]) * unit;
+    const at = p.lastIndexOf('=');
+    if (at <= 0) throw new UsageError(`--disk-size expects DEV=SIZE, got "${p}"`);
+    out[p.slice(0, at)] = parseSize(p.slice(at + 1), '--disk-size');
   }
   return out;
+}
+
+/** Lets `--flag` stand alone or take `--flag=VALUE` (parseArgs needs a value for strings). */
+function withOptionalValue(args: string[], flag: string): string[] {
+  return args.map((a) => (a === flag ? `${flag}=default` : a));
+}
+
+function xbzrleOption(value: string | undefined, policy: string | undefined): { cacheBytes: number; policy: CachePolicy } | undefined {
+  if (policy !== undefined && policy !== 'lru' && policy !== 'qemu') throw new UsageError(`--cache-policy is lru or qemu, got "${policy}"`);
+  if (value === undefined) {
+    if (policy !== undefined) throw new UsageError('--cache-policy needs --xbzrle');
+    return undefined;
+  }
+  const cacheBytes = value === 'default' ? DEFAULT_XBZRLE_CACHE : parseSize(value, '--xbzrle');
+  if (policy === 'qemu' && (cacheBytes < 4096 || (cacheBytes & (cacheBytes - 1)) !== 0)) {
+    throw new UsageError(`--cache-policy qemu needs a power-of-two cache size of at least 4KiB, got ${cacheBytes}`);
+  }
+  return { cacheBytes, policy: (policy ?? 'lru') as CachePolicy };
 }
 
 main(process.argv.slice(2)).then(

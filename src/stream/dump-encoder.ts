@@ -1,0 +1,165 @@
+import { MigstreamError } from '../codec/errors.js';
+import { createPageCache, type CachePolicy } from '../xbzrle/page-cache.js';
+import { StreamDecoder } from './decoder.js';
+import { StreamEncoder } from './encoder.js';
+import type { RamBlockInfo, SectionInfo, StreamEvent } from './events.js';
+import { RamImage } from './ram-image.js';
+import { RamSender, type XbzrleIterationStats } from './ram-sender.js';
+
+/** One RAMBlock's content at each iteration (all blocks have the same number of dumps). */
+export interface DumpSeries {
+  idstr: string;
+  /** dumps[i]: the block's bytes at iteration i. All the same length. */
+  dumps: Uint8Array[];
+}
+
+/** What a template stream lends: its framing, RAMBlocks and device state. */
+export interface StreamTemplate {
+  header: true;
+  configuration?: Uint8Array;
+  ramSection: SectionInfo;
+  ramBlocks: RamBlockInfo[];
+  ignoreShared: boolean;
+  /** Final content of every RAMBlock in the template. */
+  ram: RamImage;
+  /** Device state after the RAM sections (FULL sections, EOF, vmdesc), verbatim. */
+  tail: Uint8Array;
+}
+
+export interface DumpEncodeOptions {
+  pageSize?: number;
+  xbzrle?: { cacheBytes: number; policy?: CachePolicy };
+  template?: StreamTemplate;
+}
+
+export interface DumpEncodeResult {
+  iterations: { pagesSent: number; records: XbzrleIterationStats['records'] }[];
+  xbzrle: XbzrleIterationStats[];
+}
+
+const RAM_SECTION: SectionInfo = { sectionId: 0, idstr: 'ram', instanceId: 0, versionId: 4 };
+
+/**
+ * Turns a series of RAM dumps into a multi-iteration stream: iteration 0 sends
+ * every page, each later one the pages that differ from the previous dump
+ * (the last iteration goes in the RAM END section). With a template, blocks
+ * not in the series come from the template's RAM, and the template's
+ * configuration and device state frame the result so QEMU can load it.
+ */
+export function encodeDumps(series: DumpSeries[], out: (chunk: Uint8Array) => void, options: DumpEncodeOptions = {}): DumpEncodeResult {
+  const pageSize = options.pageSize ?? 4096;
+  const count = series[0]?.dumps.length ?? 0;
+  if (count === 0) throw new RangeError('encodeDumps needs at least one dump');
+  for (const s of series) {
+    if (s.dumps.length !== count) throw new RangeError(`RAMBlock ${s.idstr}: ${s.dumps.length} dumps, expected ${count}`);
+    for (const d of s.dumps) {
+      if (d.length !== s.dumps[0]!.length || d.length % pageSize !== 0) {
+        throw new RangeError(`RAMBlock ${s.idstr}: dumps must share one length, a multiple of ${pageSize}`);
+      }
+    }
+  }
+  const t = options.template;
+  const blocks: RamBlockInfo[] = t ? t.ramBlocks : series.map((s) => ({ idstr: s.idstr, length: s.dumps[0]!.length }));
+  for (const s of series) {
+    const b = blocks.find((x) => x.idstr === s.idstr);
+    if (!b) throw new RangeError(`RAMBlock ${s.idstr} is not in the template's MEM_SIZE`);
+    if (b.length !== s.dumps[0]!.length) throw new RangeError(`RAMBlock ${s.idstr}: dump of ${s.dumps[0]!.length} bytes, template block of ${b.length}`);
+  }
+  const enc = new StreamEncoder(out, { pageSize });
+  const x = options.xbzrle;
+  const sender = new RamSender(enc, { cache: x ? createPageCache(x.policy ?? 'lru', x.cacheBytes, pageSize) : undefined });
+  const section = t?.ramSection ?? RAM_SECTION;
+  const iterations: DumpEncodeResult['iterations'] = [];
+
+  enc.header();
+  if (t?.configuration) enc.raw(t.configuration);
+  enc.sectionStart(section).memSize(blocks, t?.ignoreShared ?? false).ramEos().footer(section.sectionId);
+  sender.setBlocks(blocks);
+
+  for (let i = 0; i < count; i++) {
+    const last = i === count - 1 && count > 1;
+    if (last) enc.sectionEnd(section.sectionId);
+    else enc.sectionPart(section.sectionId);
+    let pagesSent = 0;
+    if (i === 0) {
+      for (const b of blocks) {
+        const data = series.find((s) => s.idstr === b.idstr)?.dumps[0] ?? t?.ram.blocks.get(b.idstr);
+        if (!data) continue;
+        for (let off = 0; off < b.length; off += pageSize) {
+          sender.send(b.idstr, off, data.subarray(off, off + pageSize), false, false);
+          pagesSent++;
+        }
+      }
+    } else {
+      for (const s of series) {
+        const prev = s.dumps[i - 1]!;
+        const cur = s.dumps[i]!;
+        for (let off = 0; off < cur.length; off += pageSize) {
+          if (pageEqual(prev, cur, off, pageSize)) continue;
+          sender.send(s.idstr, off, cur.subarray(off, off + pageSize), true, last);
+          pagesSent++;
+        }
+      }
+    }
+    const stats = sender.endIteration();
+    enc.ramEos().footer(section.sectionId);
+    iterations.push({ pagesSent, records: stats.records });
+  }
+  if (count === 1) enc.sectionEnd(section.sectionId).ramEos().footer(section.sectionId);
+  if (t) enc.raw(t.tail);
+  else enc.raw(Uint8Array.of(0)); // EOF: a RAM-only stream without device state
+  enc.flush();
+  return { iterations, xbzrle: sender.history };
+}
+
+function pageEqual(a: Uint8Array, b: Uint8Array, off: number, size: number): boolean {
+  if (((a.byteOffset + off) & 3) === 0 && ((b.byteOffset + off) & 3) === 0) {
+    const wa = new Int32Array(a.buffer, a.byteOffset + off, size >>> 2);
+    const wb = new Int32Array(b.buffer, b.byteOffset + off, size >>> 2);
+    for (let i = 0; i < wa.length; i++) if (wa[i] !== wb[i]) return false;
+    return true;
+  }
+  for (let i = off; i < off + size; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/**
+ * Reads a template stream: keeps its configuration, RAM section header,
+ * MEM_SIZE, final RAM and device-state tail. Block-migration sections are
+ * not carried over.
+ */
+export function readTemplate(bytes: Uint8Array): StreamTemplate {
+  const ram = new RamImage();
+  let configuration: Uint8Array | undefined;
+  let ramSection: SectionInfo | undefined;
+  let ramBlocks: RamBlockInfo[] | undefined;
+  let ignoreShared = false;
+  let tailStart = -1;
+  const d = new StreamDecoder((ev: StreamEvent) => {
+    switch (ev.type) {
+      case 'configuration':
+        configuration = ev.configuration.raw;
+        ignoreShared = ev.configuration.capabilities.includes('x-ignore-shared');
+        break;
+      case 'section':
+        if (ev.section.idstr === 'ram') ramSection = ev.section;
+        break;
+      case 'ram-blocks':
+        ramBlocks = ev.blocks;
+        ram.setBlocks(ev.blocks);
+        break;
+      case 'page':
+        ram.apply(ev);
+        break;
+      case 'device-state':
+        if (tailStart < 0) tailStart = d.offset - ev.bytes.length;
+        break;
+    }
+  });
+  d.push(bytes);
+  d.end();
+  if (!ramSection || !ramBlocks || tailStart < 0) {
+    throw new MigstreamError('UNSUPPORTED', 0, 'the template stream needs a RAM section and device state');
+  }
+  return { header: true, configuration, ramSection, ramBlocks, ignoreShared, ram, tail: bytes.slice(tailStart) };
+}

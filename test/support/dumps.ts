@@ -1,0 +1,22 @@
+/** A dump series ending in `last`: each earlier dump differs in a few bytes of some pages. */
+export function dumpSeries(last: Uint8Array, count: number, seed = 7): Uint8Array[] {
+  const dumps = [last];
+  let x = seed;
+  const rand = () => {
+    // mulberry32: an LCG's low bits repeat too soon for byte picks
+    x = (x + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(x ^ (x >>> 15), 1 | x);
+    t ^= t + Math.imul(t ^ (t >>> 7), 61 | t);
+    return (t ^ (t >>> 14)) >>> 0;
+  };
+  for (let i = 1; i < count; i++) {
+    const d = dumps[0]!.slice();
+    for (let p = 0; p < 300; p++) {
+      const page = 2048 + p; // the same 300 "hot" pages at 8 MiB change every iteration
+      for (let k = 0; k < 1 + (rand() % 12); k++) d[page * 4096 + (rand() % 4096)] ^= 1 + (rand() % 255);
+    }
+    if (i % 2 === 1) d.fill(0x5a, 2100 * 4096, 2101 * 4096); // a fully rewritten page: XBZRLE overflow
+    dumps.unshift(d);
+  }
+  return dumps;
+}
