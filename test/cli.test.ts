@@ -1,0 +1,112 @@
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadFixture } from '../fixtures/qemu/lib.mjs';
+import { transcodeBytes } from '../src/stream/transcode.js';
+import { sameBytes, smallStream } from './support/build.js';
+import { dumpSeries } from './support/dumps.js';
+
+const CLI = join(import.meta.dirname, '..', 'dist', 'cli', 'main.js');
+const work = mkdtempSync(join(tmpdir(), 'migstream-cli-'));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+function run(args: string[], input?: Uint8Array) {
+  const r = spawnSync(process.execPath, [CLI, ...args], { input, maxBuffer: 256 << 20 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr.toString() };
+}
+
+beforeAll(() => {
+  if (!existsSync(CLI)) throw new Error('dist/ is missing: run `npm run build` (npm ci does it through `prepare`)');
+});
+
+describe('migstream CLI', () => {
+  const fx = loadFixture('plain');
+  const streamPath = join(work, 'plain.stream');
+  writeFileSync(streamPath, fx.stream);
+
+  it('inspect prints a summary and documented JSON', () => {
+    const text = run(['inspect', streamPath]);
+    expect(text.code).toBe(0);
+    expect(text.stdout.toString()).toMatch(/machine pc-i440fx-7\.2, page size 4096/);
+    const json = run(['inspect', streamPath, '--json']);
+    const s = JSON.parse(json.stdout.toString());
+    expect(Object.keys(s)).toEqual([
+      'streamBytes', 'version', 'machine', 'capabilities', 'pageSize', 'ramBlocks', 'iterations', 'totals',
+      'blockDevices', 'blockProgress', 'commands', 'sections', 'devices', 'deviceStateBytes', 'vmdesc', 'vmdescBytes',
+    ]);
+    expect(s.totals.zero.pages).toBe(fx.queryMigrate.ram.duplicate);
+    expect(s.streamBytes).toBe(fx.stream.length);
+  });
+
+  it('reads stdin and writes stdout with "-"', () => {
+    const r = run(['transcode', '-', '-'], fx.stream);
+    expect(r.code).toBe(0);
+    expect(sameBytes(r.stdout, transcodeBytes(fx.stream))).toBe(true);
+    const i = run(['inspect', '-', '--json'], fx.stream);
+    expect(JSON.parse(i.stdout.toString()).streamBytes).toBe(fx.stream.length);
+  });
+
+  it('extract names files after the idstr, URI-encoded', () => {
+    const dir = join(work, 'extract');
+    const r = run(['extract', streamPath, '--out', dir]);
+    expect(r.code).toBe(0);
+    expect(sameBytes(readFileSync(join(dir, 'pc.ram.bin')), fx.ram)).toBe(true);
+    expect(existsSync(join(dir, '0000%3A00%3A02.0%2Fvga.vram.bin'))).toBe(true);
+    expect(JSON.parse(readFileSync(join(dir, 'devices.json'), 'utf8')).machine).toBe('pc-i440fx-7.2');
+  });
+
+  it('transcode --xbzrle writes a smaller stream and reports QEMU-style counters', () => {
+    // a plain stream that re-sends the same pages: three dumps of real guest RAM, a few bytes apart
+    const dumps = dumpSeries(new Uint8Array(fx.ram), 3).map((d, i) => {
+      const p = join(work, `series${i}.bin`);
+      writeFileSync(p, d);
+      return p;
+    });
+    const plain = join(work, 'series.stream');
+    expect(run(['encode', '--dumps', ...dumps, '--out', plain]).code).toBe(0);
+    const out = join(work, 'x.stream');
+    const r = run(['transcode', plain, out, '--xbzrle=16MiB', '--cache-policy', 'qemu', '--stats']);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/xbzrle: pages [1-9]\d*, bytes \d+, cache miss \d+/);
+    expect(readFileSync(out).length).toBeLessThan(readFileSync(plain).length);
+  });
+
+  it('encode --dumps builds a stream whose last iteration is the last dump', () => {
+    const d0 = join(work, 'd0.bin');
+    const d1 = join(work, 'd1.bin');
+    const a = new Uint8Array(64 * 4096);
+    writeFileSync(d0, a);
+    a[5 * 4096 + 7] = 9;
+    writeFileSync(d1, a);
+    const out = join(work, 'dumps.stream');
+    const r = run(['encode', '--dumps', d0, d1, '--out', out, '--block', 'pc.ram', '--xbzrle']);
+    expect(r.code).toBe(0);
+    const dir = join(work, 'dumps-x');
+    expect(run(['extract', out, '--out', dir]).code).toBe(0);
+    expect(sameBytes(readFileSync(join(dir, 'pc.ram.bin')), a)).toBe(true);
+  });
+
+  it('exits 2 on usage errors and 3 with one line naming the byte offset on a bad stream', () => {
+    expect(run(['frobnicate']).code).toBe(2);
+    expect(run(['extract', streamPath]).code).toBe(2);
+    expect(run(['transcode', streamPath, '/tmp/x', '--cache-policy', 'mru', '--xbzrle']).code).toBe(2);
+    const bad = smallStream().slice(0, 200);
+    bad[30] = 0x09;
+    const r = run(['inspect', '-'], bad);
+    expect(r.code).toBe(3);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toMatch(/at byte \d+: /);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+    const truncated = run(['inspect', '-'], smallStream().slice(0, 100));
+    expect(truncated.code).toBe(3);
+    expect(truncated.stderr).toMatch(/^migstream: bad stream \[TRUNCATED\] at byte 100: unexpected end of stream/);
+  });
+
+  it('exits 1 with one line when a file cannot be read', () => {
+    const r = run(['inspect', join(work, 'missing.stream')]);
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+  });
+});
