@@ -104,6 +104,23 @@ describe('migstream CLI', () => {
     expect(truncated.stderr).toMatch(/^migstream: bad stream \[TRUNCATED\] at byte 100: unexpected end of stream/);
   });
 
+  it('verify exits 0 when DIR matches, 1 naming the first differing page, 3 on a bad stream', () => {
+    const dir = join(work, 'verify');
+    expect(run(['extract', streamPath, '--out', dir]).code).toBe(0);
+    const ok = run(['verify', streamPath, '--against', dir, '--json']);
+    expect(ok.code).toBe(0);
+    expect(JSON.parse(ok.stdout.toString()).every((e: { status: string }) => e.status === 'equal')).toBe(true);
+    const ram = readFileSync(join(dir, 'pc.ram.bin'));
+    ram[0x801003]! ^= 1;
+    ram[0x900000]! ^= 1;
+    writeFileSync(join(dir, 'pc.ram.bin'), ram);
+    const bad = run(['verify', streamPath, '--against', dir, '--json']);
+    expect(bad.code).toBe(1);
+    const pc = JSON.parse(bad.stdout.toString()).find((e: { name: string }) => e.name === 'pc.ram');
+    expect(pc).toMatchObject({ status: 'different', firstDifference: 0x801000, differing: 2 });
+    expect(run(['verify', '-', '--against', dir], smallStream().slice(0, 50)).code).toBe(3);
+  });
+
   it('exits 1 with one line when a file cannot be read', () => {
     const r = run(['inspect', join(work, 'missing.stream')]);
     expect(r.code).toBe(1);

@@ -6,6 +6,7 @@ import { DEFAULT_XBZRLE_CACHE } from '../stream/transcode.js';
 import type { CachePolicy } from '../xbzrle/page-cache.js';
 import { runEncode, runExtract, runInspect, runTranscode } from './commands.js';
 import { parseSize, UsageError } from './io.js';
+import { runVerify } from './verify.js';
 
 const USAGE = `usage: migstream <command> [options]
 
@@ -19,6 +20,8 @@ commands:
   encode --dumps D0 D1 … | --manifest FILE --out STREAM [--block NAME] [--template STREAM]
          [--xbzrle[=SIZE]] [--cache-policy lru|qemu]
                                                a series of RAM dumps → a multi-iteration stream
+  verify STREAM --against DIR [--json]         compare decoded RAMBlocks and disks with extract-named files
+                                               (exit 0 equal, 1 different, 3 bad stream)
   demo                                         transcode, extract and verify a bundled real-QEMU stream
 
 STREAM, IN may be "-" (stdin); OUT may be "-" (stdout).
@@ -72,6 +75,11 @@ async function main(argv: string[]): Promise<number> {
         template: values.template as string | undefined,
         xbzrle: xbzrleOption(values.xbzrle as string | undefined, values['cache-policy'] as string | undefined),
       });
+    }
+    case 'verify': {
+      const { values, positionals } = parse(rest, { against: { type: 'string' }, json: { type: 'boolean' } });
+      if (typeof values.against !== 'string') throw new UsageError('verify needs --against DIR');
+      return runVerify(one(positionals, 'STREAM'), values.against, values.json === true);
     }
     case 'demo':
       parse(rest, {});
