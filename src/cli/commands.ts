@@ -2,6 +2,7 @@ import { createReadStream, mkdirSync, readFileSync, writeFileSync } from 'node:f
 import { dirname, resolve } from 'node:path';
 import { encodeDumps, readTemplate, type DumpSeries, type StreamTemplate } from '../stream/dump-encoder.js';
 import type { XbzrleIterationStats } from '../stream/ram-sender.js';
+import { parseWriteLog, WriteLogDiskSource, type DiskSource } from '../stream/disk-source.js';
 import type { StreamEvent } from '../stream/events.js';
 import { decodeFile, FileDiskSink, FileRamSink, ramBlockFileName, diskFileName } from '../stream/files.js';
 import { StatsCollector, type StreamSummary } from '../stream/stats.js';
@@ -161,6 +162,24 @@ export interface EncodeCommand {
   out: string;
   template?: string;
   xbzrle?: TranscodeOptions['xbzrle'];
+  /** Block device name → raw image (its content at iteration 0). */
+  disks?: Record<string, string>;
+  /** Block device name → write log (groups of writes between iterations). */
+  diskWrites?: Record<string, string>;
+  zeroBlocks?: boolean;
+}
+
+function readDisks(cmd: EncodeCommand, iterations: number): DiskSource[] {
+  for (const name of Object.keys(cmd.diskWrites ?? {})) {
+    if (!cmd.disks?.[name]) throw new UsageError(`--disk-writes ${name}=… needs --disk ${name}=IMG`);
+  }
+  return Object.entries(cmd.disks ?? {}).map(([device, path]) => {
+    const image = new Uint8Array(readFileSync(path));
+    const log = cmd.diskWrites?.[device];
+    const groups = log ? parseWriteLog(new Uint8Array(readFileSync(log))) : [];
+    while (groups.length < iterations) groups.push([]);
+    return new WriteLogDiskSource(device, image, groups);
+  });
 }
 
 /** A manifest describing several RAMBlocks per dump: {"blocks": [{"idstr": "pc.ram", "dumps": ["d0", "d1"]}]}. */
@@ -186,7 +205,8 @@ export async function runEncode(cmd: EncodeCommand): Promise<number> {
   const out = new OutputFile(cmd.out);
   let result;
   try {
-    result = encodeDumps(series, out.write, { xbzrle: cmd.xbzrle, template });
+    const disks = readDisks(cmd, series[0]!.dumps.length - 1);
+    result = encodeDumps(series, out.write, { xbzrle: cmd.xbzrle, template, disks, zeroBlocks: cmd.zeroBlocks });
   } catch (e) {
     if (e instanceof RangeError) throw new UsageError(e.message);
     throw e;
@@ -197,5 +217,8 @@ export async function runEncode(cmd: EncodeCommand): Promise<number> {
   log(`encoded ${result.iterations.length} iterations, ${out.bytes} bytes`);
   log(table([['iteration', 'pages sent', 'zero', 'normal', 'xbzrle', 'unchanged'], ...result.iterations.map((it, i) => [i, it.pagesSent, it.records.zero, it.records.normal, it.records.xbzrle, it.records.unchanged])]));
   if (cmd.xbzrle) log(renderXbzrle(result.xbzrle, false));
+  if (result.blocks.length) {
+    log(table([['block iteration', 'chunks', 'zero chunks', 'bytes'], ...result.blocks.map((b, i) => [i, b.chunks, b.zeroChunks, b.bytes])]));
+  }
   return 0;
 }

@@ -19,6 +19,7 @@ commands:
                                                --xbzrle re-sends pages as deltas (cache SIZE, default 64MiB)
   encode --dumps D0 D1 … | --manifest FILE --out STREAM [--block NAME] [--template STREAM]
          [--xbzrle[=SIZE]] [--cache-policy lru|qemu]
+         [--disk NAME=IMG [--disk-writes NAME=LOG]]... [--zero-blocks]
                                                a series of RAM dumps → a multi-iteration stream
   verify STREAM --against DIR [--json]         compare decoded RAMBlocks and disks with extract-named files
                                                (exit 0 equal, 1 different, 3 bad stream)
@@ -63,6 +64,9 @@ async function main(argv: string[]): Promise<number> {
         template: { type: 'string' },
         xbzrle: { type: 'string' },
         'cache-policy': { type: 'string' },
+        disk: { type: 'string', multiple: true },
+        'disk-writes': { type: 'string', multiple: true },
+        'zero-blocks': { type: 'boolean' },
       });
       if (typeof values.out !== 'string') throw new UsageError('encode needs --out STREAM');
       if (!values.dumps && typeof values.manifest !== 'string') throw new UsageError('encode needs --dumps D0 D1 … or --manifest FILE');
@@ -74,6 +78,9 @@ async function main(argv: string[]): Promise<number> {
         out: values.out,
         template: values.template as string | undefined,
         xbzrle: xbzrleOption(values.xbzrle as string | undefined, values['cache-policy'] as string | undefined),
+        disks: namedPaths(values.disk as string[] | undefined, '--disk'),
+        diskWrites: namedPaths(values['disk-writes'] as string[] | undefined, '--disk-writes'),
+        zeroBlocks: values['zero-blocks'] === true,
       });
     }
     case 'verify': {
@@ -117,6 +124,17 @@ function parseSizes(pairs: string[] | undefined): Record<string, number> {
     const at = p.lastIndexOf('=');
     if (at <= 0) throw new UsageError(`--disk-size expects DEV=SIZE, got "${p}"`);
     out[p.slice(0, at)] = parseSize(p.slice(at + 1), '--disk-size');
+  }
+  return out;
+}
+
+/** NAME=PATH pairs (the name may itself contain "="; the path is after the last one). */
+function namedPaths(pairs: string[] | undefined, flag: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const p of pairs ?? []) {
+    const at = p.indexOf('=');
+    if (at <= 0 || at === p.length - 1) throw new UsageError(`${flag} expects NAME=PATH, got "${p}"`);
+    out[p.slice(0, at)] = p.slice(at + 1);
   }
   return out;
 }

@@ -5,6 +5,8 @@ import { StreamEncoder } from './encoder.js';
 import type { RamBlockInfo, SectionInfo, StreamEvent } from './events.js';
 import { RamImage } from './ram-image.js';
 import { RamSender, type XbzrleIterationStats } from './ram-sender.js';
+import { BlockSender, type BlockIterationStats } from './block-sender.js';
+import type { DiskSource } from './disk-source.js';
 
 /** One RAMBlock's content at each iteration (all blocks have the same number of dumps). */
 export interface DumpSeries {
@@ -18,6 +20,8 @@ export interface StreamTemplate {
   header: true;
   configuration?: Uint8Array;
   ramSection: SectionInfo;
+  /** The block-migration section, when the template has one. */
+  blockSection?: SectionInfo;
   ramBlocks: RamBlockInfo[];
   ignoreShared: boolean;
   /** Final content of every RAMBlock in the template. */
@@ -30,14 +34,21 @@ export interface DumpEncodeOptions {
   pageSize?: number;
   xbzrle?: { cacheBytes: number; policy?: CachePolicy };
   template?: StreamTemplate;
+  /** Disks to block-migrate alongside RAM: bulk pass first, then their writes per iteration. */
+  disks?: DiskSource[];
+  /** Send all-zero disk chunks as ZERO_BLOCK (QEMU's zero-blocks capability). */
+  zeroBlocks?: boolean;
 }
 
 export interface DumpEncodeResult {
   iterations: { pagesSent: number; records: XbzrleIterationStats['records'] }[];
   xbzrle: XbzrleIterationStats[];
+  blocks: BlockIterationStats[];
 }
 
-const RAM_SECTION: SectionInfo = { sectionId: 0, idstr: 'ram', instanceId: 0, versionId: 4 };
+// Without a template, section ids follow QEMU's pc machine: block registers before ram.
+const RAM_SECTION: SectionInfo = { sectionId: 2, idstr: 'ram', instanceId: 0, versionId: 4 };
+const BLOCK_SECTION: SectionInfo = { sectionId: 1, idstr: 'block', instanceId: 0, versionId: 1 };
 
 /**
  * Turns a series of RAM dumps into a multi-iteration stream: iteration 0 sends
@@ -70,14 +81,32 @@ export function encodeDumps(series: DumpSeries[], out: (chunk: Uint8Array) => vo
   const sender = new RamSender(enc, { cache: x ? createPageCache(x.policy ?? 'lru', x.cacheBytes, pageSize) : undefined });
   const section = t?.ramSection ?? RAM_SECTION;
   const iterations: DumpEncodeResult['iterations'] = [];
+  const disks = options.disks ?? [];
+  for (const d of disks) {
+    if (d.iterations < count - 1) throw new RangeError(`disk ${d.device}: ${d.iterations} iterations of writes, need ${count - 1}`);
+  }
+  const blockSection = disks.length ? (t?.blockSection ?? BLOCK_SECTION) : undefined;
+  const blockSender = blockSection ? new BlockSender(enc, disks, { zeroBlocks: options.zeroBlocks }) : undefined;
 
   enc.header();
   if (t?.configuration) enc.raw(t.configuration);
+  if (blockSection) enc.sectionStart(blockSection).blockEos().footer(blockSection.sectionId);
   enc.sectionStart(section).memSize(blocks, t?.ignoreShared ?? false).ramEos().footer(section.sectionId);
   sender.setBlocks(blocks);
 
   for (let i = 0; i < count; i++) {
     const last = i === count - 1 && count > 1;
+    if (blockSection && blockSender) {
+      // Block's section precedes RAM's in every pass, as QEMU registers it first.
+      if (last) enc.sectionEnd(blockSection.sectionId);
+      else enc.sectionPart(blockSection.sectionId);
+      if (i === 0) blockSender.bulk();
+      else {
+        disks.forEach((d, k) => blockSender.markDirty(k, d.advance()));
+        blockSender.sendDirty(last);
+      }
+      enc.blockEos().footer(blockSection.sectionId);
+    }
     if (last) enc.sectionEnd(section.sectionId);
     else enc.sectionPart(section.sectionId);
     let pagesSent = 0;
@@ -105,11 +134,18 @@ export function encodeDumps(series: DumpSeries[], out: (chunk: Uint8Array) => vo
     enc.ramEos().footer(section.sectionId);
     iterations.push({ pagesSent, records: stats.records });
   }
-  if (count === 1) enc.sectionEnd(section.sectionId).ramEos().footer(section.sectionId);
+  if (count === 1) {
+    if (blockSection && blockSender) {
+      enc.sectionEnd(blockSection.sectionId);
+      blockSender.sendDirty(true);
+      enc.blockEos().footer(blockSection.sectionId);
+    }
+    enc.sectionEnd(section.sectionId).ramEos().footer(section.sectionId);
+  }
   if (t) enc.raw(t.tail);
-  else enc.raw(Uint8Array.of(0)); // EOF: a RAM-only stream without device state
+  else enc.raw(Uint8Array.of(0)); // EOF: a stream without device state
   enc.flush();
-  return { iterations, xbzrle: sender.history };
+  return { iterations, xbzrle: sender.history, blocks: blockSender?.history ?? [] };
 }
 
 function pageEqual(a: Uint8Array, b: Uint8Array, off: number, size: number): boolean {
@@ -124,14 +160,15 @@ function pageEqual(a: Uint8Array, b: Uint8Array, off: number, size: number): boo
 }
 
 /**
- * Reads a template stream: keeps its configuration, RAM section header,
- * MEM_SIZE, final RAM and device-state tail. Block-migration sections are
- * not carried over.
+ * Reads a template stream: keeps its configuration, RAM (and block) section
+ * headers, MEM_SIZE, final RAM and device-state tail. Its disk chunks are not
+ * carried over: disks come from the encoder's disk sources.
  */
 export function readTemplate(bytes: Uint8Array): StreamTemplate {
   const ram = new RamImage();
   let configuration: Uint8Array | undefined;
   let ramSection: SectionInfo | undefined;
+  let blockSection: SectionInfo | undefined;
   let ramBlocks: RamBlockInfo[] | undefined;
   let ignoreShared = false;
   let tailStart = -1;
@@ -143,6 +180,7 @@ export function readTemplate(bytes: Uint8Array): StreamTemplate {
         break;
       case 'section':
         if (ev.section.idstr === 'ram') ramSection = ev.section;
+        if (ev.section.idstr === 'block') blockSection = ev.section;
         break;
       case 'ram-blocks':
         ramBlocks = ev.blocks;
@@ -161,5 +199,5 @@ export function readTemplate(bytes: Uint8Array): StreamTemplate {
   if (!ramSection || !ramBlocks || tailStart < 0) {
     throw new MigstreamError('UNSUPPORTED', 0, 'the template stream needs a RAM section and device state');
   }
-  return { header: true, configuration, ramSection, ramBlocks, ignoreShared, ram, tail: bytes.slice(tailStart) };
+  return { header: true, configuration, ramSection, blockSection, ramBlocks, ignoreShared, ram, tail: bytes.slice(tailStart) };
 }

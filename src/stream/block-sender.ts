@@ -1,0 +1,106 @@
+import { HierarchicalBitmap } from '../codec/hbitmap.js';
+import { isZeroPage } from '../codec/zero.js';
+import { BLK_CHUNK_SIZE } from './constants.js';
+import type { DiskSource, Extent } from './disk-source.js';
+import type { StreamEncoder } from './encoder.js';
+
+export interface BlockSenderOptions {
+  /** Send all-zero chunks as ZERO_BLOCK records (QEMU's zero-blocks capability). */
+  zeroBlocks?: boolean;
+}
+
+export interface BlockIterationStats {
+  chunks: number;
+  zeroChunks: number;
+  /** Block-record bytes written in the iteration (headers included). */
+  bytes: number;
+}
+
+/**
+ * The block-migration sender in QEMU's format: a bulk pass over every 1 MiB
+ * chunk of every disk, then the chunks written since, found through a
+ * hierarchical dirty bitmap per disk.
+ */
+export class BlockSender {
+  private readonly dirty: HierarchicalBitmap[];
+  private readonly buf = new Uint8Array(BLK_CHUNK_SIZE);
+  private readonly zeroBlocks: boolean;
+  readonly history: BlockIterationStats[] = [];
+
+  constructor(
+    private readonly enc: StreamEncoder,
+    readonly disks: DiskSource[],
+    options: BlockSenderOptions = {},
+  ) {
+    this.zeroBlocks = options.zeroBlocks ?? false;
+    this.dirty = disks.map((d) => new HierarchicalBitmap(Math.ceil(d.size / BLK_CHUNK_SIZE)));
+  }
+
+  /** Iteration 0: every chunk, with PROGRESS records as the percentage grows (as QEMU does). */
+  bulk(): BlockIterationStats {
+    const stats = this.begin();
+    const total = this.disks.reduce((n, d) => n + Math.ceil(d.size / BLK_CHUNK_SIZE), 0);
+    let done = 0;
+    let shown = -1;
+    this.disks.forEach((disk, k) => {
+      for (let chunk = 0; chunk * BLK_CHUNK_SIZE < disk.size; chunk++) {
+        const percent = Math.floor((done * 100) / total);
+        if (percent !== shown) {
+          this.enc.blockProgress(percent);
+          shown = percent;
+        }
+        this.sendChunk(k, chunk, stats);
+        done++;
+      }
+    });
+    return this.end(stats);
+  }
+
+  /** Marks the chunks under the written extents of disk `k` dirty. */
+  markDirty(k: number, extents: Extent[]): void {
+    const map = this.dirty[k]!;
+    for (const e of extents) {
+      for (let c = Math.floor(e.offset / BLK_CHUNK_SIZE); c * BLK_CHUNK_SIZE < e.offset + e.length; c++) map.set(c);
+    }
+  }
+
+  /** Sends and clears every dirty chunk; `complete` adds QEMU's final PROGRESS 100. */
+  sendDirty(complete = false): BlockIterationStats {
+    const stats = this.begin();
+    this.dirty.forEach((map, k) => {
+      for (let c = map.findNext(0); c >= 0; c = map.findNext(c + 1)) {
+        this.sendChunk(k, c, stats);
+        map.clear(c);
+      }
+    });
+    if (complete) this.enc.blockProgress(100);
+    return this.end(stats);
+  }
+
+  private sendChunk(k: number, chunk: number, stats: BlockIterationStats): void {
+    const disk = this.disks[k]!;
+    const start = chunk * BLK_CHUNK_SIZE;
+    const len = Math.min(BLK_CHUNK_SIZE, disk.size - start);
+    // QEMU always sends 1 MiB; the receiver clips the last chunk to its own disk size.
+    this.buf.fill(0, len);
+    disk.read(start, this.buf.subarray(0, len));
+    const before = this.enc.bytesWritten;
+    if (this.zeroBlocks && isZeroPage(this.buf)) {
+      this.enc.blockChunk(disk.device, start / 512, undefined);
+      stats.zeroChunks++;
+    } else {
+      this.enc.blockChunk(disk.device, start / 512, this.buf);
+    }
+    stats.chunks++;
+    stats.bytes += this.enc.bytesWritten - before;
+  }
+
+  private begin(): BlockIterationStats {
+    return { chunks: 0, zeroChunks: 0, bytes: 0 };
+  }
+
+  private end(stats: BlockIterationStats): BlockIterationStats {
+    this.history.push(stats);
+    return stats;
+  }
+}
