@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { decodeAll } from '../src/stream/decoder.js';
+import { StreamDecoder } from '../src/stream/decoder.js';
+import { MigstreamError } from '../src/codec/errors.js';
 import { DiskImage } from '../src/stream/disk-image.js';
 import { formatWriteLog, parseWriteLog, SnapshotDiskSource, WriteLogDiskSource, type DiskWrite } from '../src/stream/disk-source.js';
 import { encodeDumps } from '../src/stream/dump-encoder.js';
@@ -27,11 +28,11 @@ function writes(): DiskWrite[][] {
   ];
 }
 
-function decodeDisks(stream: Uint8Array) {
+function decodeDisks(stream: Uint8Array, extensions: string[] = []) {
   const disks = new DiskImage();
   const perSection: number[][] = [];
   const kinds: string[] = [];
-  decodeAll(stream, (ev: StreamEvent) => {
+  const d = new StreamDecoder((ev: StreamEvent) => {
     if (ev.type === 'section' && ev.section.idstr === 'block') {
       perSection.push([]);
       kinds.push(ev.kind);
@@ -41,6 +42,9 @@ function decodeDisks(stream: Uint8Array) {
       disks.chunk(ev);
     }
   });
+  d.enableExtensions(extensions);
+  d.push(stream);
+  d.end();
   return { disks, perSection, kinds };
 }
 
@@ -75,5 +79,29 @@ describe('block migration sender (QEMU format)', () => {
     b[4 * MiB + 5] = 1;
     const src = new SnapshotDiskSource('d', [a, b]);
     expect(src.advance()).toEqual([{ offset: 4 * MiB, length: 4096 }]);
+  });
+
+  it('variable-size chunks: exact lengths, zero chunks, only the written 64 KiB sent', () => {
+    const image = baseImage();
+    const final = image.slice();
+    for (const g of writes()) for (const w of g) final.set(w.data, w.offset);
+    const ram = [{ idstr: 'pc.ram', dumps: [new Uint8Array(8192), new Uint8Array(8192), new Uint8Array(8192)] }];
+    const parts: Uint8Array[] = [];
+    const r = encodeDumps(ram, (c) => parts.push(c), {
+      disks: [new WriteLogDiskSource('ide0-hd1', image, writes())],
+      blockChunkSize: 64 * 1024,
+    });
+    const stream = concatChunks(parts);
+    expect(() => decodeDisks(stream)).toThrow(MigstreamError);
+    const { disks, perSection } = decodeDisks(stream, ['block-chunks']);
+    const K64 = 128; // sectors per 64 KiB
+    expect(perSection[2]).toEqual([3 * 2048 + 0 * K64]); // the 4 KiB write at 3 MiB + 4 KiB
+    expect(perSection[3]).toEqual([0, 5 * 2048]);
+    expect(r.blocks[0]!.chunks).toBe(88); // 5.5 MiB / 64 KiB
+    expect(r.blocks[0]!.zeroChunks).toBe(88 - 16 - 8);
+    const got = new Uint8Array(DISK);
+    disks.read('ide0-hd1', 0, got);
+    expect(sameBytes(got, final)).toBe(true);
+    expect(disks.extent('ide0-hd1')).toBe(DISK);
   });
 });

@@ -1,12 +1,18 @@
 import { HierarchicalBitmap } from '../codec/hbitmap.js';
 import { isZeroPage } from '../codec/zero.js';
-import { BLK_CHUNK_SIZE } from './constants.js';
+import { BLK_CHUNK_SIZE, VAR_CHUNK_MAX, VAR_CHUNK_MIN } from './constants.js';
 import type { DiskSource, Extent } from './disk-source.js';
 import type { StreamEncoder } from './encoder.js';
 
 export interface BlockSenderOptions {
   /** Send all-zero chunks as ZERO_BLOCK records (QEMU's zero-blocks capability). */
   zeroBlocks?: boolean;
+  /**
+   * Chunk size of our "block-chunks" extension: a power of two from 4 KiB to
+   * 1 MiB, each record with its exact length. Undefined: QEMU's fixed 1 MiB
+   * chunks, the last one padded.
+   */
+  chunkSize?: number;
 }
 
 export interface BlockIterationStats {
@@ -17,14 +23,16 @@ export interface BlockIterationStats {
 }
 
 /**
- * The block-migration sender in QEMU's format: a bulk pass over every 1 MiB
- * chunk of every disk, then the chunks written since, found through a
- * hierarchical dirty bitmap per disk.
+ * The block-migration sender: a bulk pass over every chunk of every disk,
+ * then the chunks written since, found through a hierarchical dirty bitmap
+ * per disk. QEMU's format by default; variable-size chunks on request.
  */
 export class BlockSender {
   private readonly dirty: HierarchicalBitmap[];
   private readonly buf = new Uint8Array(BLK_CHUNK_SIZE);
   private readonly zeroBlocks: boolean;
+  private readonly chunk: number;
+  private readonly variable: boolean;
   readonly history: BlockIterationStats[] = [];
 
   constructor(
@@ -33,17 +41,22 @@ export class BlockSender {
     options: BlockSenderOptions = {},
   ) {
     this.zeroBlocks = options.zeroBlocks ?? false;
-    this.dirty = disks.map((d) => new HierarchicalBitmap(Math.ceil(d.size / BLK_CHUNK_SIZE)));
+    this.variable = options.chunkSize !== undefined;
+    this.chunk = options.chunkSize ?? BLK_CHUNK_SIZE;
+    if (this.chunk < VAR_CHUNK_MIN || this.chunk > VAR_CHUNK_MAX || (this.chunk & (this.chunk - 1)) !== 0) {
+      throw new RangeError(`chunk size must be a power of two from 4 KiB to 1 MiB, got ${this.chunk}`);
+    }
+    this.dirty = disks.map((d) => new HierarchicalBitmap(Math.ceil(d.size / this.chunk)));
   }
 
   /** Iteration 0: every chunk, with PROGRESS records as the percentage grows (as QEMU does). */
   bulk(): BlockIterationStats {
     const stats = this.begin();
-    const total = this.disks.reduce((n, d) => n + Math.ceil(d.size / BLK_CHUNK_SIZE), 0);
+    const total = this.disks.reduce((n, d) => n + Math.ceil(d.size / this.chunk), 0);
     let done = 0;
     let shown = -1;
     this.disks.forEach((disk, k) => {
-      for (let chunk = 0; chunk * BLK_CHUNK_SIZE < disk.size; chunk++) {
+      for (let chunk = 0; chunk * this.chunk < disk.size; chunk++) {
         const percent = Math.floor((done * 100) / total);
         if (percent !== shown) {
           this.enc.blockProgress(percent);
@@ -60,7 +73,7 @@ export class BlockSender {
   markDirty(k: number, extents: Extent[]): void {
     const map = this.dirty[k]!;
     for (const e of extents) {
-      for (let c = Math.floor(e.offset / BLK_CHUNK_SIZE); c * BLK_CHUNK_SIZE < e.offset + e.length; c++) map.set(c);
+      for (let c = Math.floor(e.offset / this.chunk); c * this.chunk < e.offset + e.length; c++) map.set(c);
     }
   }
 
@@ -79,17 +92,26 @@ export class BlockSender {
 
   private sendChunk(k: number, chunk: number, stats: BlockIterationStats): void {
     const disk = this.disks[k]!;
-    const start = chunk * BLK_CHUNK_SIZE;
-    const len = Math.min(BLK_CHUNK_SIZE, disk.size - start);
-    // QEMU always sends 1 MiB; the receiver clips the last chunk to its own disk size.
-    this.buf.fill(0, len);
-    disk.read(start, this.buf.subarray(0, len));
+    const start = chunk * this.chunk;
+    const len = Math.min(this.chunk, disk.size - start);
     const before = this.enc.bytesWritten;
-    if (this.zeroBlocks && isZeroPage(this.buf)) {
-      this.enc.blockChunk(disk.device, start / 512, undefined);
-      stats.zeroChunks++;
+    if (this.variable) {
+      const data = this.buf.subarray(0, len);
+      disk.read(start, data);
+      // Zero chunks always: the explicit length makes them cheap and exact.
+      const zero = isZeroPage(data);
+      this.enc.blockVarChunk(disk.device, start / 512, len, zero ? undefined : data);
+      if (zero) stats.zeroChunks++;
     } else {
-      this.enc.blockChunk(disk.device, start / 512, this.buf);
+      // QEMU always sends 1 MiB; the receiver clips the last chunk to its own disk size.
+      this.buf.fill(0, len);
+      disk.read(start, this.buf.subarray(0, len));
+      if (this.zeroBlocks && isZeroPage(this.buf)) {
+        this.enc.blockChunk(disk.device, start / 512, undefined);
+        stats.zeroChunks++;
+      } else {
+        this.enc.blockChunk(disk.device, start / 512, this.buf);
+      }
     }
     stats.chunks++;
     stats.bytes += this.enc.bytesWritten - before;

@@ -40,6 +40,10 @@ export const BLK_ZERO_BLOCK = 0x08;
 export const BLK_FLAG_MASK = 0x1ff;
 export const BLK_SECTOR_BITS = 9;
 export const BLK_CHUNK_SIZE = 1 << 20;
+/** Ours, not QEMU's: a block record with an explicit be32 length after the device name (extension "block-chunks"). */
+export const BLK_VAR_CHUNK = 0x10;
+export const VAR_CHUNK_MIN = 4096;
+export const VAR_CHUNK_MAX = 1 << 20;
 
 /** migration/savevm.c: enum qemu_vm_cmd. */
 export const COMMAND_NAMES = [

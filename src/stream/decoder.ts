@@ -6,11 +6,13 @@ import {
   BLK_EOS,
   BLK_FLAG_MASK,
   BLK_PROGRESS,
+  BLK_VAR_CHUNK,
   BLK_ZERO_BLOCK,
   COMMAND_LENGTHS,
   COMMAND_NAMES,
   DEFAULT_PAGE_SIZE,
   ENCODING_FLAG_XBZRLE,
+  VAR_CHUNK_MAX,
   RAM_COMPRESS_PAGE,
   RAM_CONTINUE,
   RAM_EOS,
@@ -107,6 +109,8 @@ export class StreamDecoder {
   private postcopyHugePages = false;
   private ramSections = 0;
   private scratch: Uint8Array = EMPTY;
+  /** Extensions of ours the stream's manifest declared; none in a QEMU stream. */
+  private readonly extensions = new Set<string>();
 
   private tailStart = 0;
   private tailKept: Uint8Array[] = [];
@@ -118,6 +122,11 @@ export class StreamDecoder {
     this.inflate = options.inflatePage ?? inflatePageNode;
     this.pageSize = options.pageSize ?? DEFAULT_PAGE_SIZE;
     this.flagMask = this.pageSize - 1;
+  }
+
+  /** Accepts the records of these extensions (called when a manifest declares them). */
+  enableExtensions(names: Iterable<string>): void {
+    for (const n of names) this.extensions.add(n);
   }
 
   /** Stream offset of the next byte the decoder has not consumed. */
@@ -583,9 +592,20 @@ export class StreamDecoder {
     if (flags & BLK_DEVICE_BLOCK) {
       const device = r.str8('a block device name');
       const zero = (flags & BLK_ZERO_BLOCK) !== 0;
-      const data = zero ? EMPTY : r.bytes(BLK_CHUNK_SIZE, 'a 1 MiB block chunk');
+      let length = BLK_CHUNK_SIZE;
+      if (flags & BLK_VAR_CHUNK) {
+        if (!this.extensions.has('block-chunks')) {
+          throw new MigstreamError('BAD_BLOCK_RECORD', at, `Unknown block migration flags: 0x${flags.toString(16)} (a variable-size chunk, but no manifest declared the "block-chunks" extension)`);
+        }
+        const lenAt = r.offset;
+        length = r.be32('a block chunk length');
+        if (length === 0 || length > VAR_CHUNK_MAX || length % 512 !== 0) {
+          throw new MigstreamError('BAD_BLOCK_RECORD', lenAt, `expected a chunk length of 512..${VAR_CHUNK_MAX} bytes in whole sectors, found ${length}`, { device });
+        }
+      }
+      const data = zero ? EMPTY : r.bytes(length, length === BLK_CHUNK_SIZE ? 'a 1 MiB block chunk' : 'block chunk data');
       if (device.length === 0) throw new MigstreamError('BAD_BLOCK_RECORD', at + 8, 'Error unknown block device: empty name');
-      this.emit({ type: 'block-chunk', device, sector, length: BLK_CHUNK_SIZE, zero, data, wireBytes: r.pos - start });
+      this.emit({ type: 'block-chunk', device, sector, length, zero, data, wireBytes: r.pos - start });
     } else if (flags & BLK_PROGRESS) {
       this.emit({ type: 'block-progress', percent: sector });
     } else if (!(flags & BLK_EOS)) {

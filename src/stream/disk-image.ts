@@ -1,11 +1,17 @@
 import type { BlockChunkEvent } from './events.js';
 
+interface Chunk {
+  length: number;
+  /** null: a zero chunk. */
+  data: Uint8Array | null;
+}
+
 /**
  * Block-migration disks held in memory, sparse: only chunks that arrived are
  * stored, keyed by byte offset. A later chunk over the same range wins.
  */
 export class DiskImage {
-  readonly devices = new Map<string, Map<number, Uint8Array | null>>();
+  readonly devices = new Map<string, Map<number, Chunk>>();
 
   chunk(ev: BlockChunkEvent): void {
     let chunks = this.devices.get(ev.device);
@@ -13,21 +19,21 @@ export class DiskImage {
       chunks = new Map();
       this.devices.set(ev.device, chunks);
     }
-    chunks.set(ev.sector * 512, ev.zero ? null : ev.data.slice());
+    const at = ev.sector * 512;
+    chunks.delete(at); // re-insert: Map order is arrival order, which read() replays
+    chunks.set(at, { length: ev.length, data: ev.zero ? null : ev.data.slice() });
   }
 
   /** Bytes [start, start+out.length) of `device` into `out` (unsent ranges read as zeros). */
   read(device: string, start: number, out: Uint8Array): void {
     out.fill(0);
-    const chunks = this.devices.get(device);
-    if (!chunks) return;
     const end = start + out.length;
-    for (const [at, data] of [...chunks].sort((a, b) => a[0] - b[0])) {
-      const len = data ? data.length : 1 << 20;
-      if (at >= end || at + len <= start) continue;
+    // Arrival order, so that a later chunk overlapping an earlier one of another size wins.
+    for (const [at, c] of this.devices.get(device) ?? []) {
+      if (at >= end || at + c.length <= start) continue;
       const from = Math.max(at, start);
-      const to = Math.min(at + len, end);
-      if (data) out.set(data.subarray(from - at, to - at), from - start);
+      const to = Math.min(at + c.length, end);
+      if (c.data) out.set(c.data.subarray(from - at, to - at), from - start);
       else out.fill(0, from - start, to - start);
     }
   }
@@ -35,7 +41,7 @@ export class DiskImage {
   /** End of the highest chunk of `device`. */
   extent(device: string): number {
     let max = 0;
-    for (const [at, data] of this.devices.get(device) ?? []) max = Math.max(max, at + (data ? data.length : 1 << 20));
+    for (const [at, c] of this.devices.get(device) ?? []) max = Math.max(max, at + c.length);
     return max;
   }
 }

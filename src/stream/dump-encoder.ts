@@ -38,6 +38,8 @@ export interface DumpEncodeOptions {
   disks?: DiskSource[];
   /** Send all-zero disk chunks as ZERO_BLOCK (QEMU's zero-blocks capability). */
   zeroBlocks?: boolean;
+  /** Variable-size block chunks of this size (extension "block-chunks"); undefined: QEMU's 1 MiB. */
+  blockChunkSize?: number;
 }
 
 export interface DumpEncodeResult {
@@ -86,7 +88,7 @@ export function encodeDumps(series: DumpSeries[], out: (chunk: Uint8Array) => vo
     if (d.iterations < count - 1) throw new RangeError(`disk ${d.device}: ${d.iterations} iterations of writes, need ${count - 1}`);
   }
   const blockSection = disks.length ? (t?.blockSection ?? BLOCK_SECTION) : undefined;
-  const blockSender = blockSection ? new BlockSender(enc, disks, { zeroBlocks: options.zeroBlocks }) : undefined;
+  const blockSender = blockSection ? new BlockSender(enc, disks, { zeroBlocks: options.zeroBlocks, chunkSize: options.blockChunkSize }) : undefined;
 
   enc.header();
   if (t?.configuration) enc.raw(t.configuration);

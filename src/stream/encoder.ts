@@ -4,6 +4,7 @@ import {
   BLK_DEVICE_BLOCK,
   BLK_EOS,
   BLK_PROGRESS,
+  BLK_VAR_CHUNK,
   BLK_ZERO_BLOCK,
   DEFAULT_PAGE_SIZE,
   ENCODING_FLAG_XBZRLE,
@@ -173,6 +174,21 @@ export class StreamEncoder {
     if (data) {
       if (data.length !== BLK_CHUNK_SIZE) throw new RangeError(`block chunk of ${data.length} bytes: QEMU needs ${BLK_CHUNK_SIZE}`);
       this.flush();
+      this.raw(data);
+    }
+    this.maybeFlush();
+    return this;
+  }
+
+  /**
+   * A variable-size chunk (extension "block-chunks"): explicit length, no
+   * padding; `data` undefined sends a zero chunk of `length` bytes.
+   */
+  blockVarChunk(device: string, sector: number, length: number, data: Uint8Array | undefined): this {
+    const word = sector * 512 + BLK_DEVICE_BLOCK + BLK_VAR_CHUNK + (data ? 0 : BLK_ZERO_BLOCK);
+    this.w.be64(word).str8(device).be32(length);
+    if (data) {
+      if (data.length !== length) throw new RangeError(`chunk data of ${data.length} bytes, length says ${length}`);
       this.raw(data);
     }
     this.maybeFlush();
