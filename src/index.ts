@@ -10,3 +10,10 @@ export { Transcoder, transcodeBytes, type TranscodeOptions } from './stream/tran
 export { StatsCollector, type StreamSummary, type IterationStats } from './stream/stats.js';
 export { decodeFile, FileRamSink, FileDiskSink, ramBlockFileName, diskFileName } from './stream/files.js';
 export type * from './stream/events.js';
+export { encodeDumps, readTemplate, type DumpSeries, type StreamTemplate, type DumpEncodeOptions } from './stream/dump-encoder.js';
+export { RamSender, type XbzrleIterationStats } from './stream/ram-sender.js';
+export { BlockSender, type BlockIterationStats } from './stream/block-sender.js';
+export { SnapshotDiskSource, WriteLogDiskSource, parseWriteLog, formatWriteLog, type DiskSource } from './stream/disk-source.js';
+export { DiskImage } from './stream/disk-image.js';
+export { HierarchicalBitmap } from './codec/hbitmap.js';
+export { LruPageCache, QemuPageCache, createPageCache, type PageCache, type CachePolicy } from './xbzrle/page-cache.js';
