@@ -1,12 +1,10 @@
 import { MAX_RUN, putUleb } from './uleb.js';
 import { DataViewCache } from './views.js';
 
-/**
- * Portable XBZRLE encoder for engines without WebAssembly SIMD. Same contract
- * as xbzrleEncode. It compares 4 bytes per step through DataViews (unaligned
- * loads are fine, so no alignment prologue) and finds the run end inside a word
- * with bit tricks instead of a byte loop.
- */
+// Portable XBZRLE encoder for engines without WebAssembly SIMD, with the same
+// contract as xbzrleEncode. It compares 4 bytes per step through DataViews
+// (unaligned loads are fine, so no alignment prologue) and finds the run end
+// inside a word with bit tricks instead of a byte loop.
 const oldViews = new DataViewCache();
 const newViews = new DataViewCache();
 const dstViews = new DataViewCache();
@@ -16,7 +14,15 @@ function ctz(x: number): number {
   return 31 - Math.clz32(x & -x);
 }
 
+export function checkPageLengths(oldPage: Uint8Array, newPage: Uint8Array): void {
+  if (oldPage.length !== newPage.length) {
+    throw new RangeError(`XBZRLE: pages differ in length (${oldPage.length} vs ${newPage.length})`);
+  }
+}
+
+/** xbzrleEncode without WebAssembly: same results, slower. */
 export function xbzrleEncodeJs(oldPage: Uint8Array, newPage: Uint8Array, dst: Uint8Array): number {
+  checkPageLengths(oldPage, newPage);
   const slen = newPage.length;
   const dlen = dst.length;
   const a = oldViews.of(oldPage);

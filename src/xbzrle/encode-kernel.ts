@@ -8,12 +8,14 @@ import { MAX_RUN } from './uleb.js';
  * generic xbzrle_encode_buffer rules (see encode.ts). `old`, `new` and `out` are
  * offsets in the module's memory. Scans compare 64 bytes at a time and find run
  * ends with i8x16.bitmask + ctz, so a run costs a few instructions however
- * short it is, and short runs cost no mispredicted branches. Loads may read up to 63 bytes past `slen`: the caller keeps
- * those bytes equal in both pages (zero), so runs never extend into them.
+ * short it is, and short runs cost no mispredicted branches. Long runs are
+ * skipped 128 bytes per step. Loads may read up to
+ * 127 bytes past `slen`: the caller keeps those bytes equal in both pages
+ * (zero), so runs never extend into them.
  * Copies store whole 16-byte vectors, so up to 15 bytes past the encoding in
  * `out` are scratch.
  */
-export const KERNEL_PAGE_SLACK = 64;
+export const KERNEL_PAGE_SLACK = 128;
 export const KERNEL_OUT_SLACK = 16;
 
 function kernel(): FunctionBuilder {
@@ -89,17 +91,15 @@ function kernel(): FunctionBuilder {
     .get('bits');
   advanceByCtz().br('zdone')
   .end();
-  // The rest of the window matches: skip 64 bytes per step while everything matches.
+  // The rest of the window matches: skip 128 bytes per step while everything matches.
   f.get('w').i32(64).i32Add().set('w');
   f.block('differs').loop('skip')
     .get('w').get('slen').i32GeU().if().get('d').return().end(); // trailing zero run: not sent
   f.get('w').set('i');
   windowXor(0);
-  windowXor(16).v128Or();
-  windowXor(32).v128Or();
-  windowXor(48).v128Or();
+  for (let q = 16; q < 128; q += 16) windowXor(q).v128Or();
   f.v128AnyTrue().brIf('differs')
-    .get('w').i32(64).i32Add().set('w').br('skip')
+    .get('w').i32(128).i32Add().set('w').br('skip')
   .end().end();
   loadWindow();
   f.br('zscan');
@@ -116,8 +116,16 @@ function kernel(): FunctionBuilder {
     .get('bits');
   advanceByCtz().br('ndone')
   .end();
-  f.get('w').i32(64).i32Add().tee('w').set('i');
-  f.get('w').get('slen').i32GeU().brIf('ndone');
+  // The rest of the window differs: skip ahead while 128 bytes at a time all differ.
+  f.get('w').i32(64).i32Add().set('w');
+  f.block('someEqual').loop('nskip')
+    .get('w').set('i')
+    .get('w').get('slen').i32GeU().brIf('ndone');
+  loadBoth(0).i8x16Eq();
+  for (let q = 16; q < 128; q += 16) loadBoth(q).i8x16Eq().v128Or();
+  f.v128AnyTrue().brIf('someEqual')
+    .get('w').i32(128).i32Add().set('w').br('nskip')
+  .end().end();
   loadWindow();
   f.br('nscan');
   f.end().end(); // nscan, ndone
@@ -151,12 +159,19 @@ export interface Kernel {
   memory: WebAssembly.Memory;
 }
 
-/** Compiles the kernel, or returns null where WebAssembly SIMD is unavailable. */
+/**
+ * Compiles the kernel, or returns null where WebAssembly SIMD is unavailable
+ * (or compiling is forbidden, as under a strict Content-Security-Policy).
+ */
 export function instantiateKernel(): Kernel | null {
   if (typeof WebAssembly !== 'object') return null;
   const bytes = buildModule(kernel(), 1);
-  if (!WebAssembly.validate(bytes)) return null;
-  const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes));
-  const { encode, memory } = instance.exports as { encode: KernelEncode; memory: WebAssembly.Memory };
-  return { encode, memory };
+  try {
+    if (!WebAssembly.validate(bytes)) return null;
+    const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes));
+    const { encode, memory } = instance.exports as { encode: KernelEncode; memory: WebAssembly.Memory };
+    return { encode, memory };
+  } catch {
+    return null;
+  }
 }

@@ -1,4 +1,5 @@
 import { instantiateKernel, KERNEL_OUT_SLACK, KERNEL_PAGE_SLACK } from './encode-kernel.js';
+import { DataViewCache } from './views.js';
 
 export type Encoder = (oldPage: Uint8Array, newPage: Uint8Array, dst: Uint8Array) => number;
 
@@ -15,6 +16,8 @@ export function createWasmEncoder(): Encoder | null {
   if (kernel === null) return null;
   const { encode, memory } = kernel;
   let mem = new Uint8Array(memory.buffer);
+  let memView = new DataView(memory.buffer);
+  const dstViews = new DataViewCache();
   let slen = -1;
   let dlen = -1;
   let newAt = 0;
@@ -31,6 +34,7 @@ export function createWasmEncoder(): Encoder | null {
     const have = memory.buffer.byteLength;
     if (needed > have) memory.grow(Math.ceil((needed - have) / 65536));
     mem = new Uint8Array(memory.buffer);
+    memView = new DataView(memory.buffer);
     // The bytes after each page must compare equal (see encode-kernel.ts).
     mem.fill(0, pageSize, newAt);
     mem.fill(0, newAt + pageSize, outAt);
@@ -47,8 +51,14 @@ export function createWasmEncoder(): Encoder | null {
     mem.set(oldPage, 0);
     mem.set(newPage, newAt);
     const d = encode(0, newAt, outAt, slen, dlen);
-    if (d <= 32) {
+    // Copy out: short encodings by bytes, medium ones by words, long ones natively.
+    if (d <= 16) {
       for (let k = 0; k < d; k++) dst[k] = mem[outAt + k]!;
+    } else if (d <= OUT_STEP) {
+      const dv = dstViews.of(dst);
+      const to = dst.byteOffset;
+      for (let k = 0; k < d - 4; k += 4) dv.setInt32(to + k, memView.getInt32(outAt + k, true), true);
+      dv.setInt32(to + d - 4, memView.getInt32(outAt + d - 4, true), true);
     } else {
       dst.set(outViews[((d - 1) / OUT_STEP) | 0]!);
     }

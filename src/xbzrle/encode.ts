@@ -1,5 +1,5 @@
 import { createWasmEncoder, type Encoder } from './encode-wasm.js';
-import { xbzrleEncodeJs } from './encode-js.js';
+import { checkPageLengths, xbzrleEncodeJs } from './encode-js.js';
 
 let encoder: Encoder | undefined;
 
@@ -21,12 +21,14 @@ let encoder: Encoder | undefined;
  * A run longer than 0x3FFF (pages over 16 KiB) also gives -1: QEMU asserts
  * there, and no decoder accepts a longer run. Bytes of `dst` past the returned
  * length are scratch. Pages must be the same length; any length and alignment
- * works (QEMU requires multiples of 8). Allocates nothing per call.
+ * works (QEMU requires multiples of 8). Allocates nothing per call once warm:
+ * the few views it needs are cached per buffer.
+ *
+ * Runs on a WebAssembly SIMD kernel (encode-kernel.ts) where the engine has
+ * one, else on xbzrleEncodeJs; both give identical results.
  */
 export function xbzrleEncode(oldPage: Uint8Array, newPage: Uint8Array, dst: Uint8Array): number {
-  if (oldPage.length !== newPage.length) {
-    throw new RangeError(`xbzrleEncode: pages differ in length (${oldPage.length} vs ${newPage.length})`);
-  }
+  checkPageLengths(oldPage, newPage);
   encoder ??= createWasmEncoder() ?? xbzrleEncodeJs;
   return encoder(oldPage, newPage, dst);
 }

@@ -8,7 +8,6 @@
 /** Value type codes. */
 export const I32 = 0x7f;
 export const I64 = 0x7e;
-export const V128 = 0x7b;
 
 export interface FunctionSpec {
   /** Parameter names, all i32. */
@@ -95,17 +94,14 @@ export class FunctionBuilder {
   brIf(label: string): this { return this.emit(0x0d, ...this.depth(label)); }
   return(): this { return this.emit(0x0f); }
 
-  // i32 arithmetic and comparisons (unsigned where it matters)
+  // i32 arithmetic and unsigned comparisons
   i32Add(): this { return this.emit(0x6a); }
   i32Sub(): this { return this.emit(0x6b); }
   i32And(): this { return this.emit(0x71); }
   i32Or(): this { return this.emit(0x72); }
-  i32Xor(): this { return this.emit(0x73); }
   i32Shl(): this { return this.emit(0x74); }
   i32ShrU(): this { return this.emit(0x76); }
-  i32Ctz(): this { return this.emit(0x68); }
   i32Eqz(): this { return this.emit(0x45); }
-  i32Ne(): this { return this.emit(0x47); }
   i32LtU(): this { return this.emit(0x49); }
   i32GtU(): this { return this.emit(0x4b); }
   i32GeU(): this { return this.emit(0x4f); }
