@@ -72,8 +72,15 @@ describe.each(names)('real QEMU 7.2 fixture %s', (name) => {
     const q = fx.queryMigrate;
     const t = s.totals;
     expect(s.streamBytes).toBe(fx.stream.length);
-    // duplicate: ZERO records, from the migration thread and the compression threads alike
-    expect(t.zero.pages).toBe(q.ram.duplicate);
+    // duplicate: ZERO records, from the migration thread and the compression threads alike; with
+    // compression 7.2 over-counts (a reused thread's stale zero-page flag counts again), as it does
+    // for compression.pages
+    if (q.compression) {
+      expect(t.zero.pages).toBeLessThanOrEqual(q.ram.duplicate);
+      expect(q.ram.duplicate - t.zero.pages).toBeLessThan(0.03 * q.ram.duplicate);
+    } else {
+      expect(t.zero.pages).toBe(q.ram.duplicate);
+    }
     // normal: PAGE records (cache misses and XBZRLE overflows go out as PAGE and count here too)
     expect(t.normal.pages).toBe(q.ram.normal);
     expect(q.ram['normal-bytes']).toBe(q.ram.normal * 4096);

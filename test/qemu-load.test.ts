@@ -25,9 +25,10 @@ describe.skipIf(!gate.run)('real QEMU 7.2 loads `transcode` output', () => {
     expect(r.queryMigrate.status).toBe('completed');
     expect(sameBytes(readFileSync(r.ramPath), fx.ram)).toBe(true);
     for (const [device, truth] of Object.entries(fx.disks)) {
+      // QEMU 7.2 writes the last 1 MiB chunk whole, so the destination disk is rounded up to 1 MiB
       const dest = readFileSync(r.diskPaths[device]!);
-      expect(dest.length).toBe(truth.length);
-      expect(sameBytes(dest, truth), device).toBe(true);
+      expect(sameBytes(dest.subarray(0, truth.length), truth), device).toBe(true);
+      expect(dest.subarray(truth.length).every((b) => b === 0)).toBe(true);
     }
   });
 
