@@ -17,3 +17,14 @@ export { SnapshotDiskSource, WriteLogDiskSource, parseWriteLog, formatWriteLog, 
 export { DiskImage } from './stream/disk-image.js';
 export { HierarchicalBitmap } from './codec/hbitmap.js';
 export { LruPageCache, QemuPageCache, createPageCache, type PageCache, type CachePolicy } from './xbzrle/page-cache.js';
+export { fflateZlib, type ZlibPageCodec } from './codec/zlib-page.js';
+export { Lz4Compressor, lz4DecompressInto, lz4Bound } from './codec/lz4-block.js';
+export { nodeZlib } from './stream/zlib-node.js';
+export { resolveSpec, pageCompressor, type CompressionSpec, type CompressionCodec } from './stream/page-codecs.js';
+export { encodeManifest, decodeManifest, lz4PagesEntry, SUPPORTED_EXTENSIONS, type ExtensionManifest, type ExtensionEntry } from './stream/manifest.js';
+export { type StreamWriter, type RamRecordWriter } from './stream/encoder.js';
+export { ThreadPool, InlinePool, PoolError, type PagePool } from './stream/pool/thread-pool.js';
+export { PooledEncoder, type PooledEncoderOptions } from './stream/pool/pooled-encoder.js';
+export { DecompressQueue, type DecompressQueueOptions } from './stream/pool/decompress-queue.js';
+export { decodePooled, transcodePooled, transcodeBytesPooled, fileSink, type PoolOptions, type ByteSource } from './stream/pool/drivers.js';
+export { PiscinaPool } from './stream/pool/piscina-pool.js';

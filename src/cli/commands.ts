@@ -8,6 +8,7 @@ import { decodeFile, FileDiskSink, FileRamSink, ramBlockFileName, diskFileName }
 import { StatsCollector, type StreamSummary } from '../stream/stats.js';
 import { Transcoder, type TranscodeOptions } from '../stream/transcode.js';
 import { formatBytes, OutputFile, table, UsageError } from './io.js';
+import { encodeCompressed, renderCompression, transcodeWithPool, type CompressCli } from './compression.js';
 
 export async function inspectFile(path: string): Promise<StreamSummary> {
   const stats = new StatsCollector();
@@ -27,19 +28,20 @@ export function renderSummary(s: StreamSummary): string {
     `QEMU migration stream v${s.version}, ${formatBytes(s.streamBytes)} (${s.streamBytes} bytes), machine ${s.machine ?? '(no configuration)'}, page size ${s.pageSize}`,
   );
   if (s.capabilities.length) out.push(`validated capabilities: ${s.capabilities.join(', ')}`);
+  out.push(...renderCompression(s));
   const ramTotal = s.ramBlocks.reduce((n, b) => n + b.length, 0);
   out.push('', `RAMBlocks: ${s.ramBlocks.length}, ${formatBytes(ramTotal)}`);
   out.push(table([['idstr', 'size', 'bytes'], ...s.ramBlocks.map((b) => [b.idstr, formatBytes(b.length), b.length])]));
   out.push('', `RAM sections (iterations): ${s.iterations.length}`);
-  const rows: (string | number)[][] = [['#', 'kind', 'zero', 'normal', 'xbzrle', 'compressed', 'bytes']];
+  const rows: (string | number)[][] = [['#', 'kind', 'zero', 'normal', 'xbzrle', 'compressed', 'lz4', 'bytes']];
   const shown = s.iterations.length > 40 ? [...s.iterations.slice(0, 20), ...s.iterations.slice(-20)] : s.iterations;
   for (const it of shown) {
-    if (s.iterations.length > 40 && it.index === s.iterations[s.iterations.length - 20]!.index) rows.push(['…', '', '', '', '', '', '']);
-    const bytes = it.zero.bytes + it.normal.bytes + it.xbzrle.bytes + it.compressed.bytes;
-    rows.push([it.index, it.kind, it.zero.pages, it.normal.pages, it.xbzrle.pages, it.compressed.pages, bytes]);
+    if (s.iterations.length > 40 && it.index === s.iterations[s.iterations.length - 20]!.index) rows.push(['…', '', '', '', '', '', '', '']);
+    const bytes = it.zero.bytes + it.normal.bytes + it.xbzrle.bytes + it.compressed.bytes + it.lz4.bytes;
+    rows.push([it.index, it.kind, it.zero.pages, it.normal.pages, it.xbzrle.pages, it.compressed.pages, it.lz4.pages, bytes]);
   }
   const t = s.totals;
-  rows.push(['total', '', t.zero.pages, t.normal.pages, t.xbzrle.pages, t.compressed.pages, t.zero.bytes + t.normal.bytes + t.xbzrle.bytes + t.compressed.bytes]);
+  rows.push(['total', '', t.zero.pages, t.normal.pages, t.xbzrle.pages, t.compressed.pages, t.lz4.pages, t.zero.bytes + t.normal.bytes + t.xbzrle.bytes + t.compressed.bytes + t.lz4.bytes]);
   out.push(table(rows));
   if (s.blockDevices.length) {
     out.push('', 'block devices:');
@@ -127,8 +129,15 @@ export async function transcodeFile(input: string, output: string, options: Tran
   }
 }
 
-export async function runTranscode(input: string, output: string, opts: { xbzrle?: TranscodeOptions['xbzrle']; stats: boolean }): Promise<number> {
-  const r = await transcodeFile(input, output, { xbzrle: opts.xbzrle });
+export async function runTranscode(
+  input: string,
+  output: string,
+  opts: { xbzrle?: TranscodeOptions['xbzrle']; stats: boolean; compress?: CompressCli },
+): Promise<number> {
+  const c = opts.compress;
+  const r = c && c.workers > 0
+    ? await transcodeWithPool(input, output, c, { xbzrle: opts.xbzrle })
+    : await transcodeFile(input, output, { xbzrle: opts.xbzrle, compress: c?.spec });
   const log = (s: string) => process.stderr.write(`${s}\n`);
   log(`transcoded ${r.inBytes} → ${r.outBytes} bytes`);
   if (opts.xbzrle) log(renderXbzrle(r.xbzrle, opts.stats));
@@ -167,6 +176,7 @@ export interface EncodeCommand {
   /** Block device name → write log (groups of writes between iterations). */
   diskWrites?: Record<string, string>;
   zeroBlocks?: boolean;
+  compress?: CompressCli;
 }
 
 function readDisks(cmd: EncodeCommand, iterations: number): DiskSource[] {
@@ -206,7 +216,8 @@ export async function runEncode(cmd: EncodeCommand): Promise<number> {
   let result;
   try {
     const disks = readDisks(cmd, series[0]!.dumps.length - 1);
-    result = encodeDumps(series, out.write, { xbzrle: cmd.xbzrle, template, disks, zeroBlocks: cmd.zeroBlocks });
+    const options = { xbzrle: cmd.xbzrle, template, disks, zeroBlocks: cmd.zeroBlocks };
+    result = cmd.compress ? await encodeCompressed(series, out.write, options, cmd.compress) : encodeDumps(series, out.write, options);
   } catch (e) {
     if (e instanceof RangeError) throw new UsageError(e.message);
     throw e;

@@ -7,6 +7,7 @@ import type { CachePolicy } from '../xbzrle/page-cache.js';
 import { runEncode, runExtract, runInspect, runTranscode } from './commands.js';
 import { parseSize, UsageError } from './io.js';
 import { runVerify } from './verify.js';
+import { COMPRESS_FLAGS, COMPRESS_USAGE, compressOption } from './compression.js';
 
 const USAGE = `usage: migstream <command> [options]
 
@@ -15,10 +16,14 @@ commands:
   extract STREAM --out DIR [--disk-size DEV=BYTES]...
                                                write RAMBlocks, disks and devices.json into DIR
   transcode IN OUT [--xbzrle[=SIZE]] [--cache-policy lru|qemu] [--stats]
+         ${COMPRESS_USAGE}
                                                re-encode with QEMU 7.2 records (loadable by QEMU);
-                                               --xbzrle re-sends pages as deltas (cache SIZE, default 64MiB)
+                                               --xbzrle re-sends pages as deltas (cache SIZE, default 64MiB);
+                                               --compress zlib: QEMU's compressed pages (level, default 1);
+                                               lz4: migstream's extension (acceleration, default 1);
+                                               --workers: compress/decompress on N worker threads
   encode --dumps D0 D1 … | --manifest FILE --out STREAM [--block NAME] [--template STREAM]
-         [--xbzrle[=SIZE]] [--cache-policy lru|qemu]
+         [--xbzrle[=SIZE]] [--cache-policy lru|qemu] ${COMPRESS_USAGE}
          [--disk NAME=IMG [--disk-writes NAME=LOG]]... [--zero-blocks]
                                                a series of RAM dumps → a multi-iteration stream
   verify STREAM --against DIR [--json]         compare decoded RAMBlocks and disks with extract-named files
@@ -48,11 +53,13 @@ async function main(argv: string[]): Promise<number> {
         xbzrle: { type: 'string' },
         'cache-policy': { type: 'string' },
         stats: { type: 'boolean' },
+        ...COMPRESS_FLAGS,
       });
       if (positionals.length !== 2) throw new UsageError('transcode needs IN and OUT');
       return runTranscode(positionals[0]!, positionals[1]!, {
         xbzrle: xbzrleOption(values.xbzrle as string | undefined, values['cache-policy'] as string | undefined),
         stats: values.stats === true,
+        compress: compressOption(values),
       });
     }
     case 'encode': {
@@ -67,6 +74,7 @@ async function main(argv: string[]): Promise<number> {
         disk: { type: 'string', multiple: true },
         'disk-writes': { type: 'string', multiple: true },
         'zero-blocks': { type: 'boolean' },
+        ...COMPRESS_FLAGS,
       });
       if (typeof values.out !== 'string') throw new UsageError('encode needs --out STREAM');
       if (!values.dumps && typeof values.manifest !== 'string') throw new UsageError('encode needs --dumps D0 D1 … or --manifest FILE');
@@ -81,6 +89,7 @@ async function main(argv: string[]): Promise<number> {
         disks: namedPaths(values.disk as string[] | undefined, '--disk'),
         diskWrites: namedPaths(values['disk-writes'] as string[] | undefined, '--disk-writes'),
         zeroBlocks: values['zero-blocks'] === true,
+        compress: compressOption(values),
       });
     }
     case 'verify': {

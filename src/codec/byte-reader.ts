@@ -1,6 +1,7 @@
-import { MigstreamError, NeedMoreData } from './errors.js';
+import { MigstreamError, NeedMoreData, type ErrorCode } from './errors.js';
 
 const TEXT = new TextDecoder('utf-8', { fatal: false });
+const STRICT = new TextDecoder('utf-8', { fatal: true });
 
 /**
  * Big-endian reader over one contiguous buffer. `pos` is public; `base` is the
@@ -85,10 +86,21 @@ export class ByteReader {
     this.pos += n;
   }
 
-  /** A str8: one length byte, then that many bytes, no NUL. */
-  str8(what = 'string'): string {
+  /**
+   * A str8: one length byte, then that many bytes, no NUL. Names must be
+   * UTF-8 (QEMU's idstrs are ASCII): a lossy decode would let two names
+   * collide and could not be written back (`code` says what to report).
+   */
+  str8(what = 'string', code: ErrorCode = 'UNSUPPORTED'): string {
     const n = this.u8(what);
-    return TEXT.decode(this.bytes(n, what));
+    const at = this.offset;
+    const bytes = this.bytes(n, what);
+    try {
+      return STRICT.decode(bytes);
+    } catch {
+      const shown = Array.from(bytes.subarray(0, 32), (b) => (b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : `\\x${b.toString(16).padStart(2, '0')}`)).join('');
+      throw new MigstreamError(code, at, `${what} is not valid UTF-8: "${shown}${n > 32 ? '…' : ''}"`);
+    }
   }
 }
 

@@ -21,6 +21,8 @@ export type ErrorCode =
   | 'BAD_COMMAND'
   | 'BAD_VMDESC'
   | 'LIMIT' // a documented limit for hostile input was exceeded
+  | 'BAD_MANIFEST' // migstream's extension manifest is malformed or misplaced
+  | 'UNSUPPORTED_EXTENSION' // the manifest lists an extension this reader does not support
   | 'TRAILING_DATA';
 
 export interface ErrorContext {

@@ -69,3 +69,19 @@ export function compressBound(size: number): number {
 }
 
 export const DEFAULT_PAGE_SIZE = 4096;
+
+/**
+ * migstream's own RAM record: one LZ4 block per page (docs/extension-format.md).
+ * QEMU 7.2 defines RAM_SAVE_FLAG_* up to 0x200 (8.1 MULTIFD_FLUSH); 0x400 is
+ * free below the smallest target page size QEMU builds for x86 (4 KiB), and
+ * a stream using it must declare the "lz4-pages" extension in its manifest.
+ */
+export const RAM_LZ4_PAGE = 0x400;
+
+/**
+ * Command number of migstream's extension manifest (a QEMU_VM_COMMAND record
+ * right after the configuration). QEMU 7.2's enum qemu_vm_cmd ends at
+ * MIG_CMD_MAX = 11 and treats any other number as "Invalid command"; this one
+ * ("ms") is far from the ones QEMU allocates in order.
+ */
+export const MIGSTREAM_MANIFEST_COMMAND = 0x6d73;

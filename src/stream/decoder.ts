@@ -35,7 +35,12 @@ import {
   VM_SECTION_START,
   VM_SUBSECTION,
   compressBound,
+  MIGSTREAM_MANIFEST_COMMAND,
+  RAM_LZ4_PAGE,
 } from './constants.js';
+import { lz4Bound } from '../codec/lz4-block.js';
+import { decodeManifest, lz4Params, SUPPORTED_EXTENSIONS } from './manifest.js';
+import { lz4WasmDecompress } from './lz4-wasm.js';
 import type { EventHandler, PageKind, RamBlockInfo, SectionInfo, SectionKind, StreamEvent } from './events.js';
 import { inflatePageNode, type PageInflater } from './inflate.js';
 import { parseTail } from './tail.js';
@@ -66,6 +71,16 @@ export interface DecoderOptions {
   limits?: Partial<DecoderLimits>;
   /** Inflater for COMPRESS_PAGE records. Default: node:zlib. */
   inflatePage?: PageInflater;
+  /** Decoder for migstream's LZ4 page records. Default: lz4-wasm-nodejs. */
+  lz4Page?: PageInflater;
+  /**
+   * "inline" (default): compressed pages arrive inflated. "defer": they arrive
+   * with `encoded: true` and the compressed payload as `data`, for a worker
+   * pool to decompress (src/stream/pool/decompress-queue.ts).
+   */
+  decompress?: 'inline' | 'defer';
+  /** Extensions (name → newest version) this reader accepts. Default: all migstream supports. */
+  extensions?: Readonly<Record<string, number>>;
 }
 
 type State = 'header' | 'configuration' | 'top' | 'ram' | 'block' | 'footer' | 'tail' | 'done' | 'failed';
@@ -85,6 +100,14 @@ export class StreamDecoder {
   private readonly emit: EventHandler;
   private readonly limits: DecoderLimits;
   private readonly inflate: PageInflater;
+  private readonly lz4Page: PageInflater;
+  private readonly defer: boolean;
+  private readonly supportedExtensions: Readonly<Record<string, number>>;
+  /** Set by an extension manifest that declares lz4-pages. */
+  private lz4 = false;
+  /** A manifest may only come before the first section, and only once. */
+  private sawSection = false;
+  private manifestSeen = false;
   private pageSize: number;
   private flagMask: number;
 
@@ -120,6 +143,9 @@ export class StreamDecoder {
     this.emit = handler;
     this.limits = { ...DEFAULT_LIMITS, ...options.limits };
     this.inflate = options.inflatePage ?? inflatePageNode;
+    this.lz4Page = options.lz4Page ?? lz4WasmDecompress;
+    this.defer = options.decompress === 'defer';
+    this.supportedExtensions = options.extensions ?? SUPPORTED_EXTENSIONS;
     this.pageSize = options.pageSize ?? DEFAULT_PAGE_SIZE;
     this.flagMask = this.pageSize - 1;
   }
@@ -165,6 +191,11 @@ export class StreamDecoder {
   end(): void {
     if (this.failure) throw this.failure;
     if (this.state === 'done') return;
+    if (this.state !== 'tail') {
+      // Parse what push() held back for a large unit's look-ahead (see run()).
+      this.compact();
+      this.run();
+    }
     if (this.state === 'tail') {
       const tail = concat(this.tailKept, this.tailBytes);
       const parsed = this.tailBytes <= this.limits.maxTailBytes;
@@ -247,7 +278,11 @@ export class StreamDecoder {
       }
     } catch (e) {
       if (e instanceof NeedMoreData) {
-        this.needed = e.needed;
+        // A unit already past 16 KiB and still incomplete (only MEM_SIZE, with up to 1024 long names, gets
+        // there field by field) waits for twice its size before the next attempt: re-parsing it every few
+        // bytes cost O(n²) when a sender dribbles it in small pieces. end() parses what this holds back.
+        const partial = this.buf.length - this.pos;
+        this.needed = partial > 16384 ? Math.max(e.needed, this.base + this.pos + 2 * partial) : e.needed;
         this.needWhat = e.what;
         return;
       }
@@ -304,7 +339,7 @@ export class StreamDecoder {
     while (r.peekU8('a section type') === VM_SUBSECTION) {
       r.u8();
       const nameAt = r.offset;
-      const name = r.str8('a subsection name');
+      const name = r.str8('a subsection name', 'BAD_CONFIGURATION');
       const version = r.be32('a subsection version');
       if (version !== 1) {
         throw new MigstreamError('BAD_CONFIGURATION', nameAt, `subsection ${name}: expected version 1, found ${version}`);
@@ -314,7 +349,7 @@ export class StreamDecoder {
       } else if (name === 'configuration/capabilities') {
         const count = r.be32('the capability count');
         if (count > 64) throw new MigstreamError('LIMIT', nameAt, `${count} capabilities in the configuration`);
-        for (let i = 0; i < count; i++) capabilities.push(r.str8('a capability name'));
+        for (let i = 0; i < count; i++) capabilities.push(r.str8('a capability name', 'BAD_CONFIGURATION'));
       } else if (name === 'configuration/uuid') {
         uuid = r.bytes(16, 'the uuid').slice();
       } else {
@@ -347,7 +382,7 @@ export class StreamDecoder {
         }
         r.u8();
         const sectionId = r.be32('a section id');
-        const idstr = r.str8('a section idstr');
+        const idstr = r.str8('a section idstr', 'BAD_SECTION');
         const instanceId = r.be32('an instance id');
         const versionId = r.be32('a version id');
         if (idstr.length === 0) throw new MigstreamError('BAD_SECTION', at + 5, 'expected a section idstr, found an empty one');
@@ -377,6 +412,7 @@ export class StreamDecoder {
   }
 
   private openSection(section: SectionInfo, kind: SectionKind, at: number): void {
+    this.sawSection = true;
     if (section.idstr === 'ram') {
       if (section.versionId !== 4) {
         throw new MigstreamError('BAD_SECTION', at, `ram section: expected version 4, found ${section.versionId}`);
@@ -426,6 +462,10 @@ export class StreamDecoder {
     const command = r.be16('a command number');
     const len = r.be16('a command length');
     const payload = r.bytes(len, 'the command payload');
+    if (command === MIGSTREAM_MANIFEST_COMMAND) {
+      this.readManifest(payload, at);
+      return;
+    }
     if (command === 0 || command >= COMMAND_NAMES.length) {
       throw new MigstreamError('BAD_COMMAND', at + 1, `Invalid command ${command}`);
     }
@@ -444,6 +484,22 @@ export class StreamDecoder {
     this.emit({ type: 'command', command, name, payload });
   }
 
+  // migstream's extension manifest: msgpack, before any section, at most once.
+  private readManifest(payload: Uint8Array, at: number): void {
+    if (this.sawSection) throw new MigstreamError('BAD_MANIFEST', at, 'the extension manifest must come before the first section');
+    if (this.manifestSeen) throw new MigstreamError('BAD_MANIFEST', at, 'a second extension manifest');
+    this.manifestSeen = true;
+    const manifest = decodeManifest(payload, at, this.supportedExtensions);
+    this.enableExtensions(manifest.extensions.map((e) => e.name));
+    if (lz4Params(manifest, at, this.pageSize)) {
+      if (this.pageSize <= RAM_LZ4_PAGE) {
+        throw new MigstreamError('BAD_MANIFEST', at, `lz4-pages needs pages above ${RAM_LZ4_PAGE} bytes for its record flag, the stream has ${this.pageSize}`);
+      }
+      this.lz4 = true;
+    }
+    this.emit({ type: 'manifest', manifest, payload });
+  }
+
   // One RAM record: be64 offset|flags, then what the flags say.
   private readRamRecord(r: ByteReader): void {
     const at = r.offset;
@@ -459,6 +515,7 @@ export class StreamDecoder {
     let fill = 0;
     let data: Uint8Array = ZERO_DATA;
     let dataOffset = 0;
+    let compressedBytes: number | undefined;
     switch (type) {
       case RAM_ZERO:
         block = this.blockRef(r, flags, at);
@@ -503,12 +560,38 @@ export class StreamDecoder {
         }
         dataOffset = r.offset;
         const compressed = r.bytes(clen, 'compressed page data');
-        try {
-          data = this.inflate(compressed, this.pageSize);
-        } catch (e) {
-          throw new MigstreamError('DECOMPRESS', dataOffset, `decompress data failed: ${(e as Error).message}`, { ramBlock: block.idstr });
+        compressedBytes = clen;
+        if (this.defer) data = compressed;
+        else {
+          try {
+            data = this.inflate(compressed, this.pageSize);
+          } catch (e) {
+            throw new MigstreamError('DECOMPRESS', dataOffset, `decompress data failed: ${e instanceof Error ? e.message : String(e)}`, { ramBlock: block.idstr });
+          }
         }
         kind = 'compressed';
+        break;
+      }
+      // migstream's LZ4 page (declared by the manifest): be32 length, one LZ4 block holding exactly a page.
+      case this.lz4 ? RAM_LZ4_PAGE : -1: {
+        block = this.blockRef(r, flags, at);
+        const lenAt = r.offset;
+        const clen = r.be32('an LZ4 page length');
+        if (clen === 0 || clen > lz4Bound(this.pageSize)) {
+          throw new MigstreamError('DECOMPRESS', lenAt, `Invalid LZ4 page length: ${clen} (1..${lz4Bound(this.pageSize)})`, { ramBlock: block.idstr });
+        }
+        dataOffset = r.offset;
+        const compressed = r.bytes(clen, 'LZ4 page data');
+        compressedBytes = clen;
+        if (this.defer) data = compressed;
+        else {
+          try {
+            data = this.lz4Page(compressed, this.pageSize);
+          } catch (e) {
+            throw new MigstreamError('DECOMPRESS', dataOffset, `LZ4 page failed to decompress: ${e instanceof Error ? e.message : String(e)}`, { ramBlock: block.idstr });
+          }
+        }
+        kind = 'lz4';
         break;
       }
       case RAM_MEM_SIZE:
@@ -530,7 +613,12 @@ export class StreamDecoder {
       throw new MigstreamError('BAD_OFFSET', at, `Illegal RAM offset 0x${addr.toString(16)}: block is 0x${block.length.toString(16)} bytes`, { ramBlock: block.idstr });
     }
     this.lastBlock = block;
-    this.emit({ type: 'page', kind, block, offset: addr, pageSize: this.pageSize, fill, data, dataOffset, wireBytes: r.pos - start });
+    const ev: StreamEvent = { type: 'page', kind, block, offset: addr, pageSize: this.pageSize, fill, data, dataOffset, wireBytes: r.pos - start };
+    if (compressedBytes !== undefined) {
+      ev.compressedBytes = compressedBytes;
+      if (this.defer) ev.encoded = true;
+    }
+    this.emit(ev);
   }
 
   // Block reference: the idstr unless CONTINUE says "same block as the previous page".
@@ -540,7 +628,7 @@ export class StreamDecoder {
       return this.lastBlock;
     }
     const idAt = r.offset;
-    const idstr = r.str8('a RAMBlock idstr');
+    const idstr = r.str8('a RAMBlock idstr', 'UNKNOWN_RAMBLOCK');
     const block = this.blocks.get(idstr);
     if (!block) throw new MigstreamError('UNKNOWN_RAMBLOCK', idAt, `Unknown ramblock "${idstr}", cannot accept migration`);
     return block;
@@ -559,7 +647,7 @@ export class StreamDecoder {
     let left = total;
     while (left > 0) {
       const idAt = r.offset;
-      const idstr = r.str8('a RAMBlock idstr in MEM_SIZE');
+      const idstr = r.str8('a RAMBlock idstr in MEM_SIZE', 'BAD_RAM_RECORD');
       const length = r.be64('a RAMBlock length');
       const block: RamBlockInfo = { idstr, length };
       if (this.ignoreShared) block.mrAddr = r.be64('a RAMBlock address (x-ignore-shared)');
@@ -587,10 +675,12 @@ export class StreamDecoder {
     const start = r.pos;
     const hi = r.be32('a block record header');
     const lo = r.be32('a block record header');
+    // As for RAM records: a JS number holds the sector (and the percent) exactly only below 2^53.
+    if (hi > 0x1fffff) throw new MigstreamError('BAD_BLOCK_RECORD', at, `block record header 0x${hex(hi, 8)}${hex(lo, 8)} beyond 2^53`);
     const flags = lo & BLK_FLAG_MASK;
     const sector = hi * 0x800000 + (lo >>> 9);
     if (flags & BLK_DEVICE_BLOCK) {
-      const device = r.str8('a block device name');
+      const device = r.str8('a block device name', 'BAD_BLOCK_RECORD');
       const zero = (flags & BLK_ZERO_BLOCK) !== 0;
       let length = BLK_CHUNK_SIZE;
       if (flags & BLK_VAR_CHUNK) {
@@ -605,6 +695,10 @@ export class StreamDecoder {
       }
       const data = zero ? EMPTY : r.bytes(length, length === BLK_CHUNK_SIZE ? 'a 1 MiB block chunk' : 'block chunk data');
       if (device.length === 0) throw new MigstreamError('BAD_BLOCK_RECORD', at + 8, 'Error unknown block device: empty name');
+      if (sector * 512 + length > Number.MAX_SAFE_INTEGER) {
+        // No disk is that large, and byte offsets past 2^53 cannot even be represented.
+        throw new MigstreamError('BAD_BLOCK_RECORD', at, `block chunk at sector ${sector} ends beyond 2^53 bytes`, { device });
+      }
       this.emit({ type: 'block-chunk', device, sector, length, zero, data, wireBytes: r.pos - start });
     } else if (flags & BLK_PROGRESS) {
       this.emit({ type: 'block-progress', percent: sector });

@@ -2,6 +2,8 @@ import { MigstreamError } from '../codec/errors.js';
 import { createPageCache, type CachePolicy } from '../xbzrle/page-cache.js';
 import { StreamDecoder } from './decoder.js';
 import { StreamEncoder } from './encoder.js';
+import { encodeManifest } from './manifest.js';
+import { encoderCompressor, extensionsFor, resolveSpec, type CompressionSpec } from './page-codecs.js';
 import type { RamBlockInfo, SectionInfo, StreamEvent } from './events.js';
 import { RamImage } from './ram-image.js';
 import { RamSender, type XbzrleIterationStats } from './ram-sender.js';
@@ -40,6 +42,8 @@ export interface DumpEncodeOptions {
   zeroBlocks?: boolean;
   /** Variable-size block chunks of this size (extension "block-chunks"); undefined: QEMU's 1 MiB. */
   blockChunkSize?: number;
+  /** Compress pages: zlib (QEMU's COMPRESS_PAGE) or lz4 (migstream's extension, declared in a manifest). */
+  compress?: CompressionSpec;
 }
 
 export interface DumpEncodeResult {
@@ -78,9 +82,11 @@ export function encodeDumps(series: DumpSeries[], out: (chunk: Uint8Array) => vo
     if (!b) throw new RangeError(`RAMBlock ${s.idstr} is not in the template's MEM_SIZE`);
     if (b.length !== s.dumps[0]!.length) throw new RangeError(`RAMBlock ${s.idstr}: dump of ${s.dumps[0]!.length} bytes, template block of ${b.length}`);
   }
-  const enc = new StreamEncoder(out, { pageSize });
+  const spec = options.compress ? resolveSpec(options.compress) : undefined;
+  const enc = new StreamEncoder(out, { pageSize, compressor: spec ? encoderCompressor(spec) : undefined });
   const x = options.xbzrle;
-  const sender = new RamSender(enc, { cache: x ? createPageCache(x.policy ?? 'lru', x.cacheBytes, pageSize) : undefined });
+  const sender = new RamSender(enc, { cache: x ? createPageCache(x.policy ?? 'lru', x.cacheBytes, pageSize) : undefined, compress: spec?.codec });
+  const extensions = extensionsFor(spec, pageSize);
   const section = t?.ramSection ?? RAM_SECTION;
   const iterations: DumpEncodeResult['iterations'] = [];
   const disks = options.disks ?? [];
@@ -92,6 +98,7 @@ export function encodeDumps(series: DumpSeries[], out: (chunk: Uint8Array) => vo
 
   enc.header();
   if (t?.configuration) enc.raw(t.configuration);
+  if (extensions.length > 0) enc.manifest(encodeManifest(extensions));
   if (blockSection) enc.sectionStart(blockSection).blockEos().footer(blockSection.sectionId);
   enc.sectionStart(section).memSize(blocks, t?.ignoreShared ?? false).ramEos().footer(section.sectionId);
   sender.setBlocks(blocks);

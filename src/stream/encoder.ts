@@ -8,8 +8,11 @@ import {
   BLK_ZERO_BLOCK,
   DEFAULT_PAGE_SIZE,
   ENCODING_FLAG_XBZRLE,
+  MIGSTREAM_MANIFEST_COMMAND,
+  RAM_COMPRESS_PAGE,
   RAM_CONTINUE,
   RAM_EOS,
+  RAM_LZ4_PAGE,
   RAM_MEM_SIZE,
   RAM_PAGE,
   RAM_XBZRLE,
@@ -28,6 +31,45 @@ export interface EncoderOptions {
   pageSize?: number;
   /** Flush to the sink once this many bytes are buffered. Default 256 KiB. */
   chunkSize?: number;
+  /** Compressor behind compressPage() (src/stream/page-codecs.ts pageCompressor). */
+  compressor?: PageCompressorFn;
+}
+
+/** Compresses one page for a codec; returns fresh bytes. */
+export interface PageCompressorFn {
+  codec: 'zlib' | 'lz4';
+  compress(page: Uint8Array): Uint8Array;
+}
+
+/** The page-record part of a writer, what RamSender needs. */
+export interface RamRecordWriter {
+  readonly pageSize: number;
+  continues(idstr: string): boolean;
+  zeroPage(idstr: string, offset: number): unknown;
+  page(idstr: string, offset: number, data: Uint8Array): unknown;
+  xbzrlePage(idstr: string, offset: number, encoded: Uint8Array): unknown;
+  compressPage(idstr: string, offset: number, page: Uint8Array): unknown;
+}
+
+/**
+ * Everything the transcoder writes through: StreamEncoder, or the pooled
+ * writer that compresses on workers (src/stream/pool/pooled-encoder.ts).
+ */
+export interface StreamWriter extends RamRecordWriter {
+  header(): unknown;
+  raw(bytes: Uint8Array): unknown;
+  sectionStart(s: SectionInfo): unknown;
+  sectionPart(sectionId: number): unknown;
+  sectionEnd(sectionId: number): unknown;
+  footer(sectionId: number): unknown;
+  command(command: number, payload: Uint8Array): unknown;
+  manifest(payload: Uint8Array): unknown;
+  memSize(blocks: RamBlockInfo[], ignoreShared?: boolean): unknown;
+  ramEos(): unknown;
+  blockChunk(device: string, sector: number, data: Uint8Array | undefined): unknown;
+  blockProgress(percent: number): unknown;
+  blockEos(): unknown;
+  flush(): void;
 }
 
 /**
@@ -35,7 +77,7 @@ export interface EncoderOptions {
  * encoder owns the CONTINUE state (the last RAMBlock named), which like
  * QEMU's last_sent_block persists across sections.
  */
-export class StreamEncoder {
+export class StreamEncoder implements StreamWriter {
   private readonly w = new ByteWriter(512 * 1024);
   private readonly sink: (chunk: Uint8Array) => void;
   private readonly chunkSize: number;
@@ -43,11 +85,13 @@ export class StreamEncoder {
   private lastBlock: string | undefined;
   /** Bytes handed to the sink so far plus those buffered. */
   private flushed = 0;
+  private readonly compressor: PageCompressorFn | undefined;
 
   constructor(sink: (chunk: Uint8Array) => void, options: EncoderOptions = {}) {
     this.sink = sink;
     this.pageSize = options.pageSize ?? DEFAULT_PAGE_SIZE;
     this.chunkSize = options.chunkSize ?? 256 * 1024;
+    this.compressor = options.compressor;
   }
 
   get bytesWritten(): number {
@@ -160,6 +204,37 @@ export class StreamEncoder {
     this.w.u8(ENCODING_FLAG_XBZRLE).be16(encoded.length).bytes(encoded);
     this.maybeFlush();
     return this;
+  }
+
+  /** Whether a page record for `idstr` goes out with CONTINUE (same RAMBlock as the last page record). */
+  continues(idstr: string): boolean {
+    return idstr === this.lastBlock;
+  }
+
+  /** migstream's extension manifest (docs/extension-format.md): a command record QEMU does not have. */
+  manifest(payload: Uint8Array): this {
+    return this.command(MIGSTREAM_MANIFEST_COMMAND, payload);
+  }
+
+  /**
+   * A compressed page: QEMU's COMPRESS_PAGE (be32 length + one zlib stream)
+   * or migstream's LZ4 page (be32 length + one LZ4 block). An LZ4 block no
+   * smaller than the page goes out as a PAGE record instead; zlib pages
+   * always go out compressed, as QEMU sends them.
+   */
+  compressedPage(codec: 'zlib' | 'lz4', idstr: string, offset: number, page: Uint8Array, payload: Uint8Array): this {
+    if (codec === 'lz4' && payload.length >= page.length) return this.page(idstr, offset, page);
+    this.pageHeader(idstr, offset, codec === 'zlib' ? RAM_COMPRESS_PAGE : RAM_LZ4_PAGE);
+    this.w.be32(payload.length).bytes(payload);
+    this.maybeFlush();
+    return this;
+  }
+
+  /** Compresses `page` with the encoder's compressor and writes it (see compressedPage). */
+  compressPage(idstr: string, offset: number, page: Uint8Array): this {
+    const c = this.compressor;
+    if (!c) throw new TypeError('compressPage needs EncoderOptions.compressor');
+    return this.compressedPage(c.codec, idstr, offset, page, c.compress(page));
   }
 
   ramEos(): this {

@@ -1,3 +1,5 @@
+import type { ExtensionManifest } from './manifest.js';
+
 /**
  * The event vocabulary: every part of a migration stream becomes one of these.
  * Byte payloads are views into the decoder's buffer and are valid only during
@@ -33,7 +35,8 @@ export interface SectionInfo {
   versionId: number;
 }
 
-export type PageKind = 'zero' | 'normal' | 'xbzrle' | 'compressed';
+/** compressed: QEMU's zlib COMPRESS_PAGE; lz4: migstream's LZ4 page (an extension). */
+export type PageKind = 'zero' | 'normal' | 'xbzrle' | 'compressed' | 'lz4';
 
 export interface PageEvent {
   type: 'page';
@@ -54,6 +57,13 @@ export interface PageEvent {
   dataOffset: number;
   /** Bytes this record took on the wire. */
   wireBytes: number;
+  /** compressed/lz4: bytes of the compressed payload (without the record header and length). */
+  compressedBytes?: number;
+  /**
+   * True when `data` still holds the compressed payload: the decoder was told
+   * to leave decompression to its caller (a worker pool). Never set otherwise.
+   */
+  encoded?: boolean;
 }
 
 export interface BlockChunkEvent {
@@ -75,6 +85,8 @@ export type StreamEvent =
   | { type: 'section'; kind: SectionKind; section: SectionInfo; offset: number }
   | { type: 'section-footer'; section: SectionInfo; present: boolean }
   | { type: 'command'; command: number; name: string; payload: Uint8Array }
+  /** migstream's extension manifest (docs/extension-format.md), right after the configuration. */
+  | { type: 'manifest'; manifest: ExtensionManifest; payload: Uint8Array }
   | { type: 'ram-blocks'; blocks: RamBlockInfo[]; wireBytes: number }
   | PageEvent
   | { type: 'ram-flush' }

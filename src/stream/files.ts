@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { closeSync, createReadStream, ftruncateSync, openSync, readSync, writeSync } from 'node:fs';
 import { MigstreamError } from '../codec/errors.js';
 import { StreamDecoder, type DecoderOptions } from './decoder.js';
@@ -6,11 +7,28 @@ import { applyPage, type RamSink } from './ram-image.js';
 
 /** File name `extract` uses for a RAMBlock or a block device: the idstr, URI-encoded. */
 export function ramBlockFileName(idstr: string): string {
-  return `${encodeURIComponent(idstr)}.bin`;
+  return fileName(idstr, '.bin');
 }
 
 export function diskFileName(device: string): string {
-  return `${encodeURIComponent(device)}.img`;
+  return fileName(device, '.img');
+}
+
+/** NAME_MAX of Linux and most file systems. */
+const NAME_MAX = 255;
+
+/**
+ * `name` URI-encoded, plus `ext`. A name too long for a file name (QEMU's
+ * idstrs reach 255 bytes, and encoding can triple them) keeps a prefix, then
+ * "+" (which encodeURIComponent never leaves, so no short name looks alike)
+ * and a hash of the whole name.
+ */
+function fileName(name: string, ext: string): string {
+  const encoded = encodeURIComponent(name);
+  if (encoded.length + ext.length <= NAME_MAX) return `${encoded}${ext}`;
+  const hash = createHash('sha256').update(name).digest('hex').slice(0, 16);
+  const prefix = encoded.slice(0, NAME_MAX - ext.length - hash.length - 1).replace(/%[0-9A-F]?$/, '');
+  return `${prefix}+${hash}${ext}`;
 }
 
 /**
@@ -19,7 +37,8 @@ export function diskFileName(device: string): string {
  * first, since they apply to its current content.
  */
 export class FileRamSink implements RamSink {
-  private readonly files = new Map<string, { fd: number; written: Uint8Array }>();
+  /** `written`: pages written so far, made on the first page (its size depends on the stream's page size). */
+  private readonly files = new Map<string, { fd: number; length: number; written: Uint8Array | undefined }>();
   private scratch = new Uint8Array(4096);
 
   constructor(
@@ -29,17 +48,27 @@ export class FileRamSink implements RamSink {
 
   setBlocks(blocks: RamBlockInfo[]): void {
     for (const b of blocks) {
-      if (this.files.has(b.idstr)) continue;
+      const f = this.files.get(b.idstr);
+      if (f && f.length === b.length) continue;
+      if (f) {
+        // Like RamImage: a block declared again with another length starts over, all zeros.
+        ftruncateSync(f.fd, 0);
+        ftruncateSync(f.fd, b.length);
+        f.length = b.length;
+        f.written = undefined;
+        continue;
+      }
       const fd = openSync(this.pathOf(b.idstr), 'w+');
       ftruncateSync(fd, b.length);
-      this.files.set(b.idstr, { fd, written: new Uint8Array(Math.ceil(b.length / 4096 / 8)) });
+      this.files.set(b.idstr, { fd, length: b.length, written: undefined });
     }
   }
 
   apply(ev: PageEvent): void {
     const f = this.files.get(ev.block.idstr)!;
+    const written = (f.written ??= new Uint8Array(Math.ceil(f.length / ev.pageSize / 8)));
     const pageIndex = ev.offset / ev.pageSize;
-    const seen = (f.written[pageIndex >>> 3]! >>> (pageIndex & 7)) & 1;
+    const seen = (written[pageIndex >>> 3]! >>> (pageIndex & 7)) & 1;
     if (this.scratch.length !== ev.pageSize) this.scratch = new Uint8Array(ev.pageSize);
     const page = this.scratch;
     if (ev.kind === 'zero' && ev.fill === 0 && !seen) return; // the sparse file already reads as zeros
@@ -49,7 +78,7 @@ export class FileRamSink implements RamSink {
     }
     applyPage(ev, page);
     writeSync(f.fd, page, 0, ev.pageSize, ev.offset);
-    f.written[pageIndex >>> 3]! |= 1 << (pageIndex & 7);
+    written[pageIndex >>> 3]! |= 1 << (pageIndex & 7);
   }
 
   close(): void {

@@ -16,7 +16,9 @@ export function applyPage(event: PageEvent, page: Uint8Array): void {
       page.fill(event.fill);
       return;
     case 'normal':
+    case 'lz4':
     case 'compressed': // QEMU lets an inflated page be short: the rest stays as it was
+      if (event.encoded) throw new TypeError('applyPage: the page is still compressed (decompress it first)');
       page.set(event.data);
       return;
     case 'xbzrle':

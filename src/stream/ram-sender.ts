@@ -1,8 +1,12 @@
 import { isZeroPage } from '../codec/zero.js';
 import { xbzrleEncode } from '../xbzrle/encode.js';
 import type { PageCache } from '../xbzrle/page-cache.js';
-import type { StreamEncoder } from './encoder.js';
+import type { RamRecordWriter } from './encoder.js';
 import type { RamBlockInfo } from './events.js';
+
+export type { RamRecordWriter };
+
+const TEXT = new TextEncoder();
 
 /** Per-iteration XBZRLE counters, in the shape of QEMU's `info migrate` (query-migrate `xbzrle-cache`). */
 export interface XbzrleIterationStats {
@@ -18,12 +22,19 @@ export interface XbzrleIterationStats {
   /** pages × page size / bytes. */
   encodingRate: number;
   /** Records written in the iteration, by kind. */
-  records: { zero: number; normal: number; xbzrle: number; unchanged: number };
+  records: { zero: number; normal: number; xbzrle: number; unchanged: number; compressed: number };
 }
 
 export interface RamSenderOptions {
   /** XBZRLE page cache; without one every page goes out as ZERO or PAGE. */
   cache?: PageCache;
+  /**
+   * Compress non-zero pages with the writer's compressor (compressPage) until
+   * XBZRLE starts, as QEMU 7.2 does. With "zlib" (QEMU's compress
+   * capability) a RAMBlock's first page after a block change goes out the
+   * normal way, so every COMPRESS_PAGE record has CONTINUE set.
+   */
+  compress?: 'zlib' | 'lz4';
 }
 
 /**
@@ -35,6 +46,7 @@ export interface RamSenderOptions {
  */
 export class RamSender {
   private readonly cache: PageCache | undefined;
+  private readonly compress: 'zlib' | 'lz4' | undefined;
   private readonly bases = new Map<string, number>();
   private readonly encoded: Uint8Array;
   private readonly zeroPage: Uint8Array;
@@ -42,10 +54,11 @@ export class RamSender {
   readonly history: XbzrleIterationStats[] = [];
 
   constructor(
-    private readonly enc: StreamEncoder,
+    private readonly enc: RamRecordWriter,
     options: RamSenderOptions = {},
   ) {
     this.cache = options.cache;
+    this.compress = options.compress;
     this.encoded = new Uint8Array(enc.pageSize);
     this.zeroPage = new Uint8Array(enc.pageSize);
     this.beginIteration();
@@ -79,6 +92,17 @@ export class RamSender {
       if (cache && resend) cache.insert(this.addr(idstr, offset), this.zeroPage);
       return;
     }
+    if (this.compress && (!cache || !resend)) {
+      // QEMU's ram_save_target_page: compression only until XBZRLE starts; a block's first page is sent plain (flush_compressed_data)
+      if (this.compress === 'zlib' && !this.enc.continues(idstr)) {
+        this.enc.page(idstr, offset, page);
+        r.normal++;
+      } else {
+        this.enc.compressPage(idstr, offset, page);
+        r.compressed++;
+      }
+      return;
+    }
     if (!cache || !resend) {
       this.enc.page(idstr, offset, page);
       r.normal++;
@@ -107,9 +131,9 @@ export class RamSender {
       r.normal++;
       return;
     }
-    const before = this.enc.bytesWritten;
+    // QEMU counts the record without its 8-byte word: [str8 idstr] + flag + be16 length + data
+    this.stats.bytes += 3 + len + (this.enc.continues(idstr) ? 0 : 1 + TEXT.encode(idstr).length);
     this.enc.xbzrlePage(idstr, offset, this.encoded.subarray(0, len));
-    this.stats.bytes += this.enc.bytesWritten - before - 8;
     r.xbzrle++;
   }
 
@@ -117,7 +141,7 @@ export class RamSender {
   endIteration(): XbzrleIterationStats {
     const s = this.stats;
     const r = s.records;
-    const sent = r.zero + r.normal + r.xbzrle + r.unchanged;
+    const sent = r.zero + r.normal + r.xbzrle + r.unchanged + r.compressed;
     s.cacheMissRate = sent === 0 ? 0 : s.cacheMiss / sent;
     s.encodingRate = s.bytes === 0 ? 0 : (s.pages * this.enc.pageSize) / s.bytes;
     this.history.push(s);
@@ -135,7 +159,7 @@ export class RamSender {
       cacheMissRate: 0,
       overflow: 0,
       encodingRate: 0,
-      records: { zero: 0, normal: 0, xbzrle: 0, unchanged: 0 },
+      records: { zero: 0, normal: 0, xbzrle: 0, unchanged: 0, compressed: 0 },
     };
   }
 

@@ -1,4 +1,14 @@
 import type { DeviceSection, PageKind, RamBlockInfo, StreamEvent } from './events.js';
+import type { ExtensionManifest } from './manifest.js';
+
+/** Compressed pages of one codec: how much they took against the pages they carry. */
+export interface CompressionStats {
+  pages: number;
+  /** Compressed payload bytes (without record headers and lengths). */
+  payloadBytes: number;
+  /** payloadBytes / (pages × page size). */
+  ratio: number;
+}
 
 export interface KindCount {
   /** Records of this kind. */
@@ -43,6 +53,10 @@ export interface StreamSummary {
   deviceStateBytes: number;
   vmdesc: boolean;
   vmdescBytes: number;
+  /** migstream's extension manifest, or null for a plain QEMU stream. */
+  manifest: ExtensionManifest | null;
+  /** zlib: QEMU's COMPRESS_PAGE records; lz4: migstream's LZ4 pages. */
+  compression: { zlib: CompressionStats; lz4: CompressionStats };
 }
 
 const newCounts = (): PageCounts => ({
@@ -50,6 +64,7 @@ const newCounts = (): PageCounts => ({
   normal: { pages: 0, bytes: 0 },
   xbzrle: { pages: 0, bytes: 0 },
   compressed: { pages: 0, bytes: 0 },
+  lz4: { pages: 0, bytes: 0 },
 });
 
 /** Collects what `migstream inspect` reports, from the event stream alone. */
@@ -71,6 +86,8 @@ export class StatsCollector {
     deviceStateBytes: 0,
     vmdesc: false,
     vmdescBytes: 0,
+    manifest: null,
+    compression: { zlib: { pages: 0, payloadBytes: 0, ratio: 0 }, lz4: { pages: 0, payloadBytes: 0, ratio: 0 } },
   };
   private current: IterationStats | undefined;
   private readonly disks = new Map<string, BlockDeviceStats>();
@@ -102,6 +119,9 @@ export class StatsCollector {
       case 'command':
         s.commands.push({ name: ev.name, length: ev.payload.length });
         return;
+      case 'manifest':
+        s.manifest = ev.manifest;
+        return;
       case 'ram-blocks':
         s.ramBlocks = ev.blocks.map((b) => ({ ...b }));
         return;
@@ -113,6 +133,12 @@ export class StatsCollector {
         const t = s.totals[ev.kind];
         t.pages++;
         t.bytes += ev.wireBytes;
+        if (ev.compressedBytes !== undefined) {
+          const c = s.compression[ev.kind === 'lz4' ? 'lz4' : 'zlib'];
+          c.pages++;
+          c.payloadBytes += ev.compressedBytes;
+          c.ratio = c.payloadBytes / (c.pages * ev.pageSize);
+        }
         return;
       }
       case 'block-chunk': {

@@ -1,15 +1,28 @@
 import { createPageCache, type CachePolicy } from '../xbzrle/page-cache.js';
+import { MigstreamError } from '../codec/errors.js';
+import { BLK_CHUNK_SIZE } from './constants.js';
 import { StreamDecoder, type DecoderOptions } from './decoder.js';
-import { StreamEncoder } from './encoder.js';
+import { StreamEncoder, type StreamWriter } from './encoder.js';
 import type { StreamEvent } from './events.js';
+import { encodeManifest } from './manifest.js';
+import { encoderCompressor, extensionsFor, resolveSpec, type CompressionSpec } from './page-codecs.js';
 import { RamImage } from './ram-image.js';
 import { RamSender, type XbzrleIterationStats } from './ram-sender.js';
+
+export type { StreamWriter };
 
 export interface TranscodeOptions extends DecoderOptions {
   /** Most guest RAM held in memory while transcoding. Default 8 GiB. */
   maxRamBytes?: number;
   /** Re-send pages as XBZRLE deltas against a sender-side cache of this size and policy. */
   xbzrle?: { cacheBytes: number; policy?: CachePolicy };
+  /**
+   * Compress pages: "zlib" writes QEMU's COMPRESS_PAGE records (QEMU mode,
+   * loadable with the compress capability), "lz4" migstream's LZ4 pages
+   * behind an extension manifest. Without it the output is plain QEMU mode,
+   * whatever the input used.
+   */
+  compress?: CompressionSpec;
 }
 
 /** Default XBZRLE cache: QEMU's default xbzrle-cache-size. */
@@ -25,18 +38,36 @@ export const DEFAULT_XBZRLE_CACHE = 64 << 20;
 export class Transcoder {
   readonly ram: RamImage;
   readonly sender: RamSender;
-  private readonly enc: StreamEncoder;
+  private readonly enc: StreamWriter;
+  private readonly manifest: Uint8Array | undefined;
+  private manifestDue = false;
   private ignoreShared = false;
   /** Pages sent before, per RAMBlock: XBZRLE applies only to re-sent pages, as in QEMU. */
   private readonly sent = new Map<string, Uint8Array>();
+  /** Pages sent in a last stage, per RAMBlock: QEMU leaves their cached copy as it was, so it is stale. */
+  private readonly stale = new Map<string, Uint8Array>();
+  /** False after a second MEM_SIZE: it may resize blocks and moves the cache's address layout. */
+  private cacheTrusted = true;
   private lastStage = false;
 
-  constructor(out: (chunk: Uint8Array) => void, options: TranscodeOptions = {}) {
+  /**
+   * @param out a byte sink (a StreamEncoder is made for it), or a ready
+   *   writer, e.g. a PooledEncoder configured for `options.compress`.
+   */
+  constructor(out: ((chunk: Uint8Array) => void) | StreamWriter, options: TranscodeOptions = {}) {
     this.ram = new RamImage(options.maxRamBytes);
-    this.enc = new StreamEncoder(out, { pageSize: options.pageSize });
+    const spec = options.compress ? resolveSpec(options.compress) : undefined;
+    const pageSize = options.pageSize ?? 4096;
+    this.enc =
+      typeof out === 'function'
+        ? new StreamEncoder(out, { pageSize, compressor: spec ? encoderCompressor(spec) : undefined })
+        : out;
+    const extensions = extensionsFor(spec, pageSize);
+    this.manifest = extensions.length > 0 ? encodeManifest(extensions) : undefined;
     const x = options.xbzrle;
     this.sender = new RamSender(this.enc, {
       cache: x ? createPageCache(x.policy ?? 'lru', x.cacheBytes, options.pageSize) : undefined,
+      compress: spec?.codec,
     });
   }
 
@@ -47,13 +78,32 @@ export class Transcoder {
 
   handle = (ev: StreamEvent): void => {
     const enc = this.enc;
+    if (this.manifestDue && ev.type !== 'configuration') {
+      // our manifest goes right after the configuration (or the header, for streams without one)
+      this.manifestDue = false;
+      enc.manifest(this.manifest!);
+    }
     switch (ev.type) {
       case 'header':
         enc.header();
+        this.manifestDue = this.manifest !== undefined;
         return;
-      case 'configuration':
+      case 'configuration': {
+        // The page cache, sent-page bitmaps and compressors are sized for enc.pageSize: refuse other page sizes
+        // (8: the configuration record follows the header).
+        const bits = ev.configuration.targetPageBits;
+        if (bits !== undefined && 1 << bits !== enc.pageSize) {
+          throw new MigstreamError('UNSUPPORTED', 8, `transcode: the stream's target page size is ${1 << bits} bytes, the transcoder's ${enc.pageSize} (pass pageSize: ${1 << bits})`);
+        }
         this.ignoreShared = ev.configuration.capabilities.includes('x-ignore-shared');
         enc.raw(ev.configuration.raw);
+        if (this.manifestDue) {
+          this.manifestDue = false;
+          enc.manifest(this.manifest!);
+        }
+        return;
+      }
+      case 'manifest': // the input's extensions are decoded away; ours were declared above
         return;
       case 'section':
         this.lastStage = ev.kind === 'end';
@@ -68,9 +118,13 @@ export class Transcoder {
         enc.command(ev.command, ev.payload);
         return;
       case 'ram-blocks':
+        if (this.sent.size > 0) this.cacheTrusted = false;
         this.ram.setBlocks(ev.blocks);
         this.sender.setBlocks(ev.blocks);
-        for (const b of ev.blocks) this.sent.set(b.idstr, new Uint8Array(Math.ceil(b.length / enc.pageSize / 8)));
+        for (const b of ev.blocks) {
+          this.sent.set(b.idstr, new Uint8Array(Math.ceil(b.length / enc.pageSize / 8)));
+          this.stale.set(b.idstr, new Uint8Array(Math.ceil(b.length / enc.pageSize / 8)));
+        }
         enc.memSize(ev.blocks, this.ignoreShared);
         return;
       case 'page': {
@@ -78,8 +132,12 @@ export class Transcoder {
         const page = this.ram.page(ev.block.idstr, ev.offset, ev.pageSize);
         const sent = this.sent.get(ev.block.idstr)!;
         const index = ev.offset / ev.pageSize;
-        const resend = (sent[index >>> 3]! & (1 << (index & 7))) !== 0;
-        sent[index >>> 3]! |= 1 << (index & 7);
+        const bit = 1 << (index & 7);
+        const stale = this.stale.get(ev.block.idstr)!;
+        // A delta only against a cached copy the receiver still holds; otherwise the page goes out whole.
+        const resend = (sent[index >>> 3]! & bit) !== 0 && this.cacheTrusted && (stale[index >>> 3]! & bit) === 0;
+        sent[index >>> 3]! |= bit;
+        if (this.lastStage) stale[index >>> 3]! |= bit;
         this.sender.send(ev.block.idstr, ev.offset, page, resend, this.lastStage);
         return;
       }
@@ -90,6 +148,10 @@ export class Transcoder {
         enc.ramEos();
         return;
       case 'block-chunk':
+        if (ev.length !== BLK_CHUNK_SIZE) {
+          // QEMU's block records always cover 1 MiB: a variable-size chunk (block-chunks extension) has no QEMU form.
+          throw new MigstreamError('UNSUPPORTED', 0, `transcode: a ${ev.length}-byte block chunk of "${ev.device}" (block-chunks extension) cannot be written as QEMU's 1 MiB chunks`);
+        }
         enc.blockChunk(ev.device, ev.sector, ev.zero ? undefined : ev.data);
         return;
       case 'block-progress':

@@ -1,0 +1,110 @@
+import { Lz4Compressor, lz4DecompressInto } from '../codec/lz4-block.js';
+import { checkLevel, fflateZlib, type ZlibPageCodec } from '../codec/zlib-page.js';
+import { lz4WasmCompress, lz4WasmDecompressBatch } from './lz4-wasm.js';
+import { nodeZlib } from './zlib-node.js';
+import type { PageCompressorFn } from './encoder.js';
+import { lz4PagesEntry, type ExtensionEntry } from './manifest.js';
+
+/** How pages are compressed: QEMU's zlib framing, or migstream's LZ4 extension. */
+export type CompressionCodec = 'zlib' | 'lz4';
+
+export interface CompressionSpec {
+  codec: CompressionCodec;
+  /** zlib level 0–9 (QEMU's compress-level). Default 1, QEMU's default. */
+  level?: number;
+  /** LZ4 acceleration 1–65537. Default 1. */
+  acceleration?: number;
+  /**
+   * Implementations: "node" (node:zlib; LZ4 via lz4-wasm-nodejs at
+   * acceleration 1) or "portable" (fflate; migstream's LZ4 port). Default
+   * "node". Both write streams any reader loads; their bytes differ.
+   */
+  impl?: 'node' | 'portable';
+}
+
+export interface ResolvedSpec {
+  codec: CompressionCodec;
+  level: number;
+  acceleration: number;
+  impl: 'node' | 'portable';
+}
+
+export function resolveSpec(spec: CompressionSpec): ResolvedSpec {
+  const r: ResolvedSpec = { codec: spec.codec, level: spec.level ?? 1, acceleration: spec.acceleration ?? 1, impl: spec.impl ?? 'node' };
+  if (r.codec !== 'zlib' && r.codec !== 'lz4') throw new RangeError(`unknown compression codec "${String(r.codec)}"`);
+  checkLevel(r.level);
+  new Lz4Compressor(r.acceleration); // validates the range
+  return r;
+}
+
+/** Which LZ4 compressor writes the blocks: lz4_flex has no acceleration knob, so only acceleration 1 uses it. */
+export function lz4CompressorName(spec: ResolvedSpec): 'lz4_flex' | 'migstream-lz4' {
+  return spec.impl === 'node' && spec.acceleration === 1 ? 'lz4_flex' : 'migstream-lz4';
+}
+
+export function zlibImpl(impl: 'node' | 'portable'): ZlibPageCodec {
+  return impl === 'node' ? nodeZlib : fflateZlib;
+}
+
+/** A page compressor for `spec`; each call returns fresh bytes. */
+export function pageCompressor(spec: ResolvedSpec): (page: Uint8Array) => Uint8Array {
+  if (spec.codec === 'zlib') {
+    const z = zlibImpl(spec.impl);
+    return (page) => z.deflate(page, spec.level);
+  }
+  if (lz4CompressorName(spec) === 'lz4_flex') return lz4WasmCompress;
+  const c = new Lz4Compressor(spec.acceleration);
+  return (page) => c.compress(page);
+}
+
+/**
+ * Decompresses a batch of blocks into consecutive pages of `out`. Returns
+ * per-page lengths (a zlib page may inflate short; QEMU leaves the rest of
+ * the page as it was) or the first failure.
+ */
+export function decompressBatch(
+  codec: CompressionCodec,
+  impl: 'node' | 'portable',
+  blocks: Uint8Array[],
+  pageSize: number,
+  out: Uint8Array,
+): { lengths: Uint32Array; error?: { index: number; message: string } } {
+  const lengths = new Uint32Array(blocks.length);
+  if (codec === 'lz4') {
+    lengths.fill(pageSize);
+    if (impl === 'node') {
+      const error = lz4WasmDecompressBatch(blocks, pageSize, out);
+      return error ? { lengths, error } : { lengths };
+    }
+    for (let i = 0; i < blocks.length; i++) {
+      try {
+        lz4DecompressInto(blocks[i]!, out.subarray(i * pageSize, (i + 1) * pageSize));
+      } catch (e) {
+        return { lengths, error: { index: i, message: (e as Error).message } };
+      }
+    }
+    return { lengths };
+  }
+  const z = zlibImpl(impl);
+  for (let i = 0; i < blocks.length; i++) {
+    try {
+      const page = z.inflate(blocks[i]!, pageSize);
+      out.set(page, i * pageSize);
+      lengths[i] = page.length;
+    } catch (e) {
+      return { lengths, error: { index: i, message: (e as Error).message } };
+    }
+  }
+  return { lengths };
+}
+
+/** The extensions a stream written with `spec` must declare: none for zlib (QEMU's own), lz4-pages for LZ4. */
+export function extensionsFor(spec: ResolvedSpec | undefined, pageSize: number): ExtensionEntry[] {
+  if (!spec || spec.codec !== 'lz4') return [];
+  return [lz4PagesEntry({ pageSize, acceleration: spec.acceleration, compressor: lz4CompressorName(spec) })];
+}
+
+/** The encoder-side compressor for `spec`. */
+export function encoderCompressor(spec: ResolvedSpec): PageCompressorFn {
+  return { codec: spec.codec, compress: pageCompressor(spec) };
+}

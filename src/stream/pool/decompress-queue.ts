@@ -1,0 +1,291 @@
+import { MigstreamError } from '../../codec/errors.js';
+import type { EventHandler, PageEvent, StreamEvent } from '../events.js';
+import type { DecompressResult } from './tasks.js';
+import type { PagePool } from './thread-pool.js';
+
+export interface DecompressQueueOptions {
+  pool: PagePool;
+  /** Decompressors the workers use: "node" (node:zlib, lz4-wasm) or "portable" (fflate, migstream's LZ4). Default "node". */
+  impl?: 'node' | 'portable';
+  /**
+   * "stream" (default): events reach the handler exactly in stream order;
+   * decompression only runs ahead on the workers. "landing": like QEMU's
+   * decompress threads, an inflated page is applied as soon as its result
+   * lands, possibly after later records of the same iteration, so the
+   * barrier below is what keeps RAM right.
+   */
+  order?: 'stream' | 'landing';
+  /** Compressed pages per batch sent to a worker. Default 64. */
+  batchPages?: number;
+  /** Most compressed pages queued or decompressing before drain() waits. Default 1024. */
+  maxInFlight?: number;
+  /**
+   * TEST ONLY. Lets the iteration-end event pass while pages of the
+   * iteration are still decompressing, to show that without the barrier
+   * what a sink sees at an iteration end is wrong. Never set it otherwise.
+   */
+  unsafeNoBarrier?: boolean;
+  /**
+   * TEST ONLY. Lets a later record for a page pass while an earlier copy of
+   * the page is still decompressing, to show that RAM then goes wrong.
+   * Never set it otherwise.
+   */
+  unsafeNoPageWait?: boolean;
+}
+
+interface Batch {
+  sizes: number[];
+  parts: Uint8Array[];
+  bytes: number;
+  result?: DecompressResult;
+  error?: Error;
+}
+
+interface Entry {
+  ev: StreamEvent;
+  batch?: Batch;
+  index?: number;
+  key?: string;
+}
+
+/**
+ * The ordered applier of the pooled decode path. The decoder (with
+ * `decompress: "defer"`) feeds it events synchronously; compressed pages go
+ * to the pool in batches as they arrive, and events leave for `downstream`
+ * in stream order, with one freedom in "landing" order: an inflated page may
+ * land after later events of its own iteration. Two rules keep that safe,
+ * the ones QEMU's receiver lacks or only half has (spec §6.3):
+ *   - per page: a later record for a page whose decompression is still
+ *     outstanding waits for it;
+ *   - the barrier: the iteration-end event (RAM EOS) waits until every
+ *     decompression of the iteration has landed, so nothing of iteration N
+ *     is applied after anything of iteration N+1.
+ */
+export class DecompressQueue {
+  private readonly downstream: EventHandler;
+  private readonly pool: PagePool;
+  private readonly impl: 'node' | 'portable';
+  private readonly landing: boolean;
+  private readonly batchPages: number;
+  private readonly maxInFlight: number;
+  private readonly barrier: boolean;
+  private readonly pageWait: boolean;
+  private readonly queue: Entry[] = [];
+  private head = 0;
+  private filling: Batch | undefined;
+  private codec: 'zlib' | 'lz4' | undefined;
+  private pageSize = 4096;
+  /** Compressed pages not yet applied. */
+  private pagesQueued = 0;
+  /** Landing order: dispatched pages whose results have not landed, by page. */
+  private readonly outstanding = new Map<string, Entry[]>();
+  private outstandingCount = 0;
+  private failure: Error | undefined;
+  private wake: (() => void) | undefined;
+
+  constructor(downstream: EventHandler, options: DecompressQueueOptions) {
+    this.downstream = downstream;
+    this.pool = options.pool;
+    this.impl = options.impl ?? 'node';
+    this.landing = options.order === 'landing';
+    this.batchPages = options.batchPages ?? 64;
+    this.maxInFlight = options.maxInFlight ?? 1024;
+    this.barrier = options.unsafeNoBarrier !== true;
+    this.pageWait = options.unsafeNoPageWait !== true;
+  }
+
+  get pagesInFlight(): number {
+    return this.pagesQueued;
+  }
+
+  /** The decoder's handler. Borrowed bytes are copied only when the event has to wait. */
+  handle = (ev: StreamEvent): void => {
+    if (this.failure) return; // drain() and finish() report it; throwing here would turn it into a decoder error
+    if (ev.type === 'page' && ev.encoded) {
+      const codec = ev.kind === 'lz4' ? 'lz4' : 'zlib';
+      // one batch holds one codec: a stream switching codecs (never in practice) starts a new one
+      if (this.filling && this.codec !== codec) this.submit();
+      this.codec = codec;
+      this.pageSize = ev.pageSize;
+      let b = this.filling;
+      if (!b) {
+        b = { sizes: [], parts: [], bytes: 0 };
+        this.filling = b;
+      }
+      const data = ev.data.slice();
+      b.parts.push(data);
+      b.sizes.push(data.length);
+      b.bytes += data.length;
+      this.queue.push({ ev: { ...ev, data }, batch: b, index: b.sizes.length - 1, key: pageKey(ev) });
+      this.pagesQueued++;
+      if (b.sizes.length === this.batchPages) this.submit();
+      return;
+    }
+    if (this.head === this.queue.length && this.canPass(ev)) {
+      this.downstream(ev);
+      return;
+    }
+    this.queue.push({ ev: copyEvent(ev) });
+  };
+
+  /** Waits until at most `limit` compressed pages are pending. Throws the first failure. */
+  async drain(limit = this.maxInFlight): Promise<void> {
+    this.pump();
+    while (!this.failure && (this.pagesQueued > limit || (limit === 0 && this.head < this.queue.length))) {
+      if (this.filling) this.submit();
+      await this.changed();
+      this.pump();
+    }
+    if (this.failure) throw this.failure;
+  }
+
+  /** Decompresses and delivers everything queued (call after decoder.end()). */
+  async finish(): Promise<void> {
+    this.submit();
+    await this.drain(0);
+  }
+
+  private canPass(ev: StreamEvent): boolean {
+    if (this.outstandingCount === 0) return true;
+    if (ev.type === 'iteration-end') return !this.barrier;
+    if (ev.type === 'page') return !this.pageWait || !this.outstanding.has(pageKey(ev));
+    return true;
+  }
+
+  private changed(): Promise<void> {
+    return new Promise((resolve) => {
+      this.wake = resolve;
+    });
+  }
+
+  private notify(): void {
+    const w = this.wake;
+    this.wake = undefined;
+    w?.();
+  }
+
+  private submit(): void {
+    const b = this.filling;
+    if (!b) return;
+    this.filling = undefined;
+    const data = new Uint8Array(b.bytes);
+    let at = 0;
+    for (const p of b.parts) {
+      data.set(p, at);
+      at += p.length;
+    }
+    b.parts = [];
+    const sizes = Uint32Array.from(b.sizes);
+    this.pool.run({ op: 'decompress', codec: this.codec!, impl: this.impl, pageSize: this.pageSize, sizes, data }, [data.buffer]).then(
+      (r) => {
+        b.result = r as DecompressResult;
+        this.landed(b);
+      },
+      (e: unknown) => {
+        b.error = e as Error;
+        this.fail(e as Error);
+      },
+    );
+  }
+
+  private fail(e: Error): void {
+    this.failure ??= e;
+    this.notify();
+  }
+
+  /** A batch's results arrived: in landing order its dispatched pages apply now. */
+  private landed(b: Batch): void {
+    try {
+      if (this.landing) {
+        for (const [key, list] of this.outstanding) {
+          const keep = list.filter((e) => e.batch !== b);
+          for (const e of list) if (e.batch === b) this.apply(e);
+          this.outstandingCount -= list.length - keep.length;
+          if (keep.length === 0) this.outstanding.delete(key);
+          else this.outstanding.set(key, keep);
+        }
+      }
+      this.pump();
+    } catch (e) {
+      this.fail(e as Error);
+    }
+    this.notify();
+  }
+
+  /** Delivers from the head of the queue while the ordering rules allow. */
+  private pump(): void {
+    const q = this.queue;
+    try {
+      while (this.head < q.length && !this.failure) {
+        const e = q[this.head]!;
+        if (e.batch) {
+          if (this.landing) {
+            // dispatch: like handing the page to a decompress thread; it applies when its result lands
+            if (this.pageWait && this.outstanding.has(e.key!)) break; // an earlier copy of this page is still decompressing
+            if (e.batch.result) this.apply(e);
+            else {
+              const list = this.outstanding.get(e.key!);
+              if (list) list.push(e);
+              else this.outstanding.set(e.key!, [e]);
+              this.outstandingCount++;
+            }
+          } else {
+            if (!e.batch.result) break;
+            this.apply(e);
+          }
+        } else {
+          if (!this.canPass(e.ev)) break;
+          this.downstream(e.ev);
+        }
+        q[this.head++] = undefined as unknown as Entry;
+      }
+    } catch (err) {
+      this.fail(err as Error);
+    }
+    if (this.head === q.length) {
+      q.length = 0;
+      this.head = 0;
+    } else if (this.head > 4096) {
+      q.splice(0, this.head);
+      this.head = 0;
+    }
+  }
+
+  /** Hands one inflated page downstream, or fails with the worker's decompression error at the page's offset. */
+  private apply(e: Entry): void {
+    const ev = e.ev as PageEvent;
+    const r = e.batch!.result!;
+    const i = e.index!;
+    if (r.error && r.error.index === i) {
+      const what = ev.kind === 'lz4' ? 'LZ4 page failed to decompress' : 'decompress data failed';
+      throw new MigstreamError('DECOMPRESS', ev.dataOffset, `${what}: ${r.error.message}`, { section: 'ram', ramBlock: ev.block.idstr });
+    }
+    if (r.error && r.error.index < i) return; // the batch failed earlier: that page reports it
+    const start = i * ev.pageSize;
+    const data = r.pages.subarray(start, start + r.lengths[i]!);
+    this.pagesQueued--;
+    this.downstream({ ...ev, data, encoded: false });
+  }
+}
+
+function pageKey(ev: PageEvent): string {
+  return `${ev.block.idstr}\u0000${ev.offset}`;
+}
+
+/** Events that wait in the queue lose their borrowed views: copy the bytes they carry. */
+function copyEvent(ev: StreamEvent): StreamEvent {
+  switch (ev.type) {
+    case 'page':
+    case 'block-chunk':
+      return { ...ev, data: ev.data.slice() };
+    case 'command':
+    case 'manifest':
+      return { ...ev, payload: ev.payload.slice() };
+    case 'device-state':
+      return { ...ev, bytes: ev.bytes.slice() };
+    case 'configuration':
+      return { ...ev, configuration: { ...ev.configuration, raw: ev.configuration.raw.slice() } };
+    default:
+      return ev;
+  }
+}

@@ -1,0 +1,276 @@
+import { StreamEncoder, type EncoderOptions, type StreamWriter } from '../encoder.js';
+import type { RamBlockInfo, SectionInfo } from '../events.js';
+import type { ResolvedSpec } from '../page-codecs.js';
+import type { CompressResult } from './tasks.js';
+import type { PagePool } from './thread-pool.js';
+
+export interface PooledEncoderOptions extends Omit<EncoderOptions, 'compressor'> {
+  spec: ResolvedSpec;
+  pool: PagePool;
+  /** Pages per batch sent to a worker. Default 64. */
+  batchPages?: number;
+  /** Most pages compressed or waiting to be written before drain() waits. Default 1024. */
+  maxInFlight?: number;
+}
+
+interface Batch {
+  pages: Uint8Array;
+  count: number;
+  result?: CompressResult;
+  /** Start of each page's payload in result.data. */
+  starts?: number[];
+}
+
+type Op = { call: (enc: StreamEncoder) => void } | { batch: Batch; index: number; idstr: string; offset: number };
+
+/**
+ * A StreamWriter whose compressPage() hands pages to a worker pool in
+ * batches while every record still goes out in call order: calls queue up
+ * behind the oldest page not yet compressed and run on one StreamEncoder
+ * when it is done. The bytes are therefore the same for any number of
+ * workers (and the same as StreamEncoder with the same compressor).
+ *
+ * The writer methods are synchronous, as the transcoder and RAM sender call
+ * them; the async driver awaits drain() between input pieces, which bounds
+ * pages in flight by `maxInFlight` and waits for a slow sink.
+ */
+export class PooledEncoder implements StreamWriter {
+  readonly pageSize: number;
+  private readonly enc: StreamEncoder;
+  private readonly spec: ResolvedSpec;
+  private readonly pool: PagePool;
+  private readonly batchPages: number;
+  private readonly maxInFlight: number;
+  private readonly queue: Op[] = [];
+  private head = 0;
+  private filling: Batch | undefined;
+  private pagesQueued = 0;
+  /** Mirrors the encoder's CONTINUE state at enqueue time (the encoder's lags behind the queue). */
+  private lastBlock: string | undefined;
+  private failure: Error | undefined;
+  private readonly sinkWrites: Promise<void>[] = [];
+  private wake: (() => void) | undefined;
+
+  constructor(sink: (chunk: Uint8Array) => void | Promise<void>, options: PooledEncoderOptions) {
+    this.pageSize = options.pageSize ?? 4096;
+    this.spec = options.spec;
+    this.pool = options.pool;
+    this.batchPages = options.batchPages ?? 64;
+    this.maxInFlight = options.maxInFlight ?? 1024;
+    this.enc = new StreamEncoder(
+      (chunk) => {
+        const p = sink(chunk);
+        if (p) this.sinkWrites.push(p.catch((e: unknown) => this.setFailure(e as Error)));
+      },
+      { pageSize: this.pageSize, chunkSize: options.chunkSize },
+    );
+  }
+
+  /** Pages handed to compressPage() whose records are not written yet. */
+  get pagesInFlight(): number {
+    return this.pagesQueued;
+  }
+
+  get bytesWritten(): number {
+    return this.enc.bytesWritten;
+  }
+
+  // ---- the writer surface: run now when nothing is queued, else queue (copying borrowed bytes)
+
+  private op(call: (enc: StreamEncoder) => void): this {
+    if (this.failure) return this; // drain() and finish() report it
+    if (this.head === this.queue.length) call(this.enc);
+    else this.queue.push({ call });
+    return this;
+  }
+
+  private get queued(): boolean {
+    return this.head !== this.queue.length;
+  }
+
+  private copy(b: Uint8Array): Uint8Array {
+    return this.queued ? b.slice() : b;
+  }
+
+  continues(idstr: string): boolean {
+    return idstr === this.lastBlock;
+  }
+
+  header(): this {
+    return this.op((e) => e.header());
+  }
+  raw(bytes: Uint8Array): this {
+    const b = this.copy(bytes);
+    return this.op((e) => e.raw(b));
+  }
+  sectionStart(s: SectionInfo): this {
+    return this.op((e) => e.sectionStart(s));
+  }
+  sectionPart(id: number): this {
+    return this.op((e) => e.sectionPart(id));
+  }
+  sectionEnd(id: number): this {
+    return this.op((e) => e.sectionEnd(id));
+  }
+  footer(id: number): this {
+    return this.op((e) => e.footer(id));
+  }
+  command(command: number, payload: Uint8Array): this {
+    const b = this.copy(payload);
+    return this.op((e) => e.command(command, b));
+  }
+  manifest(payload: Uint8Array): this {
+    const b = this.copy(payload);
+    return this.op((e) => e.manifest(b));
+  }
+  memSize(blocks: RamBlockInfo[], ignoreShared = false): this {
+    this.lastBlock = undefined;
+    return this.op((e) => e.memSize(blocks, ignoreShared));
+  }
+  zeroPage(idstr: string, offset: number): this {
+    this.lastBlock = idstr;
+    return this.op((e) => e.zeroPage(idstr, offset));
+  }
+  page(idstr: string, offset: number, data: Uint8Array): this {
+    this.lastBlock = idstr;
+    const b = this.copy(data);
+    return this.op((e) => e.page(idstr, offset, b));
+  }
+  xbzrlePage(idstr: string, offset: number, encoded: Uint8Array): this {
+    this.lastBlock = idstr;
+    const b = this.copy(encoded);
+    return this.op((e) => e.xbzrlePage(idstr, offset, b));
+  }
+  ramEos(): this {
+    return this.op((e) => e.ramEos());
+  }
+  blockChunk(device: string, sector: number, data: Uint8Array | undefined): this {
+    const b = data && this.copy(data);
+    return this.op((e) => e.blockChunk(device, sector, b));
+  }
+  blockProgress(percent: number): this {
+    return this.op((e) => e.blockProgress(percent));
+  }
+  blockEos(): this {
+    return this.op((e) => e.blockEos());
+  }
+  flush(): void {
+    this.op((e) => e.flush());
+  }
+
+  /** Queues one page for compression on the pool; its record is written in call order. */
+  compressPage(idstr: string, offset: number, page: Uint8Array): this {
+    if (this.failure) return this;
+    this.lastBlock = idstr;
+    let b = this.filling;
+    if (!b) {
+      b = { pages: new Uint8Array(this.batchPages * this.pageSize), count: 0 };
+      this.filling = b;
+    }
+    b.pages.set(page, b.count * this.pageSize);
+    this.queue.push({ batch: b, index: b.count++, idstr, offset });
+    this.pagesQueued++;
+    if (b.count === this.batchPages) this.submit();
+    return this;
+  }
+
+  // ---- async control
+
+  /** Waits until at most `limit` pages are in flight and the sink has taken what was written. Throws the first failure. */
+  async drain(limit = this.maxInFlight): Promise<void> {
+    while (!this.failure && this.pagesQueued > limit) {
+      if (this.filling && this.pagesQueued - this.filling.count <= limit) this.submit();
+      await this.changed();
+    }
+    await this.settleSink();
+    if (this.failure) throw this.failure;
+  }
+
+  /** Compresses what is left, writes every record, flushes the encoder and waits for the sink. */
+  async finish(): Promise<void> {
+    this.submit();
+    await this.drain(0);
+    this.enc.flush();
+    await this.settleSink();
+    if (this.failure) throw this.failure;
+  }
+
+  private async settleSink(): Promise<void> {
+    while (this.sinkWrites.length > 0) await this.sinkWrites.shift();
+  }
+
+  private changed(): Promise<void> {
+    return new Promise((resolve) => {
+      this.wake = resolve;
+    });
+  }
+
+  private notify(): void {
+    const w = this.wake;
+    this.wake = undefined;
+    w?.();
+  }
+
+  private submit(): void {
+    const b = this.filling;
+    if (!b) return;
+    this.filling = undefined;
+    const pages = b.count === this.batchPages ? b.pages : b.pages.subarray(0, b.count * this.pageSize);
+    b.pages = pages;
+    this.pool.run({ op: 'compress', spec: this.spec, pageSize: this.pageSize, pages }, [pages.buffer as ArrayBuffer]).then(
+      (r) => {
+        const result = r as CompressResult;
+        if (result.sizes.length !== b.count) throw new Error(`a worker returned ${result.sizes.length} pages for ${b.count}`);
+        b.result = result;
+        b.pages = result.pages; // ours again: it went to the worker and back without a copy
+        const starts: number[] = [];
+        let at = 0;
+        for (const s of result.sizes) {
+          starts.push(at);
+          at += s;
+        }
+        b.starts = starts;
+        this.pump();
+        this.notify();
+      },
+      (e: unknown) => {
+        this.setFailure(e as Error);
+      },
+    );
+  }
+
+  private setFailure(e: Error): void {
+    this.failure ??= e;
+    this.notify();
+  }
+
+  /** Writes queued records from the head while their pages are compressed. */
+  private pump(): void {
+    const q = this.queue;
+    try {
+      while (this.head < q.length) {
+        const op = q[this.head]!;
+        if ('call' in op) op.call(this.enc);
+        else {
+          const b = op.batch;
+          if (!b.result) break;
+          const start = b.starts![op.index]!;
+          const payload = b.result.data.subarray(start, start + b.result.sizes[op.index]!);
+          const page = b.pages.subarray(op.index * this.pageSize, (op.index + 1) * this.pageSize);
+          this.enc.compressedPage(this.spec.codec, op.idstr, op.offset, page, payload);
+          this.pagesQueued--;
+        }
+        q[this.head++] = undefined as unknown as Op;
+      }
+    } catch (e) {
+      this.setFailure(e as Error);
+    }
+    if (this.head === q.length) {
+      q.length = 0;
+      this.head = 0;
+    } else if (this.head > 4096) {
+      q.splice(0, this.head);
+      this.head = 0;
+    }
+  }
+}

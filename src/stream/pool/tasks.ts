@@ -1,0 +1,102 @@
+import { lz4WasmCompressBatch } from '../lz4-wasm.js';
+import { decompressBatch, lz4CompressorName, pageCompressor, type CompressionCodec, type ResolvedSpec } from '../page-codecs.js';
+
+/**
+ * The work a pool does, as plain data that crosses a worker boundary: a
+ * batch of pages in one buffer, never one message per page. Workers return
+ * buffers only; the caller's ordered writer or applier owns the output.
+ */
+export interface CompressTask {
+  op: 'compress';
+  spec: ResolvedSpec;
+  pageSize: number;
+  /** count × pageSize bytes. */
+  pages: Uint8Array;
+  /** Test hook: the worker fails on purpose ("throw") or exits ("exit"). */
+  sabotage?: 'throw' | 'exit';
+}
+
+export interface CompressResult {
+  op: 'compress';
+  /** Compressed size of each page. */
+  sizes: Uint32Array;
+  /** The compressed pages back to back. */
+  data: Uint8Array;
+  /** The task's pages, handed back (transferred both ways, never copied). */
+  pages: Uint8Array;
+}
+
+export interface DecompressTask {
+  op: 'decompress';
+  codec: CompressionCodec;
+  impl: 'node' | 'portable';
+  pageSize: number;
+  /** Compressed size of each block. */
+  sizes: Uint32Array;
+  /** The blocks back to back. */
+  data: Uint8Array;
+  /** Test hook: the worker fails on purpose ("throw") or exits ("exit"). */
+  sabotage?: 'throw' | 'exit';
+}
+
+export interface DecompressResult {
+  op: 'decompress';
+  /** count × pageSize bytes. */
+  pages: Uint8Array;
+  /** Inflated length of each page (a zlib page may be short). */
+  lengths: Uint32Array;
+  /** The first block that failed to decompress, and why. */
+  error?: { index: number; message: string };
+}
+
+export type PoolTask = CompressTask | DecompressTask;
+export type PoolResult = CompressResult | DecompressResult;
+
+const compressors = new Map<string, (page: Uint8Array) => Uint8Array>();
+
+/** Runs one task in the current thread (a worker, or the inline pool). */
+export function runTask(task: PoolTask): PoolResult {
+  if (task.sabotage === 'throw') throw new Error(`sabotaged ${task.op} task (test hook)`);
+  if (task.sabotage === 'exit') process.exit(7);
+  if (task.op === 'compress') {
+    const key = `${task.spec.codec}/${task.spec.level}/${task.spec.acceleration}/${task.spec.impl}`;
+    let compress = compressors.get(key);
+    if (!compress) {
+      compress = pageCompressor(task.spec);
+      compressors.set(key, compress);
+    }
+    const count = task.pages.length / task.pageSize;
+    const sizes = new Uint32Array(count);
+    const parts: Uint8Array[] =
+      task.spec.codec === 'lz4' && lz4CompressorName(task.spec) === 'lz4_flex'
+        ? lz4WasmCompressBatch(task.pages, task.pageSize)
+        : Array.from({ length: count }, (_, i) => compress!(task.pages.subarray(i * task.pageSize, (i + 1) * task.pageSize)));
+    let total = 0;
+    parts.forEach((c, i) => {
+      sizes[i] = c.length;
+      total += c.length;
+    });
+    const data = new Uint8Array(total);
+    let at = 0;
+    for (const p of parts) {
+      data.set(p, at);
+      at += p.length;
+    }
+    return { op: 'compress', sizes, data, pages: task.pages };
+  }
+  const blocks: Uint8Array[] = [];
+  let at = 0;
+  for (const size of task.sizes) {
+    blocks.push(task.data.subarray(at, at + size));
+    at += size;
+  }
+  const pages = new Uint8Array(blocks.length * task.pageSize);
+  const { lengths, error } = decompressBatch(task.codec, task.impl, blocks, task.pageSize, pages);
+  return error ? { op: 'decompress', pages, lengths, error } : { op: 'decompress', pages, lengths };
+}
+
+/** The buffers a result can hand over without copying. */
+export function transferables(r: PoolResult): ArrayBuffer[] {
+  const list = r.op === 'compress' ? [r.sizes.buffer, r.data.buffer, r.pages.buffer] : [r.pages.buffer, r.lengths.buffer];
+  return list.filter((b): b is ArrayBuffer => b instanceof ArrayBuffer);
+}
