@@ -132,12 +132,13 @@ export async function transcodeFile(input: string, output: string, options: Tran
 export async function runTranscode(
   input: string,
   output: string,
-  opts: { xbzrle?: TranscodeOptions['xbzrle']; stats: boolean; compress?: CompressCli },
+  opts: { xbzrle?: TranscodeOptions['xbzrle']; stats: boolean; compress?: CompressCli; blockChunk?: number; diskSizes?: Record<string, number> },
 ): Promise<number> {
   const c = opts.compress;
+  const common = { xbzrle: opts.xbzrle, blockChunk: opts.blockChunk, diskSizes: opts.diskSizes };
   const r = c && c.workers > 0
-    ? await transcodeWithPool(input, output, c, { xbzrle: opts.xbzrle })
-    : await transcodeFile(input, output, { xbzrle: opts.xbzrle, compress: c?.spec });
+    ? await transcodeWithPool(input, output, c, common)
+    : await transcodeFile(input, output, { ...common, compress: c?.spec });
   const log = (s: string) => process.stderr.write(`${s}\n`);
   log(`transcoded ${r.inBytes} → ${r.outBytes} bytes`);
   if (opts.xbzrle) log(renderXbzrle(r.xbzrle, opts.stats));
@@ -176,6 +177,8 @@ export interface EncodeCommand {
   /** Block device name → write log (groups of writes between iterations). */
   diskWrites?: Record<string, string>;
   zeroBlocks?: boolean;
+  /** Variable-size block chunks of this size (extension). */
+  blockChunk?: number;
   compress?: CompressCli;
 }
 
@@ -216,7 +219,7 @@ export async function runEncode(cmd: EncodeCommand): Promise<number> {
   let result;
   try {
     const disks = readDisks(cmd, series[0]!.dumps.length - 1);
-    const options = { xbzrle: cmd.xbzrle, template, disks, zeroBlocks: cmd.zeroBlocks };
+    const options = { xbzrle: cmd.xbzrle, template, disks, zeroBlocks: cmd.zeroBlocks, blockChunkSize: cmd.blockChunk };
     result = cmd.compress ? await encodeCompressed(series, out.write, options, cmd.compress) : encodeDumps(series, out.write, options);
   } catch (e) {
     if (e instanceof RangeError) throw new UsageError(e.message);

@@ -7,6 +7,7 @@ import type { CachePolicy } from '../xbzrle/page-cache.js';
 import { runEncode, runExtract, runInspect, runTranscode } from './commands.js';
 import { parseSize, UsageError } from './io.js';
 import { runVerify } from './verify.js';
+import { checkChunkSize } from '../stream/block-rewriter.js';
 import { COMPRESS_FLAGS, COMPRESS_USAGE, compressOption } from './compression.js';
 
 const USAGE = `usage: migstream <command> [options]
@@ -16,6 +17,7 @@ commands:
   extract STREAM --out DIR [--disk-size DEV=BYTES]...
                                                write RAMBlocks, disks and devices.json into DIR
   transcode IN OUT [--xbzrle[=SIZE]] [--cache-policy lru|qemu] [--stats]
+                   [--chunk SIZE] [--disk-size DEV=SIZE]...
          ${COMPRESS_USAGE}
                                                re-encode with QEMU 7.2 records (loadable by QEMU);
                                                --xbzrle re-sends pages as deltas (cache SIZE, default 64MiB);
@@ -24,7 +26,7 @@ commands:
                                                --workers: compress/decompress on N worker threads
   encode --dumps D0 D1 … | --manifest FILE --out STREAM [--block NAME] [--template STREAM]
          [--xbzrle[=SIZE]] [--cache-policy lru|qemu] ${COMPRESS_USAGE}
-         [--disk NAME=IMG [--disk-writes NAME=LOG]]... [--zero-blocks]
+         [--disk NAME=IMG [--disk-writes NAME=LOG]]... [--zero-blocks] [--chunk SIZE]
                                                a series of RAM dumps → a multi-iteration stream
   verify STREAM --against DIR [--json]         compare decoded RAMBlocks and disks with extract-named files
                                                (exit 0 equal, 1 different, 3 bad stream)
@@ -53,6 +55,8 @@ async function main(argv: string[]): Promise<number> {
         xbzrle: { type: 'string' },
         'cache-policy': { type: 'string' },
         stats: { type: 'boolean' },
+        chunk: { type: 'string' },
+        'disk-size': { type: 'string', multiple: true },
         ...COMPRESS_FLAGS,
       });
       if (positionals.length !== 2) throw new UsageError('transcode needs IN and OUT');
@@ -60,6 +64,8 @@ async function main(argv: string[]): Promise<number> {
         xbzrle: xbzrleOption(values.xbzrle as string | undefined, values['cache-policy'] as string | undefined),
         stats: values.stats === true,
         compress: compressOption(values),
+        blockChunk: chunkOption(values.chunk as string | undefined),
+        diskSizes: parseSizes(values['disk-size'] as string[] | undefined),
       });
     }
     case 'encode': {
@@ -89,6 +95,7 @@ async function main(argv: string[]): Promise<number> {
         disks: namedPaths(values.disk as string[] | undefined, '--disk'),
         diskWrites: namedPaths(values['disk-writes'] as string[] | undefined, '--disk-writes'),
         zeroBlocks: values['zero-blocks'] === true,
+        blockChunk: chunkOption(values.chunk as string | undefined),
         compress: compressOption(values),
       });
     }
@@ -146,6 +153,18 @@ function namedPaths(pairs: string[] | undefined, flag: string): Record<string, s
     out[p.slice(0, at)] = p.slice(at + 1);
   }
   return out;
+}
+
+/** --chunk SIZE: a power of two from 4 KiB to 1 MiB. */
+function chunkOption(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const size = parseSize(value, '--chunk');
+  try {
+    checkChunkSize(size);
+  } catch (e) {
+    throw new UsageError(`--chunk: ${(e as Error).message}`);
+  }
+  return size;
 }
 
 /** Lets `--flag` stand alone or take `--flag=VALUE` (parseArgs needs a value for strings). */

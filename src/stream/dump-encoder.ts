@@ -2,12 +2,12 @@ import { MigstreamError } from '../codec/errors.js';
 import { createPageCache, type CachePolicy } from '../xbzrle/page-cache.js';
 import { StreamDecoder } from './decoder.js';
 import { StreamEncoder } from './encoder.js';
-import { encodeManifest } from './manifest.js';
 import { encoderCompressor, extensionsFor, resolveSpec, type CompressionSpec } from './page-codecs.js';
 import type { RamBlockInfo, SectionInfo, StreamEvent } from './events.js';
 import { RamImage } from './ram-image.js';
 import { RamSender, type XbzrleIterationStats } from './ram-sender.js';
 import { BlockSender, type BlockIterationStats } from './block-sender.js';
+import { blockChunksEntry, encodeManifest } from './manifest.js';
 import type { DiskSource } from './disk-source.js';
 
 /** One RAMBlock's content at each iteration (all blocks have the same number of dumps). */
@@ -98,6 +98,7 @@ export function encodeDumps(series: DumpSeries[], out: (chunk: Uint8Array) => vo
 
   enc.header();
   if (t?.configuration) enc.raw(t.configuration);
+  if (options.blockChunkSize !== undefined && disks.length) extensions.push(blockChunksEntry(options.blockChunkSize));
   if (extensions.length > 0) enc.manifest(encodeManifest(extensions));
   if (blockSection) enc.sectionStart(blockSection).blockEos().footer(blockSection.sectionId);
   enc.sectionStart(section).memSize(blocks, t?.ignoreShared ?? false).ramEos().footer(section.sectionId);

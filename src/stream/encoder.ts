@@ -67,6 +67,7 @@ export interface StreamWriter extends RamRecordWriter {
   memSize(blocks: RamBlockInfo[], ignoreShared?: boolean): unknown;
   ramEos(): unknown;
   blockChunk(device: string, sector: number, data: Uint8Array | undefined): unknown;
+  blockVarChunk(device: string, sector: number, length: number, data: Uint8Array | undefined): unknown;
   blockProgress(percent: number): unknown;
   blockEos(): unknown;
   flush(): void;

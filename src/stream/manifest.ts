@@ -1,6 +1,6 @@
 import { decode, encode } from '@msgpack/msgpack';
 import { MigstreamError } from '../codec/errors.js';
-import { RAM_LZ4_PAGE } from './constants.js';
+import { BLK_VAR_CHUNK, RAM_LZ4_PAGE } from './constants.js';
 
 /**
  * The extension manifest (docs/extension-format.md): which of migstream's
@@ -48,6 +48,18 @@ export const SUPPORTED_EXTENSIONS: Readonly<Record<string, number>> = { 'lz4-pag
 
 export function lz4PagesEntry(params: Omit<Lz4PagesParams, 'flag'>): ExtensionEntry {
   return { name: 'lz4-pages', version: 1, params: { flag: RAM_LZ4_PAGE, ...params } };
+}
+
+/** Parameters of the "block-chunks" extension (variable-size block-migration chunks). */
+export interface BlockChunksParams {
+  /** Block record flag that marks a chunk with an explicit be32 length (0x10). */
+  flag: number;
+  /** Chunk size the writer used: a power of two from 4 KiB to 1 MiB (the last chunk of a disk may be shorter). */
+  chunkSize: number;
+}
+
+export function blockChunksEntry(chunkSize: number): ExtensionEntry {
+  return { name: 'block-chunks', version: 1, params: { flag: BLK_VAR_CHUNK, chunkSize } };
 }
 
 export function encodeManifest(extensions: ExtensionEntry[]): Uint8Array {

@@ -1,10 +1,10 @@
 import { createPageCache, type CachePolicy } from '../xbzrle/page-cache.js';
 import { MigstreamError } from '../codec/errors.js';
-import { BLK_CHUNK_SIZE } from './constants.js';
+import { BlockRewriter, checkChunkSize } from './block-rewriter.js';
 import { StreamDecoder, type DecoderOptions } from './decoder.js';
 import { StreamEncoder, type StreamWriter } from './encoder.js';
 import type { StreamEvent } from './events.js';
-import { encodeManifest } from './manifest.js';
+import { blockChunksEntry, encodeManifest } from './manifest.js';
 import { encoderCompressor, extensionsFor, resolveSpec, type CompressionSpec } from './page-codecs.js';
 import { RamImage } from './ram-image.js';
 import { RamSender, type XbzrleIterationStats } from './ram-sender.js';
@@ -23,6 +23,14 @@ export interface TranscodeOptions extends DecoderOptions {
    * whatever the input used.
    */
   compress?: CompressionSpec;
+  /**
+   * Write block chunks of this size (extension "block-chunks"): QEMU's 1 MiB
+   * chunks are split, zero parts become zero chunks. Without it, chunks go
+   * out in QEMU's 1 MiB form (variable-size input is reassembled).
+   */
+  blockChunk?: number;
+  /** Disk sizes by device: clips the padding QEMU sends past the end of a disk. */
+  diskSizes?: Record<string, number>;
 }
 
 /** Default XBZRLE cache: QEMU's default xbzrle-cache-size. */
@@ -49,6 +57,7 @@ export class Transcoder {
   /** False after a second MEM_SIZE: it may resize blocks and moves the cache's address layout. */
   private cacheTrusted = true;
   private lastStage = false;
+  private readonly blocks: BlockRewriter;
 
   /**
    * @param out a byte sink (a StreamEncoder is made for it), or a ready
@@ -63,6 +72,11 @@ export class Transcoder {
         ? new StreamEncoder(out, { pageSize, compressor: spec ? encoderCompressor(spec) : undefined })
         : out;
     const extensions = extensionsFor(spec, pageSize);
+    if (options.blockChunk !== undefined) {
+      checkChunkSize(options.blockChunk);
+      extensions.push(blockChunksEntry(options.blockChunk));
+    }
+    this.blocks = new BlockRewriter(this.enc, options.blockChunk, options.diskSizes ?? {});
     this.manifest = extensions.length > 0 ? encodeManifest(extensions) : undefined;
     const x = options.xbzrle;
     this.sender = new RamSender(this.enc, {
@@ -104,6 +118,7 @@ export class Transcoder {
         return;
       }
       case 'manifest': // the input's extensions are decoded away; ours were declared above
+        this.blocks.inputVariable = ev.manifest.extensions.some((e) => e.name === 'block-chunks');
         return;
       case 'section':
         this.lastStage = ev.kind === 'end';
@@ -148,16 +163,14 @@ export class Transcoder {
         enc.ramEos();
         return;
       case 'block-chunk':
-        if (ev.length !== BLK_CHUNK_SIZE) {
-          // QEMU's block records always cover 1 MiB: a variable-size chunk (block-chunks extension) has no QEMU form.
-          throw new MigstreamError('UNSUPPORTED', 0, `transcode: a ${ev.length}-byte block chunk of "${ev.device}" (block-chunks extension) cannot be written as QEMU's 1 MiB chunks`);
-        }
-        enc.blockChunk(ev.device, ev.sector, ev.zero ? undefined : ev.data);
+        this.blocks.chunk(ev);
         return;
       case 'block-progress':
+        this.blocks.flush();
         enc.blockProgress(ev.percent);
         return;
       case 'block-eos':
+        this.blocks.flush();
         enc.blockEos();
         return;
       case 'device-state':

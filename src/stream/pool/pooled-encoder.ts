@@ -148,6 +148,10 @@ export class PooledEncoder implements StreamWriter {
     const b = data && this.copy(data);
     return this.op((e) => e.blockChunk(device, sector, b));
   }
+  blockVarChunk(device: string, sector: number, length: number, data: Uint8Array | undefined): this {
+    const b = data && this.copy(data);
+    return this.op((e) => e.blockVarChunk(device, sector, length, b));
+  }
   blockProgress(percent: number): this {
     return this.op((e) => e.blockProgress(percent));
   }
