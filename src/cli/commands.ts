@@ -4,7 +4,7 @@ import { encodeDumps, readTemplate, type DumpSeries, type StreamTemplate } from 
 import type { XbzrleIterationStats } from '../stream/ram-sender.js';
 import { parseWriteLog, WriteLogDiskSource, type DiskSource } from '../stream/disk-source.js';
 import type { StreamEvent } from '../stream/events.js';
-import { decodeFile, FileDiskSink, FileRamSink, ramBlockFileName, diskFileName } from '../stream/files.js';
+import { AutoRamStore, decodeFile, FileDiskSink, FileRamSink, ramBlockFileName, diskFileName } from '../stream/files.js';
 import { StatsCollector, type StreamSummary } from '../stream/stats.js';
 import { Transcoder, type TranscodeOptions } from '../stream/transcode.js';
 import { formatBytes, OutputFile, table, UsageError } from './io.js';
@@ -120,12 +120,14 @@ export interface TranscodeFileResult {
 
 export async function transcodeFile(input: string, output: string, options: TranscodeOptions = {}): Promise<TranscodeFileResult> {
   const out = new OutputFile(output);
+  const ramStore = options.ramStore ?? new AutoRamStore();
   try {
-    const t = new Transcoder(out.write, options);
+    const t = new Transcoder(out.write, { ...options, ramStore });
     const inBytes = await decodeFile(input, t.handle, options);
     return { inBytes, outBytes: out.bytes, xbzrle: t.xbzrleStats };
   } finally {
     out.close();
+    ramStore.close();
   }
 }
 
@@ -135,10 +137,16 @@ export async function runTranscode(
   opts: { xbzrle?: TranscodeOptions['xbzrle']; stats: boolean; compress?: CompressCli; blockChunk?: number; diskSizes?: Record<string, number> },
 ): Promise<number> {
   const c = opts.compress;
-  const common = { xbzrle: opts.xbzrle, blockChunk: opts.blockChunk, diskSizes: opts.diskSizes };
-  const r = c && c.workers > 0
-    ? await transcodeWithPool(input, output, c, common)
-    : await transcodeFile(input, output, { ...common, compress: c?.spec });
+  const ramStore = new AutoRamStore();
+  const common = { xbzrle: opts.xbzrle, blockChunk: opts.blockChunk, diskSizes: opts.diskSizes, ramStore };
+  let r;
+  try {
+    r = c && c.workers > 0
+      ? await transcodeWithPool(input, output, c, common)
+      : await transcodeFile(input, output, { ...common, compress: c?.spec });
+  } finally {
+    ramStore.close();
+  }
   const log = (s: string) => process.stderr.write(`${s}\n`);
   log(`transcoded ${r.inBytes} → ${r.outBytes} bytes`);
   if (opts.xbzrle) log(renderXbzrle(r.xbzrle, opts.stats));

@@ -1,7 +1,7 @@
 import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
 import { DiskImage } from '../stream/disk-image.js';
-import { decodeFile, diskFileName, ramBlockFileName } from '../stream/files.js';
-import { RamImage } from '../stream/ram-image.js';
+import type { RamBlockInfo } from '../stream/events.js';
+import { AutoRamStore, decodeFile, diskFileName, ramBlockFileName } from '../stream/files.js';
 import { table } from './io.js';
 
 export interface VerifyEntry {
@@ -21,17 +21,24 @@ export interface VerifyEntry {
  * (QEMU pads it): only the file's length is compared.
  */
 export async function verifyStream(path: string, dir: string): Promise<VerifyEntry[]> {
-  const ram = new RamImage();
+  const ram = new AutoRamStore();
   const disks = new DiskImage();
-  await decodeFile(path, (ev) => {
-    if (ev.type === 'ram-blocks') ram.setBlocks(ev.blocks);
-    else if (ev.type === 'page') ram.apply(ev);
-    else if (ev.type === 'block-chunk') disks.chunk(ev);
-  });
+  const blocks: RamBlockInfo[] = [];
   const out: VerifyEntry[] = [];
-  for (const [idstr, image] of ram.blocks) {
-    const file = `${dir}/${ramBlockFileName(idstr)}`;
-    out.push(compare('ramblock', idstr, file, image.length, 4096, (start, buf) => buf.set(image.subarray(start, start + buf.length))));
+  try {
+    await decodeFile(path, (ev) => {
+      if (ev.type === 'ram-blocks') {
+        ram.setBlocks(ev.blocks);
+        blocks.splice(0, blocks.length, ...ev.blocks);
+      } else if (ev.type === 'page') ram.apply(ev);
+      else if (ev.type === 'block-chunk') disks.chunk(ev);
+    });
+    for (const b of blocks) {
+      const file = `${dir}/${ramBlockFileName(b.idstr)}`;
+      out.push(compare('ramblock', b.idstr, file, b.length, 4096, (start, buf) => ram.read(b.idstr, start, buf)));
+    }
+  } finally {
+    ram.close();
   }
   for (const device of disks.devices.keys()) {
     const file = `${dir}/${diskFileName(device)}`;

@@ -1,9 +1,11 @@
 import { createHash } from 'node:crypto';
-import { closeSync, createReadStream, ftruncateSync, openSync, readSync, writeSync } from 'node:fs';
+import { closeSync, createReadStream, ftruncateSync, mkdtempSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
 import { MigstreamError } from '../codec/errors.js';
 import { StreamDecoder, type DecoderOptions } from './decoder.js';
 import type { BlockChunkEvent, EventHandler, PageEvent, RamBlockInfo } from './events.js';
-import { applyPage, type RamSink } from './ram-image.js';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { applyPage, RamImage, type RamStore } from './ram-image.js';
 
 /** File name `extract` uses for a RAMBlock or a block device: the idstr, URI-encoded. */
 export function ramBlockFileName(idstr: string): string {
@@ -36,10 +38,11 @@ function fileName(name: string, ext: string): string {
  * large guest never holds its RAM in memory. XBZRLE pages read the page back
  * first, since they apply to its current content.
  */
-export class FileRamSink implements RamSink {
+export class FileRamSink implements RamStore {
   /** `written`: pages written so far, made on the first page (its size depends on the stream's page size). */
   private readonly files = new Map<string, { fd: number; length: number; written: Uint8Array | undefined }>();
   private scratch = new Uint8Array(4096);
+  private view = new Uint8Array(4096);
 
   constructor(
     private readonly dir: string,
@@ -79,6 +82,25 @@ export class FileRamSink implements RamSink {
     applyPage(ev, page);
     writeSync(f.fd, page, 0, ev.pageSize, ev.offset);
     written[pageIndex >>> 3]! |= 1 << (pageIndex & 7);
+  }
+
+  page(idstr: string, offset: number, pageSize: number): Uint8Array {
+    if (this.view.length !== pageSize) this.view = new Uint8Array(pageSize);
+    this.read(idstr, offset, this.view);
+    return this.view;
+  }
+
+  read(idstr: string, start: number, out: Uint8Array): void {
+    const f = this.files.get(idstr)!;
+    let at = 0;
+    while (at < out.length) {
+      const n = readSync(f.fd, out, at, out.length - at, start + at);
+      if (n === 0) {
+        out.fill(0, at);
+        return;
+      }
+      at += n;
+    }
   }
 
   close(): void {
@@ -151,3 +173,50 @@ export async function decodeFile(path: string, handler: EventHandler, options: D
 }
 
 export { MigstreamError };
+
+/**
+ * RAM in memory while it is small, in sparse temporary files once MEM_SIZE
+ * declares more than `inMemoryBytes`: transcode and verify of a large guest
+ * then run in bounded memory.
+ */
+export class AutoRamStore implements RamStore {
+  private store: RamStore | undefined;
+  private dir: string | undefined;
+
+  /** @param inMemoryBytes most RAM kept in memory (default 256 MiB). */
+  constructor(private readonly inMemoryBytes = 256 * 2 ** 20) {}
+
+  get onDisk(): boolean {
+    return this.dir !== undefined;
+  }
+
+  setBlocks(blocks: RamBlockInfo[]): void {
+    if (!this.store) {
+      const total = blocks.reduce((n, b) => n + b.length, 0);
+      if (total > this.inMemoryBytes) {
+        this.dir = mkdtempSync(join(tmpdir(), 'migstream-ram-'));
+        this.store = new FileRamSink(this.dir);
+      } else {
+        this.store = new RamImage(this.inMemoryBytes);
+      }
+    }
+    this.store.setBlocks(blocks);
+  }
+
+  apply(ev: PageEvent): void {
+    this.store!.apply(ev);
+  }
+
+  page(idstr: string, offset: number, pageSize: number): Uint8Array {
+    return this.store!.page(idstr, offset, pageSize);
+  }
+
+  read(idstr: string, start: number, out: Uint8Array): void {
+    this.store!.read(idstr, start, out);
+  }
+
+  close(): void {
+    this.store?.close();
+    if (this.dir) rmSync(this.dir, { recursive: true, force: true });
+  }
+}

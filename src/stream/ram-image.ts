@@ -30,8 +30,18 @@ export function applyPage(event: PageEvent, page: Uint8Array): void {
   }
 }
 
+/** A RAM sink that can also read back what it holds (transcode and verify need the current pages). */
+export interface RamStore extends RamSink {
+  /** The current content of one page; valid until the next call on the store. */
+  page(idstr: string, offset: number, pageSize: number): Uint8Array;
+  /** Copies bytes [start, start + out.length) of a RAMBlock into `out`. */
+  read(idstr: string, start: number, out: Uint8Array): void;
+  /** Releases what the store holds (files); a no-op in memory. */
+  close(): void;
+}
+
 /** Guest RAM held in memory, one Uint8Array per RAMBlock. */
-export class RamImage implements RamSink {
+export class RamImage implements RamStore {
   readonly blocks = new Map<string, Uint8Array>();
   readonly info = new Map<string, RamBlockInfo>();
   private readonly maxBytes: number;
@@ -62,4 +72,10 @@ export class RamImage implements RamSink {
   page(idstr: string, offset: number, pageSize: number): Uint8Array {
     return this.blocks.get(idstr)!.subarray(offset, offset + pageSize);
   }
+
+  read(idstr: string, start: number, out: Uint8Array): void {
+    out.set(this.blocks.get(idstr)!.subarray(start, start + out.length));
+  }
+
+  close(): void {}
 }

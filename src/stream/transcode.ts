@@ -6,7 +6,7 @@ import { StreamEncoder, type StreamWriter } from './encoder.js';
 import type { StreamEvent } from './events.js';
 import { blockChunksEntry, encodeManifest } from './manifest.js';
 import { encoderCompressor, extensionsFor, resolveSpec, type CompressionSpec } from './page-codecs.js';
-import { RamImage } from './ram-image.js';
+import { RamImage, type RamStore } from './ram-image.js';
 import { RamSender, type XbzrleIterationStats } from './ram-sender.js';
 
 export type { StreamWriter };
@@ -14,6 +14,8 @@ export type { StreamWriter };
 export interface TranscodeOptions extends DecoderOptions {
   /** Most guest RAM held in memory while transcoding. Default 8 GiB. */
   maxRamBytes?: number;
+  /** Where the guest RAM is kept (default: in memory, up to maxRamBytes); e.g. an AutoRamStore for large guests. */
+  ramStore?: RamStore;
   /** Re-send pages as XBZRLE deltas against a sender-side cache of this size and policy. */
   xbzrle?: { cacheBytes: number; policy?: CachePolicy };
   /**
@@ -44,7 +46,8 @@ export const DEFAULT_XBZRLE_CACHE = 64 << 20;
  * so real QEMU loads the result.
  */
 export class Transcoder {
-  readonly ram: RamImage;
+  readonly ram: RamStore;
+  private readonly zeroPage: Uint8Array;
   readonly sender: RamSender;
   private readonly enc: StreamWriter;
   private readonly manifest: Uint8Array | undefined;
@@ -64,7 +67,8 @@ export class Transcoder {
    *   writer, e.g. a PooledEncoder configured for `options.compress`.
    */
   constructor(out: ((chunk: Uint8Array) => void) | StreamWriter, options: TranscodeOptions = {}) {
-    this.ram = new RamImage(options.maxRamBytes);
+    this.ram = options.ramStore ?? new RamImage(options.maxRamBytes);
+    this.zeroPage = new Uint8Array(options.pageSize ?? 4096);
     const spec = options.compress ? resolveSpec(options.compress) : undefined;
     const pageSize = options.pageSize ?? 4096;
     this.enc =
@@ -144,7 +148,13 @@ export class Transcoder {
         return;
       case 'page': {
         this.ram.apply(ev);
-        const page = this.ram.page(ev.block.idstr, ev.offset, ev.pageSize);
+        // Only a delta or a short inflated page needs the page read back from the store.
+        const page =
+          ev.kind === 'normal' || (ev.kind === 'compressed' && ev.data.length === ev.pageSize)
+            ? ev.data
+            : ev.kind === 'zero' && ev.fill === 0 && ev.pageSize === this.zeroPage.length
+              ? this.zeroPage
+              : this.ram.page(ev.block.idstr, ev.offset, ev.pageSize);
         const sent = this.sent.get(ev.block.idstr)!;
         const index = ev.offset / ev.pageSize;
         const bit = 1 << (index & 7);
