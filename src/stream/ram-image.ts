@@ -45,6 +45,8 @@ export class RamImage implements RamStore {
   readonly blocks = new Map<string, Uint8Array>();
   readonly info = new Map<string, RamBlockInfo>();
   private readonly maxBytes: number;
+  /** Pages written so far, per RAMBlock. */
+  private readonly written = new Map<string, Uint8Array>();
 
   /** @param maxBytes most RAM this image will allocate (default 8 GiB). */
   constructor(maxBytes = 8 * 2 ** 30) {
@@ -58,13 +60,26 @@ export class RamImage implements RamStore {
     }
     for (const b of blocks) {
       const old = this.blocks.get(b.idstr);
-      if (!old || old.length !== b.length) this.blocks.set(b.idstr, new Uint8Array(b.length));
+      if (!old || old.length !== b.length) {
+        this.blocks.set(b.idstr, new Uint8Array(b.length));
+        this.written.delete(b.idstr);
+      }
       this.info.set(b.idstr, b);
     }
   }
 
   apply(event: PageEvent): void {
     const image = this.blocks.get(event.block.idstr)!;
+    let written = this.written.get(event.block.idstr);
+    if (!written) {
+      written = new Uint8Array(Math.ceil(image.length / event.pageSize / 8));
+      this.written.set(event.block.idstr, written);
+    }
+    const index = event.offset / event.pageSize;
+    const bit = 1 << (index & 7);
+    // A zero page never written is zero already: leaving it untouched keeps its memory unallocated.
+    if (event.kind === 'zero' && event.fill === 0 && (written[index >>> 3]! & bit) === 0) return;
+    written[index >>> 3]! |= bit;
     applyPage(event, image.subarray(event.offset, event.offset + event.pageSize));
   }
 
