@@ -5,10 +5,11 @@ export { isZeroPage } from './codec/zero.js';
 export { xbzrleDecode } from './xbzrle/decode.js';
 export { StreamDecoder, decodeAll, DEFAULT_LIMITS, type DecoderLimits, type DecoderOptions } from './stream/decoder.js';
 export { StreamEncoder, type EncoderOptions } from './stream/encoder.js';
-export { RamImage, applyPage, type RamSink } from './stream/ram-image.js';
+export { RamImage, applyPage, type RamSink, type RamStore } from './stream/ram-image.js';
+export { IterationDigests, VerifyingRamStore, type DigestAlgorithm } from './stream/digest.js';
 export { Transcoder, transcodeBytes, type TranscodeOptions } from './stream/transcode.js';
 export { StatsCollector, type StreamSummary, type IterationStats } from './stream/stats.js';
-export { decodeFile, FileRamSink, FileDiskSink, ramBlockFileName, diskFileName } from './stream/files.js';
+export { decodeFile, FileRamSink, FileDiskSink, AutoRamStore, DigestCheck, ramBlockFileName, diskFileName } from './stream/files.js';
 export type * from './stream/events.js';
 export { encodeDumps, readTemplate, type DumpSeries, type StreamTemplate, type DumpEncodeOptions } from './stream/dump-encoder.js';
 export { RamSender, type XbzrleIterationStats } from './stream/ram-sender.js';
@@ -21,7 +22,16 @@ export { fflateZlib, type ZlibPageCodec } from './codec/zlib-page.js';
 export { Lz4Compressor, lz4DecompressInto, lz4Bound } from './codec/lz4-block.js';
 export { nodeZlib } from './stream/zlib-node.js';
 export { resolveSpec, pageCompressor, type CompressionSpec, type CompressionCodec } from './stream/page-codecs.js';
-export { encodeManifest, decodeManifest, lz4PagesEntry, SUPPORTED_EXTENSIONS, type ExtensionManifest, type ExtensionEntry } from './stream/manifest.js';
+export {
+  encodeManifest,
+  decodeManifest,
+  lz4PagesEntry,
+  iterationDigestsEntry,
+  DIGEST_ALGORITHMS,
+  SUPPORTED_EXTENSIONS,
+  type ExtensionManifest,
+  type ExtensionEntry,
+} from './stream/manifest.js';
 export { type StreamWriter, type RamRecordWriter } from './stream/encoder.js';
 export { ThreadPool, InlinePool, PoolError, type PagePool } from './stream/pool/thread-pool.js';
 export { PooledEncoder, type PooledEncoderOptions } from './stream/pool/pooled-encoder.js';

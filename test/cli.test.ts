@@ -35,7 +35,7 @@ describe('migstream CLI', () => {
     expect(Object.keys(s)).toEqual([
       'streamBytes', 'version', 'machine', 'capabilities', 'pageSize', 'ramBlocks', 'iterations', 'totals',
       'blockDevices', 'blockProgress', 'commands', 'sections', 'devices', 'deviceStateBytes', 'vmdesc', 'vmdescBytes',
-      'manifest', 'compression',
+      'manifest', 'compression', 'digests',
     ]);
     expect(s.totals.zero.pages).toBe(fx.queryMigrate.ram.duplicate);
     expect(s.streamBytes).toBe(fx.stream.length);
@@ -87,6 +87,23 @@ describe('migstream CLI', () => {
     const dir = join(work, 'dumps-x');
     expect(run(['extract', out, '--out', dir]).code).toBe(0);
     expect(sameBytes(readFileSync(join(dir, 'pc.ram.bin')), a)).toBe(true);
+  });
+
+  it('encode --disk --chunk writes variable-size chunks that extract back to the disk', () => {
+    const d = join(work, 'dz.bin');
+    writeFileSync(d, new Uint8Array(16 * 4096));
+    const img = new Uint8Array(200 * 1024).fill(7, 70000, 90000);
+    const imgPath = join(work, 'disk.img');
+    writeFileSync(imgPath, img);
+    const out = join(work, 'chunks.stream');
+    const r = run(['encode', '--dumps', d, '--out', out, '--disk', `vd0=${imgPath}`, '--chunk', '64KiB']);
+    expect(r.code, r.stderr).toBe(0);
+    const s = JSON.parse(run(['inspect', out, '--json']).stdout.toString());
+    expect(s.blockDevices[0]).toMatchObject({ device: 'vd0', chunks: 4, zeroChunks: 3, chunkSizes: [65536, 8192] });
+    const dir = join(work, 'chunks-x');
+    expect(run(['extract', out, '--out', dir]).code).toBe(0);
+    expect(sameBytes(readFileSync(join(dir, 'vd0.img')), img)).toBe(true);
+    expect(run(['encode', '--dumps', d, '--out', out, '--disk', `vd0=${imgPath}`, '--chunk', '3000']).code).toBe(2);
   });
 
   it('exits 2 on usage errors and 3 with one line naming the byte offset on a bad stream', () => {

@@ -293,3 +293,46 @@ describe('transcode', () => {
     expect(sameBytes(transcodeBytes(bytes), bytes)).toBe(true);
   });
 });
+
+describe('dirty-bitmap section', () => {
+  function dbmStream(records: (w: ByteWriter) => void): Uint8Array {
+    const w = new ByteWriter().be32(0x5145564d).be32(3).u8(1).be32(5).str8('dirty-bitmap').be32(0).be32(1);
+    records(w);
+    return w.take();
+  }
+
+  it('reads START, BITS (zeroes and data), COMPLETE and EOS, and transcodes them verbatim', () => {
+    const bytes = dbmStream((w) => {
+      w.u8(0x10 | 0x08 | 0x04).str8('drive0').str8('bitmap0').be32(65536).u8(0x03); // START enabled+persistent
+      w.u8(0x01).u8(0x7e).be32(5); // EOS, footer
+      w.u8(0x03).be32(5); // END
+      w.u8(0x40 | 0x02).be64(0).be32(2048); // BITS, zeroes, names reused
+      w.u8(0x80 | 0x00).u8(0x40).be64(2048).be32(2048).be64(32).bytes(page((i) => i, 32)); // 2-byte flags
+      w.u8(0x20).u8(0x01); // COMPLETE, EOS
+      w.u8(0x7e).be32(5).u8(0);
+    });
+    const recs = decodeEvents(bytes)
+      .filter((e): e is Extract<StreamEvent, { type: 'dirty-bitmap' }> => e.type === 'dirty-bitmap')
+      .map((e) => e.record);
+    expect(recs.map((r) => [r.kind, r.node, r.bitmap, r.granularity, r.startSector, r.sectors, r.data?.length])).toEqual([
+      ['start', 'drive0', 'bitmap0', 65536, undefined, undefined, undefined],
+      ['eos', undefined, undefined, undefined, undefined, undefined, undefined],
+      ['bits', undefined, undefined, undefined, 0, 2048, undefined],
+      ['bits', undefined, undefined, undefined, 2048, 2048, 32],
+      ['complete', undefined, undefined, undefined, undefined, undefined, undefined],
+      ['eos', undefined, undefined, undefined, undefined, undefined, undefined],
+    ]);
+    expect(recs[3]!.flags).toBe(0x8040);
+    expect(sameBytes(transcodeBytes(bytes), bytes)).toBe(true);
+    for (const size of [1, 3]) expect(decodeEvents(bytes, size).filter((e) => e.type === 'dirty-bitmap')).toHaveLength(6);
+  });
+
+  it("rejects what QEMU's loader rejects: reserved start flags, oversized buffers, empty aliases", () => {
+    const reserved = dbmStream((w) => w.u8(0x1c).str8('d').str8('b').be32(512).u8(0x08));
+    expect(errorOf(reserved).message).toContain('Unknown flags in migrated dirty bitmap header');
+    const big = dbmStream((w) => w.u8(0x4c).str8('d').str8('b').be64(0).be32(8).be64(10241));
+    expect(errorOf(big)).toMatchObject({ code: 'LIMIT' });
+    const empty = dbmStream((w) => w.u8(0x18).u8(0));
+    expect(errorOf(empty).message).toContain('Unable to read node alias string');
+  });
+});

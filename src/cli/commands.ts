@@ -4,7 +4,8 @@ import { encodeDumps, readTemplate, type DumpSeries, type StreamTemplate } from 
 import type { XbzrleIterationStats } from '../stream/ram-sender.js';
 import { parseWriteLog, WriteLogDiskSource, type DiskSource } from '../stream/disk-source.js';
 import type { StreamEvent } from '../stream/events.js';
-import { AutoRamStore, decodeFile, FileDiskSink, FileRamSink, ramBlockFileName, diskFileName } from '../stream/files.js';
+import { AutoRamStore, decodeFile, DigestCheck, FileDiskSink, FileRamSink, ramBlockFileName, diskFileName } from '../stream/files.js';
+import { VerifyingRamStore, type DigestAlgorithm } from '../stream/digest.js';
 import { StatsCollector, type StreamSummary } from '../stream/stats.js';
 import { Transcoder, type TranscodeOptions } from '../stream/transcode.js';
 import { formatBytes, OutputFile, table, UsageError } from './io.js';
@@ -12,7 +13,17 @@ import { encodeCompressed, renderCompression, transcodeWithPool, type CompressCl
 
 export async function inspectFile(path: string): Promise<StreamSummary> {
   const stats = new StatsCollector();
-  stats.summary.streamBytes = await decodeFile(path, stats.handle);
+  // A stream with iteration digests has them checked: that needs its RAM, kept only then.
+  const digests = new DigestCheck();
+  try {
+    stats.summary.streamBytes = await decodeFile(path, (ev) => {
+      digests.handle(ev);
+      stats.handle(ev);
+    });
+  } finally {
+    digests.close();
+  }
+  if (stats.summary.digests) stats.summary.digests.verified = digests.active;
   return stats.summary;
 }
 
@@ -29,6 +40,10 @@ export function renderSummary(s: StreamSummary): string {
   );
   if (s.capabilities.length) out.push(`validated capabilities: ${s.capabilities.join(', ')}`);
   out.push(...renderCompression(s));
+  if (s.digests) {
+    const d = s.digests;
+    out.push(`iteration digests (${d.algorithm}): ${d.records} records over ${d.pageRecords} page records, ${d.bytes} bytes${d.verified ? ', all verified' : ''}`);
+  }
   const ramTotal = s.ramBlocks.reduce((n, b) => n + b.length, 0);
   out.push('', `RAMBlocks: ${s.ramBlocks.length}, ${formatBytes(ramTotal)}`);
   out.push(table([['idstr', 'size', 'bytes'], ...s.ramBlocks.map((b) => [b.idstr, formatBytes(b.length), b.length])]));
@@ -42,6 +57,11 @@ export function renderSummary(s: StreamSummary): string {
   }
   const t = s.totals;
   rows.push(['total', '', t.zero.pages, t.normal.pages, t.xbzrle.pages, t.compressed.pages, t.lz4.pages, t.zero.bytes + t.normal.bytes + t.xbzrle.bytes + t.compressed.bytes + t.lz4.bytes]);
+  if (s.digests) {
+    // a digests column: records per RAM section
+    rows[0]!.push('digests');
+    for (const row of rows.slice(1)) row.push(typeof row[0] === 'number' ? s.iterations[row[0]]!.digests : row[0] === 'total' ? s.digests.records : '');
+  }
   out.push(table(rows));
   if (s.blockDevices.length) {
     out.push('', 'block devices:');
@@ -72,13 +92,12 @@ export interface ExtractResult {
 export async function extractFile(path: string, dir: string, diskSizes: Record<string, number> = {}): Promise<ExtractResult> {
   mkdirSync(dir, { recursive: true });
   const stats = new StatsCollector();
-  const ram = new FileRamSink(dir);
+  const ram = new VerifyingRamStore(new FileRamSink(dir)); // checks the stream's iteration digests, if it has them
   const disks = new FileDiskSink(dir, diskSizes);
   const handle = (ev: StreamEvent): void => {
     stats.handle(ev);
-    if (ev.type === 'ram-blocks') ram.setBlocks(ev.blocks);
-    else if (ev.type === 'page') ram.apply(ev);
-    else if (ev.type === 'block-chunk') disks.chunk(ev);
+    ram.handle(ev);
+    if (ev.type === 'block-chunk') disks.chunk(ev);
   };
   try {
     stats.summary.streamBytes = await decodeFile(path, handle);
@@ -134,11 +153,19 @@ export async function transcodeFile(input: string, output: string, options: Tran
 export async function runTranscode(
   input: string,
   output: string,
-  opts: { xbzrle?: TranscodeOptions['xbzrle']; stats: boolean; compress?: CompressCli; blockChunk?: number; diskSizes?: Record<string, number> },
+  opts: {
+    xbzrle?: TranscodeOptions['xbzrle'];
+    stats: boolean;
+    compress?: CompressCli;
+    blockChunk?: number;
+    diskSizes?: Record<string, number>;
+    /** Write per-iteration digests (extension "iteration-digests"). */
+    digest?: DigestAlgorithm;
+  },
 ): Promise<number> {
   const c = opts.compress;
   const ramStore = new AutoRamStore();
-  const common = { xbzrle: opts.xbzrle, blockChunk: opts.blockChunk, diskSizes: opts.diskSizes, ramStore };
+  const common = { xbzrle: opts.xbzrle, blockChunk: opts.blockChunk, diskSizes: opts.diskSizes, ramStore, digest: opts.digest };
   let r;
   try {
     r = c && c.workers > 0
@@ -188,6 +215,8 @@ export interface EncodeCommand {
   /** Variable-size block chunks of this size (extension). */
   blockChunk?: number;
   compress?: CompressCli;
+  /** Per-iteration digests (extension "iteration-digests"). */
+  digest?: DigestAlgorithm;
 }
 
 function readDisks(cmd: EncodeCommand, iterations: number): DiskSource[] {
@@ -227,7 +256,7 @@ export async function runEncode(cmd: EncodeCommand): Promise<number> {
   let result;
   try {
     const disks = readDisks(cmd, series[0]!.dumps.length - 1);
-    const options = { xbzrle: cmd.xbzrle, template, disks, zeroBlocks: cmd.zeroBlocks, blockChunkSize: cmd.blockChunk };
+    const options = { xbzrle: cmd.xbzrle, template, disks, zeroBlocks: cmd.zeroBlocks, blockChunkSize: cmd.blockChunk, digest: cmd.digest };
     result = cmd.compress ? await encodeCompressed(series, out.write, options, cmd.compress) : encodeDumps(series, out.write, options);
   } catch (e) {
     if (e instanceof RangeError) throw new UsageError(e.message);

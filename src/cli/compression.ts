@@ -77,8 +77,9 @@ export async function encodeCompressed(
     return encodeDumps(series, write, { ...options, compress: cli.spec });
   }
   const parts: Uint8Array[] = [];
-  const result = encodeDumps(series, (c) => parts.push(c.slice()), options);
-  write(await transcodeBytesPooled(concatChunks(parts), { compress: cli.spec, workers: cli.workers }));
+  // the plain stream is re-encoded on the pool, which writes the digests (if asked) of what it sends
+  const result = encodeDumps(series, (c) => parts.push(c.slice()), { ...options, digest: undefined });
+  write(await transcodeBytesPooled(concatChunks(parts), { compress: cli.spec, workers: cli.workers, digest: options.digest }));
   return result;
 }
 

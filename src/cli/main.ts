@@ -9,6 +9,7 @@ import { parseSize, UsageError } from './io.js';
 import { runVerify } from './verify.js';
 import { checkChunkSize } from '../stream/block-rewriter.js';
 import { COMPRESS_FLAGS, COMPRESS_USAGE, compressOption } from './compression.js';
+import { BENCH_HELP, runBenchCommand } from './bench.js';
 
 const USAGE = `usage: migstream <command> [options]
 
@@ -17,20 +18,23 @@ commands:
   extract STREAM --out DIR [--disk-size DEV=BYTES]...
                                                write RAMBlocks, disks and devices.json into DIR
   transcode IN OUT [--xbzrle[=SIZE]] [--cache-policy lru|qemu] [--stats]
-                   [--chunk SIZE] [--disk-size DEV=SIZE]...
+                   [--chunk SIZE] [--disk-size DEV=SIZE]... [--digest]
          ${COMPRESS_USAGE}
                                                re-encode with QEMU 7.2 records (loadable by QEMU);
                                                --xbzrle re-sends pages as deltas (cache SIZE, default 64MiB);
                                                --compress zlib: QEMU's compressed pages (level, default 1);
                                                lz4: migstream's extension (acceleration, default 1);
-                                               --workers: compress/decompress on N worker threads
+                                               --workers: compress/decompress on N worker threads;
+                                               --digest: per-iteration digests (migstream's extension);
+                                               an input's digests are checked, and dropped without it
   encode --dumps D0 D1 … | --manifest FILE --out STREAM [--block NAME] [--template STREAM]
          [--xbzrle[=SIZE]] [--cache-policy lru|qemu] ${COMPRESS_USAGE}
-         [--disk NAME=IMG [--disk-writes NAME=LOG]]... [--zero-blocks] [--chunk SIZE]
+         [--disk NAME=IMG [--disk-writes NAME=LOG]]... [--zero-blocks] [--chunk SIZE] [--digest]
                                                a series of RAM dumps → a multi-iteration stream
   verify STREAM --against DIR [--json]         compare decoded RAMBlocks and disks with extract-named files
                                                (exit 0 equal, 1 different, 3 bad stream)
   demo                                         transcode, extract and verify a bundled real-QEMU stream
+${BENCH_HELP}
 
 STREAM, IN may be "-" (stdin); OUT may be "-" (stdout).
 exit status: 0 ok, 1 I/O or internal error, 2 usage error, 3 malformed or unsupported stream`;
@@ -57,6 +61,7 @@ async function main(argv: string[]): Promise<number> {
         stats: { type: 'boolean' },
         chunk: { type: 'string' },
         'disk-size': { type: 'string', multiple: true },
+        digest: { type: 'boolean' },
         ...COMPRESS_FLAGS,
       });
       if (positionals.length !== 2) throw new UsageError('transcode needs IN and OUT');
@@ -66,6 +71,7 @@ async function main(argv: string[]): Promise<number> {
         compress: compressOption(values),
         blockChunk: chunkOption(values.chunk as string | undefined),
         diskSizes: parseSizes(values['disk-size'] as string[] | undefined),
+        digest: values.digest === true ? 'xxh64' : undefined,
       });
     }
     case 'encode': {
@@ -80,6 +86,8 @@ async function main(argv: string[]): Promise<number> {
         disk: { type: 'string', multiple: true },
         'disk-writes': { type: 'string', multiple: true },
         'zero-blocks': { type: 'boolean' },
+        chunk: { type: 'string' },
+        digest: { type: 'boolean' },
         ...COMPRESS_FLAGS,
       });
       if (typeof values.out !== 'string') throw new UsageError('encode needs --out STREAM');
@@ -97,6 +105,7 @@ async function main(argv: string[]): Promise<number> {
         zeroBlocks: values['zero-blocks'] === true,
         blockChunk: chunkOption(values.chunk as string | undefined),
         compress: compressOption(values),
+        digest: values.digest === true ? 'xxh64' : undefined,
       });
     }
     case 'verify': {
@@ -104,6 +113,8 @@ async function main(argv: string[]): Promise<number> {
       if (typeof values.against !== 'string') throw new UsageError('verify needs --against DIR');
       return runVerify(one(positionals, 'STREAM'), values.against, values.json === true);
     }
+    case 'bench':
+      return runBenchCommand(rest);
     case 'demo':
       parse(rest, {});
       return runDemo();

@@ -2,6 +2,7 @@ import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
 import { DiskImage } from '../stream/disk-image.js';
 import type { RamBlockInfo } from '../stream/events.js';
 import { AutoRamStore, decodeFile, diskFileName, ramBlockFileName } from '../stream/files.js';
+import { VerifyingRamStore } from '../stream/digest.js';
 import { table } from './io.js';
 
 export interface VerifyEntry {
@@ -21,16 +22,14 @@ export interface VerifyEntry {
  * (QEMU pads it): only the file's length is compared.
  */
 export async function verifyStream(path: string, dir: string): Promise<VerifyEntry[]> {
-  const ram = new AutoRamStore();
+  const ram = new VerifyingRamStore(new AutoRamStore()); // a stream with iteration digests has them checked as it decodes
   const disks = new DiskImage();
   const blocks: RamBlockInfo[] = [];
   const out: VerifyEntry[] = [];
   try {
     await decodeFile(path, (ev) => {
-      if (ev.type === 'ram-blocks') {
-        ram.setBlocks(ev.blocks);
-        blocks.splice(0, blocks.length, ...ev.blocks);
-      } else if (ev.type === 'page') ram.apply(ev);
+      ram.handle(ev);
+      if (ev.type === 'ram-blocks') blocks.splice(0, blocks.length, ...ev.blocks);
       else if (ev.type === 'block-chunk') disks.chunk(ev);
     });
     for (const b of blocks) {

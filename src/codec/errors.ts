@@ -23,6 +23,7 @@ export type ErrorCode =
   | 'LIMIT' // a documented limit for hostile input was exceeded
   | 'BAD_MANIFEST' // migstream's extension manifest is malformed or misplaced
   | 'UNSUPPORTED_EXTENSION' // the manifest lists an extension this reader does not support
+  | 'DIGEST_MISMATCH' // an iteration digest (extension "iteration-digests") does not match the RAM the pages produced
   | 'TRAILING_DATA';
 
 export interface ErrorContext {

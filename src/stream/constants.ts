@@ -79,6 +79,12 @@ export const DEFAULT_PAGE_SIZE = 4096;
 export const RAM_LZ4_PAGE = 0x400;
 
 /**
+ * migstream's per-iteration digest record (extension "iteration-digests",
+ * docs/extension-format.md): the other flag bit free below 4 KiB pages.
+ */
+export const RAM_DIGEST = 0x800;
+
+/**
  * Command number of migstream's extension manifest (a QEMU_VM_COMMAND record
  * right after the configuration). QEMU 7.2's enum qemu_vm_cmd ends at
  * MIG_CMD_MAX = 11 and treats any other number as "Invalid command"; this one

@@ -1,5 +1,5 @@
 import { ByteReader } from '../codec/byte-reader.js';
-import { MigstreamError, NeedMoreData } from '../codec/errors.js';
+import { MigstreamError, NeedMoreData, type ErrorCode } from '../codec/errors.js';
 import {
   BLK_CHUNK_SIZE,
   BLK_DEVICE_BLOCK,
@@ -37,32 +37,73 @@ import {
   compressBound,
   MIGSTREAM_MANIFEST_COMMAND,
   RAM_LZ4_PAGE,
+  RAM_DIGEST,
 } from './constants.js';
 import { lz4Bound } from '../codec/lz4-block.js';
-import { decodeManifest, lz4Params, SUPPORTED_EXTENSIONS } from './manifest.js';
+import { decodeManifest, digestParams, lz4Params, SUPPORTED_EXTENSIONS } from './manifest.js';
 import { lz4WasmDecompress } from './lz4-wasm.js';
 import type { EventHandler, PageKind, RamBlockInfo, SectionInfo, SectionKind, StreamEvent } from './events.js';
 import { inflatePageNode, type PageInflater } from './inflate.js';
 import { parseTail } from './tail.js';
+import { DBM_EOS, readDirtyBitmapRecord } from './dirty-bitmap.js';
 import { xbzrleDecode } from '../xbzrle/decode.js';
 
-/** Limits that keep hostile input from costing unbounded memory. */
+/**
+ * Limits that keep hostile input from costing unbounded memory or time
+ * (docs/limits.md). Exceeding one fails the stream with a MigstreamError of
+ * code LIMIT at the offending byte; where QEMU has its own check for the same
+ * field, exceeding QEMU's bound fails with QEMU's code and wording instead,
+ * and the option can only make the check stricter.
+ */
 export interface DecoderLimits {
   /** Most RAMBlocks one MEM_SIZE record may declare. Default 1024. */
   maxRamBlocks: number;
-  /** Most bytes of RAM one MEM_SIZE record may declare. Default 1 TiB. */
+  /** Most bytes of RAM one MEM_SIZE record may declare. Default 1 TiB (2^40). */
   maxTotalRam: number;
-  /** Most bytes of the device-state tail (FULL sections, EOF, vmdesc) kept for parsing. Default 64 MiB. */
+  /**
+   * Most bytes of device state after the last iterable section (FULL
+   * sections, EOF, vmdesc): the decoder keeps them to split them at the end.
+   * Default 64 MiB.
+   */
   maxTailBytes: number;
+  /** Most bytes of the vmdesc JSON trailer (its be32 length). Default 16 MiB. */
+  maxVmdescBytes: number;
   /** Longest machine name in the configuration record. Default 256. */
   maxMachineName: number;
+  /**
+   * Longest section idstr, RAMBlock idstr or block device name (str8 fields).
+   * Default 255, what the length byte can say (QEMU's idstrs are char[256]).
+   */
+  maxIdstrLength: number;
+  /**
+   * Longest XBZRLE payload. Default Infinity: QEMU's own check (at most the
+   * page size, "Failed to load XBZRLE page - len overflow!") always applies.
+   */
+  maxXbzrleLength: number;
+  /**
+   * Longest compressed page payload (QEMU's zlib COMPRESS_PAGE and
+   * migstream's LZ4 page). Default Infinity: the codec's bound for the page
+   * size always applies (zlib: compressBound, 4110 for 4 KiB pages, QEMU's
+   * "Invalid compressed data length"; LZ4: LZ4_compressBound, 4128).
+   */
+  maxCompressedLength: number;
+  /**
+   * Largest block-migration chunk payload. Default 1 MiB, QEMU's fixed
+   * BLK_MIG_BLOCK_SIZE and the block-chunks extension's maximum.
+   */
+  maxBlockChunk: number;
 }
 
 export const DEFAULT_LIMITS: DecoderLimits = {
   maxRamBlocks: 1024,
   maxTotalRam: 2 ** 40,
   maxTailBytes: 64 << 20,
+  maxVmdescBytes: 16 << 20,
   maxMachineName: 256,
+  maxIdstrLength: 255,
+  maxXbzrleLength: Infinity,
+  maxCompressedLength: Infinity,
+  maxBlockChunk: 1 << 20,
 };
 
 export interface DecoderOptions {
@@ -83,7 +124,7 @@ export interface DecoderOptions {
   extensions?: Readonly<Record<string, number>>;
 }
 
-type State = 'header' | 'configuration' | 'top' | 'ram' | 'block' | 'footer' | 'tail' | 'done' | 'failed';
+type State = 'header' | 'configuration' | 'top' | 'ram' | 'block' | 'dirty-bitmap' | 'footer' | 'tail' | 'done' | 'failed';
 
 const EMPTY: Uint8Array = new Uint8Array(0);
 const ZERO_DATA: Uint8Array = EMPTY;
@@ -105,6 +146,9 @@ export class StreamDecoder {
   private readonly supportedExtensions: Readonly<Record<string, number>>;
   /** Set by an extension manifest that declares lz4-pages. */
   private lz4 = false;
+  /** Set by an extension manifest that declares iteration-digests: the digest length (0: not declared). */
+  private digestLength = 0;
+  private digestAlgorithm = '';
   /** A manifest may only come before the first section, and only once. */
   private sawSection = false;
   private manifestSeen = false;
@@ -198,11 +242,8 @@ export class StreamDecoder {
     }
     if (this.state === 'tail') {
       const tail = concat(this.tailKept, this.tailBytes);
-      const parsed = this.tailBytes <= this.limits.maxTailBytes;
       try {
-        const info = parsed
-          ? parseTail(tail, this.tailStart, this.footers !== false)
-          : { devices: [], vmdescBytes: 0, parsed: false };
+        const info = parseTail(tail, this.tailStart, this.footers !== false, this.limits.maxVmdescBytes);
         this.state = 'done';
         this.emit({ type: 'end', tail: info });
       } catch (e) {
@@ -259,6 +300,12 @@ export class StreamDecoder {
           case 'ram':
             this.readRamRecord(r);
             break;
+          case 'dirty-bitmap': {
+            const rec = readDirtyBitmapRecord(r);
+            this.emit({ type: 'dirty-bitmap', record: rec });
+            if (rec.flags & DBM_EOS) this.state = 'footer';
+            break;
+          }
           case 'block':
             this.readBlockRecord(r);
             break;
@@ -296,8 +343,12 @@ export class StreamDecoder {
   }
 
   private takeTail(chunk: Uint8Array): void {
-    if (this.tailBytes + chunk.length <= this.limits.maxTailBytes) this.tailKept.push(chunk.slice());
-    else this.tailKept = [];
+    if (this.tailBytes + chunk.length > this.limits.maxTailBytes) {
+      this.fail(
+        new MigstreamError('LIMIT', this.tailStart + this.limits.maxTailBytes, `device state after the last iterable section exceeds the limit of ${this.limits.maxTailBytes} bytes`),
+      );
+    }
+    this.tailKept.push(chunk.slice());
     this.tailBytes += chunk.length;
     this.emit({ type: 'device-state', bytes: chunk });
   }
@@ -382,7 +433,7 @@ export class StreamDecoder {
         }
         r.u8();
         const sectionId = r.be32('a section id');
-        const idstr = r.str8('a section idstr', 'BAD_SECTION');
+        const idstr = this.name(r, 'a section idstr', 'BAD_SECTION');
         const instanceId = r.be32('an instance id');
         const versionId = r.be32('a version id');
         if (idstr.length === 0) throw new MigstreamError('BAD_SECTION', at + 5, 'expected a section idstr, found an empty one');
@@ -423,6 +474,11 @@ export class StreamDecoder {
         throw new MigstreamError('BAD_SECTION', at, `block section: expected version 1, found ${section.versionId}`);
       }
       this.state = 'block';
+    } else if (section.idstr === 'dirty-bitmap') {
+      if (section.versionId !== 1) {
+        throw new MigstreamError('BAD_SECTION', at, `dirty-bitmap section: expected version 1, found ${section.versionId}`);
+      }
+      this.state = 'dirty-bitmap';
     } else {
       throw new MigstreamError('UNSUPPORTED', at, `iterable section "${section.idstr}" is not supported`);
     }
@@ -491,6 +547,11 @@ export class StreamDecoder {
     this.manifestSeen = true;
     const manifest = decodeManifest(payload, at, this.supportedExtensions);
     this.enableExtensions(manifest.extensions.map((e) => e.name));
+    const digests = this.supportedExtensions['iteration-digests'] !== undefined ? digestParams(manifest, at, this.pageSize) : undefined;
+    if (digests) {
+      this.digestLength = digests.length;
+      this.digestAlgorithm = digests.algorithm;
+    }
     if (lz4Params(manifest, at, this.pageSize)) {
       if (this.pageSize <= RAM_LZ4_PAGE) {
         throw new MigstreamError('BAD_MANIFEST', at, `lz4-pages needs pages above ${RAM_LZ4_PAGE} bytes for its record flag, the stream has ${this.pageSize}`);
@@ -539,6 +600,9 @@ export class StreamDecoder {
         if (elen > this.pageSize) {
           throw new MigstreamError('XBZRLE_DECODE', encAt + 1, `Failed to load XBZRLE page - len overflow! ${elen} > ${this.pageSize}`, { ramBlock: block.idstr });
         }
+        if (elen > this.limits.maxXbzrleLength) {
+          throw new MigstreamError('LIMIT', encAt + 1, `XBZRLE payload of ${elen} bytes exceeds the limit of ${this.limits.maxXbzrleLength}`, { ramBlock: block.idstr });
+        }
         dataOffset = r.offset;
         data = r.bytes(elen, 'the XBZRLE data');
         // Validate the grammar here so every consumer (even inspect) rejects what QEMU rejects.
@@ -557,6 +621,9 @@ export class StreamDecoder {
         const clen = r.be32('a compressed page length');
         if (clen > compressBound(this.pageSize)) {
           throw new MigstreamError('DECOMPRESS', lenAt, `Invalid compressed data length: ${clen} (at most ${compressBound(this.pageSize)})`, { ramBlock: block.idstr });
+        }
+        if (clen > this.limits.maxCompressedLength) {
+          throw new MigstreamError('LIMIT', lenAt, `compressed page of ${clen} bytes exceeds the limit of ${this.limits.maxCompressedLength}`, { ramBlock: block.idstr });
         }
         dataOffset = r.offset;
         const compressed = r.bytes(clen, 'compressed page data');
@@ -580,6 +647,9 @@ export class StreamDecoder {
         if (clen === 0 || clen > lz4Bound(this.pageSize)) {
           throw new MigstreamError('DECOMPRESS', lenAt, `Invalid LZ4 page length: ${clen} (1..${lz4Bound(this.pageSize)})`, { ramBlock: block.idstr });
         }
+        if (clen > this.limits.maxCompressedLength) {
+          throw new MigstreamError('LIMIT', lenAt, `LZ4 page of ${clen} bytes exceeds the limit of ${this.limits.maxCompressedLength}`, { ramBlock: block.idstr });
+        }
         dataOffset = r.offset;
         const compressed = r.bytes(clen, 'LZ4 page data');
         compressedBytes = clen;
@@ -594,11 +664,26 @@ export class StreamDecoder {
         kind = 'lz4';
         break;
       }
+      // migstream's digest record (declared by the manifest): block reference, be64 count, u8 length, digest.
+      case this.digestLength > 0 ? RAM_DIGEST : -1: {
+        if (addr !== 0) throw new MigstreamError('BAD_RAM_RECORD', at, `digest record with address bits 0x${addr.toString(16)}: expected 0`);
+        const digestBlock = this.blockRef(r, flags, at);
+        const count = r.be64('a digest record count');
+        const lenAt = r.offset;
+        const len = r.u8('a digest length');
+        if (len !== this.digestLength) {
+          throw new MigstreamError('BAD_RAM_RECORD', lenAt, `digest of ${len} bytes: ${this.digestAlgorithm} digests have ${this.digestLength}`, { ramBlock: digestBlock.idstr });
+        }
+        const digest = r.bytes(len, 'the digest').slice();
+        this.lastBlock = digestBlock;
+        this.emit({ type: 'ram-digest', block: digestBlock, iteration: this.ramSections, count, algorithm: this.digestAlgorithm, digest, offset: at, wireBytes: r.pos - start });
+        return;
+      }
       case RAM_MEM_SIZE:
         this.readMemSize(r, addr, at, start);
         return;
       case RAM_EOS:
-        this.emit({ type: 'iteration-end', index: this.ramSections++, kind: this.current!.kind });
+        this.emit({ type: 'iteration-end', index: this.ramSections++, kind: this.current!.kind, offset: at });
         this.state = 'footer';
         return;
       case RAM_MULTIFD_FLUSH:
@@ -621,6 +706,15 @@ export class StreamDecoder {
     this.emit(ev);
   }
 
+  // A str8 name (section idstr, RAMBlock idstr, block device) within maxIdstrLength.
+  private name(r: ByteReader, what: string, code: ErrorCode): string {
+    const len = r.peekU8(what);
+    if (len > this.limits.maxIdstrLength) {
+      throw new MigstreamError('LIMIT', r.offset, `${what} of ${len} bytes exceeds the limit of ${this.limits.maxIdstrLength}`);
+    }
+    return r.str8(what, code);
+  }
+
   // Block reference: the idstr unless CONTINUE says "same block as the previous page".
   private blockRef(r: ByteReader, flags: number, at: number): RamBlockInfo {
     if (flags & RAM_CONTINUE) {
@@ -628,7 +722,7 @@ export class StreamDecoder {
       return this.lastBlock;
     }
     const idAt = r.offset;
-    const idstr = r.str8('a RAMBlock idstr', 'UNKNOWN_RAMBLOCK');
+    const idstr = this.name(r, 'a RAMBlock idstr', 'UNKNOWN_RAMBLOCK');
     const block = this.blocks.get(idstr);
     if (!block) throw new MigstreamError('UNKNOWN_RAMBLOCK', idAt, `Unknown ramblock "${idstr}", cannot accept migration`);
     return block;
@@ -647,7 +741,7 @@ export class StreamDecoder {
     let left = total;
     while (left > 0) {
       const idAt = r.offset;
-      const idstr = r.str8('a RAMBlock idstr in MEM_SIZE', 'BAD_RAM_RECORD');
+      const idstr = this.name(r, 'a RAMBlock idstr in MEM_SIZE', 'BAD_RAM_RECORD');
       const length = r.be64('a RAMBlock length');
       const block: RamBlockInfo = { idstr, length };
       if (this.ignoreShared) block.mrAddr = r.be64('a RAMBlock address (x-ignore-shared)');
@@ -666,7 +760,7 @@ export class StreamDecoder {
     }
     this.blocks = new Map(blocks.map((b) => [b.idstr, b]));
     this.lastBlock = undefined;
-    this.emit({ type: 'ram-blocks', blocks, wireBytes: r.pos - start });
+    this.emit({ type: 'ram-blocks', blocks, wireBytes: r.pos - start, offset: at });
   }
 
   // One block-migration record: be64 sector<<9|flags, then device name and 1 MiB unless ZERO_BLOCK.
@@ -680,7 +774,7 @@ export class StreamDecoder {
     const flags = lo & BLK_FLAG_MASK;
     const sector = hi * 0x800000 + (lo >>> 9);
     if (flags & BLK_DEVICE_BLOCK) {
-      const device = r.str8('a block device name', 'BAD_BLOCK_RECORD');
+      const device = this.name(r, 'a block device name', 'BAD_BLOCK_RECORD');
       const zero = (flags & BLK_ZERO_BLOCK) !== 0;
       let length = BLK_CHUNK_SIZE;
       if (flags & BLK_VAR_CHUNK) {
@@ -692,6 +786,11 @@ export class StreamDecoder {
         if (length === 0 || length > VAR_CHUNK_MAX || length % 512 !== 0) {
           throw new MigstreamError('BAD_BLOCK_RECORD', lenAt, `expected a chunk length of 512..${VAR_CHUNK_MAX} bytes in whole sectors, found ${length}`, { device });
         }
+        if (!zero && length > this.limits.maxBlockChunk) {
+          throw new MigstreamError('LIMIT', lenAt, `block chunk of ${length} bytes exceeds the limit of ${this.limits.maxBlockChunk}`, { device });
+        }
+      } else if (!zero && length > this.limits.maxBlockChunk) {
+        throw new MigstreamError('LIMIT', at, `QEMU's ${length}-byte block chunk exceeds the limit of ${this.limits.maxBlockChunk}`, { device });
       }
       const data = zero ? EMPTY : r.bytes(length, length === BLK_CHUNK_SIZE ? 'a 1 MiB block chunk' : 'block chunk data');
       if (device.length === 0) throw new MigstreamError('BAD_BLOCK_RECORD', at + 8, 'Error unknown block device: empty name');

@@ -7,7 +7,8 @@ import type { RamBlockInfo, SectionInfo, StreamEvent } from './events.js';
 import { RamImage } from './ram-image.js';
 import { RamSender, type XbzrleIterationStats } from './ram-sender.js';
 import { BlockSender, type BlockIterationStats } from './block-sender.js';
-import { blockChunksEntry, encodeManifest } from './manifest.js';
+import { blockChunksEntry, encodeManifest, iterationDigestsEntry } from './manifest.js';
+import { VerifyingRamStore, type DigestAlgorithm } from './digest.js';
 import type { DiskSource } from './disk-source.js';
 
 /** One RAMBlock's content at each iteration (all blocks have the same number of dumps). */
@@ -44,6 +45,8 @@ export interface DumpEncodeOptions {
   blockChunkSize?: number;
   /** Compress pages: zlib (QEMU's COMPRESS_PAGE) or lz4 (migstream's extension, declared in a manifest). */
   compress?: CompressionSpec;
+  /** Per-iteration digests with this algorithm (extension "iteration-digests"). */
+  digest?: DigestAlgorithm;
 }
 
 export interface DumpEncodeResult {
@@ -85,7 +88,11 @@ export function encodeDumps(series: DumpSeries[], out: (chunk: Uint8Array) => vo
   const spec = options.compress ? resolveSpec(options.compress) : undefined;
   const enc = new StreamEncoder(out, { pageSize, compressor: spec ? encoderCompressor(spec) : undefined });
   const x = options.xbzrle;
-  const sender = new RamSender(enc, { cache: x ? createPageCache(x.policy ?? 'lru', x.cacheBytes, pageSize) : undefined, compress: spec?.codec });
+  const sender = new RamSender(enc, {
+    cache: x ? createPageCache(x.policy ?? 'lru', x.cacheBytes, pageSize) : undefined,
+    compress: spec?.codec,
+    digest: options.digest,
+  });
   const extensions = extensionsFor(spec, pageSize);
   const section = t?.ramSection ?? RAM_SECTION;
   const iterations: DumpEncodeResult['iterations'] = [];
@@ -99,6 +106,7 @@ export function encodeDumps(series: DumpSeries[], out: (chunk: Uint8Array) => vo
   enc.header();
   if (t?.configuration) enc.raw(t.configuration);
   if (options.blockChunkSize !== undefined && disks.length) extensions.push(blockChunksEntry(options.blockChunkSize));
+  if (options.digest) extensions.push(iterationDigestsEntry(options.digest));
   if (extensions.length > 0) enc.manifest(encodeManifest(extensions));
   if (blockSection) enc.sectionStart(blockSection).blockEos().footer(blockSection.sectionId);
   enc.sectionStart(section).memSize(blocks, t?.ignoreShared ?? false).ramEos().footer(section.sectionId);
@@ -176,6 +184,7 @@ function pageEqual(a: Uint8Array, b: Uint8Array, off: number, size: number): boo
  */
 export function readTemplate(bytes: Uint8Array): StreamTemplate {
   const ram = new RamImage();
+  const checked = new VerifyingRamStore(ram); // a template with iteration digests has them checked
   let configuration: Uint8Array | undefined;
   let ramSection: SectionInfo | undefined;
   let blockSection: SectionInfo | undefined;
@@ -194,10 +203,13 @@ export function readTemplate(bytes: Uint8Array): StreamTemplate {
         break;
       case 'ram-blocks':
         ramBlocks = ev.blocks;
-        ram.setBlocks(ev.blocks);
+        checked.handle(ev);
         break;
+      case 'manifest':
       case 'page':
-        ram.apply(ev);
+      case 'ram-digest':
+      case 'iteration-end':
+        checked.handle(ev);
         break;
       case 'device-state':
         if (tailStart < 0) tailStart = d.offset - ev.bytes.length;

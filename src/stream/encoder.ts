@@ -11,6 +11,7 @@ import {
   MIGSTREAM_MANIFEST_COMMAND,
   RAM_COMPRESS_PAGE,
   RAM_CONTINUE,
+  RAM_DIGEST,
   RAM_EOS,
   RAM_LZ4_PAGE,
   RAM_MEM_SIZE,
@@ -49,6 +50,8 @@ export interface RamRecordWriter {
   page(idstr: string, offset: number, data: Uint8Array): unknown;
   xbzrlePage(idstr: string, offset: number, encoded: Uint8Array): unknown;
   compressPage(idstr: string, offset: number, page: Uint8Array): unknown;
+  /** A digest record (extension "iteration-digests"): `count` page records of `idstr` and their digest. */
+  ramDigest(idstr: string, count: number, digest: Uint8Array): unknown;
 }
 
 /**
@@ -236,6 +239,20 @@ export class StreamEncoder implements StreamWriter {
     const c = this.compressor;
     if (!c) throw new TypeError('compressPage needs EncoderOptions.compressor');
     return this.compressedPage(c.codec, idstr, offset, page, c.compress(page));
+  }
+
+  /**
+   * migstream's digest record (extension "iteration-digests",
+   * docs/extension-format.md §4): names its RAMBlock like a page record
+   * (CONTINUE when it is the last one named), then be64 count, u8 length
+   * and the digest.
+   */
+  ramDigest(idstr: string, count: number, digest: Uint8Array): this {
+    if (digest.length === 0 || digest.length > 255) throw new RangeError(`a digest of ${digest.length} bytes`);
+    this.pageHeader(idstr, 0, RAM_DIGEST);
+    this.w.be64(count).u8(digest.length).bytes(digest);
+    this.maybeFlush();
+    return this;
   }
 
   ramEos(): this {

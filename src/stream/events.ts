@@ -1,3 +1,4 @@
+import type { DirtyBitmapRecord } from './dirty-bitmap.js';
 import type { ExtensionManifest } from './manifest.js';
 
 /**
@@ -66,6 +67,28 @@ export interface PageEvent {
   encoded?: boolean;
 }
 
+/**
+ * migstream's per-iteration digest record (extension "iteration-digests"):
+ * the writer's count and hash of the page records it sent for `block` in
+ * this RAM section. The decoder only reads it; whoever applies RAM checks it
+ * (VerifyingRamStore in src/stream/digest.ts).
+ */
+export interface RamDigestEvent {
+  type: 'ram-digest';
+  block: RamBlockInfo;
+  /** Index of the RAM section it belongs to: the `index` of the iteration-end that follows (inspect's "#"). */
+  iteration: number;
+  /** Page records of the block since its previous digest record in this section (or the section start). */
+  count: number;
+  /** The manifest's algorithm, e.g. "xxh64". */
+  algorithm: string;
+  /** The digest bytes (a copy: valid after the callback). */
+  digest: Uint8Array;
+  /** Absolute stream offset of the record. */
+  offset: number;
+  wireBytes: number;
+}
+
 export interface BlockChunkEvent {
   type: 'block-chunk';
   device: string;
@@ -87,14 +110,18 @@ export type StreamEvent =
   | { type: 'command'; command: number; name: string; payload: Uint8Array }
   /** migstream's extension manifest (docs/extension-format.md), right after the configuration. */
   | { type: 'manifest'; manifest: ExtensionManifest; payload: Uint8Array }
-  | { type: 'ram-blocks'; blocks: RamBlockInfo[]; wireBytes: number }
+  /** MEM_SIZE; `offset`: absolute stream offset of the record. */
+  | { type: 'ram-blocks'; blocks: RamBlockInfo[]; wireBytes: number; offset: number }
   | PageEvent
+  | RamDigestEvent
   | { type: 'ram-flush' }
-  /** RAM EOS: the end of one RAM section, the decoder's iteration barrier. */
-  | { type: 'iteration-end'; index: number; kind: SectionKind }
+  /** RAM EOS: the end of one RAM section, the decoder's iteration barrier; `offset`: absolute stream offset of the EOS record. */
+  | { type: 'iteration-end'; index: number; kind: SectionKind; offset: number }
   | BlockChunkEvent
   | { type: 'block-progress'; percent: number }
   | { type: 'block-eos' }
+  /** A record of the dirty-bitmap section (block dirty bitmaps), kept with its raw bytes. */
+  | { type: 'dirty-bitmap'; record: DirtyBitmapRecord }
   /** Device state after the last iterable section, passed through verbatim, in pieces. */
   | { type: 'device-state'; bytes: Uint8Array }
   | { type: 'end'; tail: TailInfo };

@@ -6,6 +6,8 @@ import type { BlockChunkEvent, EventHandler, PageEvent, RamBlockInfo } from './e
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { applyPage, RamImage, type RamStore } from './ram-image.js';
+import { VerifyingRamStore } from './digest.js';
+import type { StreamEvent } from './events.js';
 
 /** File name `extract` uses for a RAMBlock or a block device: the idstr, URI-encoded. */
 export function ramBlockFileName(idstr: string): string {
@@ -133,11 +135,18 @@ export class FileDiskSink {
     const size = this.sizes[ev.device];
     const length = size === undefined ? ev.length : Math.max(0, Math.min(ev.length, size - start));
     if (length === 0) return;
-    if (ev.zero) {
-      if (this.zeros.length < length) this.zeros = new Uint8Array(length);
-      writeSync(f.fd, this.zeros, 0, length, start);
-    } else {
-      writeSync(f.fd, ev.data, 0, length, start);
+    try {
+      if (ev.zero) {
+        if (this.zeros.length < length) this.zeros = new Uint8Array(length);
+        writeSync(f.fd, this.zeros, 0, length, start);
+      } else {
+        writeSync(f.fd, ev.data, 0, length, start);
+      }
+    } catch (e) {
+      // A hostile sector can lie past what the file system holds (ext4: 16 TiB): a typed error, not a crash.
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code !== 'EFBIG' && code !== 'EINVAL') throw e;
+      throw new MigstreamError('LIMIT', 0, `block chunk of "${ev.device}" at byte ${start}: the file system cannot hold it (${code})`, { device: ev.device });
     }
     f.extent = Math.max(f.extent, start + length);
   }
@@ -190,7 +199,7 @@ export class AutoRamStore implements RamStore {
     return this.dir !== undefined;
   }
 
-  setBlocks(blocks: RamBlockInfo[]): void {
+  setBlocks(blocks: RamBlockInfo[], offset?: number): void {
     if (!this.store) {
       const total = blocks.reduce((n, b) => n + b.length, 0);
       if (total > this.inMemoryBytes) {
@@ -200,7 +209,7 @@ export class AutoRamStore implements RamStore {
         this.store = new RamImage(this.inMemoryBytes);
       }
     }
-    this.store.setBlocks(blocks);
+    this.store.setBlocks(blocks, offset);
   }
 
   apply(ev: PageEvent): void {
@@ -218,5 +227,36 @@ export class AutoRamStore implements RamStore {
   close(): void {
     this.store?.close();
     if (this.dir) rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Checks iteration digests for a reader that keeps no RAM of its own
+ * (inspect): only when the manifest declares "iteration-digests" does it
+ * make a RAM store (an AutoRamStore: temp files past 256 MiB) to apply the
+ * pages the digests are over.
+ */
+export class DigestCheck {
+  private store: VerifyingRamStore | undefined;
+
+  /** Whether the stream declared digests (and they are being checked). */
+  get active(): boolean {
+    return this.store !== undefined;
+  }
+
+  /** Digest records checked so far. */
+  get checked(): number {
+    return this.store?.checked ?? 0;
+  }
+
+  handle = (ev: StreamEvent): void => {
+    if (ev.type === 'manifest' && !this.store && ev.manifest.extensions.some((e) => e.name === 'iteration-digests')) {
+      this.store = new VerifyingRamStore(new AutoRamStore());
+    }
+    this.store?.handle(ev);
+  };
+
+  close(): void {
+    this.store?.close();
   }
 }

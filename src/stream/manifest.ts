@@ -1,6 +1,6 @@
 import { decode, encode } from '@msgpack/msgpack';
 import { MigstreamError } from '../codec/errors.js';
-import { BLK_VAR_CHUNK, RAM_LZ4_PAGE } from './constants.js';
+import { BLK_VAR_CHUNK, RAM_DIGEST, RAM_LZ4_PAGE } from './constants.js';
 
 /**
  * The extension manifest (docs/extension-format.md): which of migstream's
@@ -44,7 +44,7 @@ export interface Lz4PagesParams {
 }
 
 /** Extensions this version of migstream reads, with the newest version of each. */
-export const SUPPORTED_EXTENSIONS: Readonly<Record<string, number>> = { 'lz4-pages': 1, 'block-chunks': 1 };
+export const SUPPORTED_EXTENSIONS: Readonly<Record<string, number>> = { 'lz4-pages': 1, 'block-chunks': 1, 'iteration-digests': 1 };
 
 export function lz4PagesEntry(params: Omit<Lz4PagesParams, 'flag'>): ExtensionEntry {
   return { name: 'lz4-pages', version: 1, params: { flag: RAM_LZ4_PAGE, ...params } };
@@ -60,6 +60,48 @@ export interface BlockChunksParams {
 
 export function blockChunksEntry(chunkSize: number): ExtensionEntry {
   return { name: 'block-chunks', version: 1, params: { flag: BLK_VAR_CHUNK, chunkSize } };
+}
+
+/** Parameters of the "iteration-digests" extension (per-iteration page digests, docs/extension-format.md §4). */
+export interface IterationDigestsParams {
+  /** RAM record flag of a digest record (0x800). */
+  flag: number;
+  /** Hash over each block's pages of an iteration: "xxh64" (XXH64, seed 0, 8-byte canonical digest). */
+  algorithm: string;
+}
+
+/** Digest algorithms this migstream computes, with their digest length in bytes. */
+export const DIGEST_ALGORITHMS: Readonly<Record<string, number>> = { xxh64: 8 };
+
+export function iterationDigestsEntry(algorithm = 'xxh64'): ExtensionEntry {
+  return { name: 'iteration-digests', version: 1, params: { flag: RAM_DIGEST, algorithm } };
+}
+
+/**
+ * Checks the iteration-digests parameters against the stream: BAD_MANIFEST
+ * for a wrong flag or a page size that cannot hold it, UNSUPPORTED_EXTENSION
+ * for an algorithm this migstream does not compute.
+ */
+export function digestParams(m: ExtensionManifest, offset: number, pageSize: number): (IterationDigestsParams & { length: number }) | undefined {
+  const e = m.extensions.find((x) => x.name === 'iteration-digests');
+  if (!e) return undefined;
+  const p = e.params as Partial<IterationDigestsParams>;
+  if (typeof p.algorithm !== 'string') throw new MigstreamError('BAD_MANIFEST', offset, 'iteration-digests: expected a string "algorithm"');
+  const length = Object.hasOwn(DIGEST_ALGORITHMS, p.algorithm) ? DIGEST_ALGORITHMS[p.algorithm] : undefined;
+  if (length === undefined) {
+    throw new MigstreamError(
+      'UNSUPPORTED_EXTENSION',
+      offset,
+      `the stream uses extension "iteration-digests" with algorithm ${JSON.stringify(p.algorithm).slice(0, 80)}, which this migstream does not support (supported: ${Object.keys(DIGEST_ALGORITHMS).join(', ')})`,
+    );
+  }
+  if (p.flag !== RAM_DIGEST) {
+    throw new MigstreamError('BAD_MANIFEST', offset, `iteration-digests: record flag ${String(p.flag)}, expected 0x${RAM_DIGEST.toString(16)}`);
+  }
+  if (pageSize <= RAM_DIGEST) {
+    throw new MigstreamError('BAD_MANIFEST', offset, `iteration-digests needs pages above ${RAM_DIGEST} bytes for its record flag, the stream has ${pageSize}`);
+  }
+  return { flag: RAM_DIGEST, algorithm: p.algorithm, length };
 }
 
 export function encodeManifest(extensions: ExtensionEntry[]): Uint8Array {

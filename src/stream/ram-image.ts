@@ -4,7 +4,8 @@ import type { PageEvent, RamBlockInfo } from './events.js';
 
 /** Where decoded RAM goes: one image per RAMBlock. */
 export interface RamSink {
-  setBlocks(blocks: RamBlockInfo[]): void;
+  /** The RAMBlocks of a MEM_SIZE record; `offset` (the record's stream offset) is for errors. */
+  setBlocks(blocks: RamBlockInfo[], offset?: number): void;
   /** Applies one page record to the image, in stream order. */
   apply(event: PageEvent): void;
 }
@@ -53,10 +54,10 @@ export class RamImage implements RamStore {
     this.maxBytes = maxBytes;
   }
 
-  setBlocks(blocks: RamBlockInfo[]): void {
+  setBlocks(blocks: RamBlockInfo[], offset = 0): void {
     const total = blocks.reduce((n, b) => n + b.length, 0);
     if (total > this.maxBytes) {
-      throw new MigstreamError('LIMIT', 0, `RAM of ${total} bytes exceeds the in-memory image limit of ${this.maxBytes}`);
+      throw new MigstreamError('LIMIT', offset, `RAM of ${total} bytes exceeds the in-memory image limit of ${this.maxBytes}`);
     }
     for (const b of blocks) {
       const old = this.blocks.get(b.idstr);

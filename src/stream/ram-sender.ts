@@ -3,6 +3,7 @@ import { xbzrleEncode } from '../xbzrle/encode.js';
 import type { PageCache } from '../xbzrle/page-cache.js';
 import type { RamRecordWriter } from './encoder.js';
 import type { RamBlockInfo } from './events.js';
+import { IterationDigests, type DigestAlgorithm } from './digest.js';
 
 export type { RamRecordWriter };
 
@@ -35,6 +36,13 @@ export interface RamSenderOptions {
    * normal way, so every COMPRESS_PAGE record has CONTINUE set.
    */
   compress?: 'zlib' | 'lz4';
+  /**
+   * Per-iteration digests (extension "iteration-digests"; the caller declares
+   * it in the manifest): every record sent is hashed with the page it leaves
+   * behind, and endIteration() writes one digest record per RAMBlock that
+   * had records, before the caller's RAM EOS.
+   */
+  digest?: DigestAlgorithm;
 }
 
 /**
@@ -47,6 +55,7 @@ export interface RamSenderOptions {
 export class RamSender {
   private readonly cache: PageCache | undefined;
   private readonly compress: 'zlib' | 'lz4' | undefined;
+  private readonly digests: IterationDigests | undefined;
   private readonly bases = new Map<string, number>();
   private readonly encoded: Uint8Array;
   private readonly zeroPage: Uint8Array;
@@ -59,6 +68,7 @@ export class RamSender {
   ) {
     this.cache = options.cache;
     this.compress = options.compress;
+    this.digests = options.digest ? new IterationDigests(options.digest) : undefined;
     this.encoded = new Uint8Array(enc.pageSize);
     this.zeroPage = new Uint8Array(enc.pageSize);
     this.beginIteration();
@@ -86,7 +96,10 @@ export class RamSender {
   send(idstr: string, offset: number, page: Uint8Array, resend: boolean, lastStage = false): void {
     const cache = this.cache;
     const r = this.stats.records;
+    // Every record below leaves `page` in the receiver's RAM (digests count records: an unchanged page sends none).
+    const digests = this.digests;
     if (isZeroPage(page)) {
+      digests?.add(idstr, offset, page);
       this.enc.zeroPage(idstr, offset);
       r.zero++;
       if (cache && resend) cache.insert(this.addr(idstr, offset), this.zeroPage);
@@ -95,15 +108,18 @@ export class RamSender {
     if (this.compress && (!cache || !resend)) {
       // QEMU's ram_save_target_page: compression only until XBZRLE starts; a block's first page is sent plain (flush_compressed_data)
       if (this.compress === 'zlib' && !this.enc.continues(idstr)) {
+        digests?.add(idstr, offset, page);
         this.enc.page(idstr, offset, page);
         r.normal++;
       } else {
+        digests?.add(idstr, offset, page);
         this.enc.compressPage(idstr, offset, page);
         r.compressed++;
       }
       return;
     }
     if (!cache || !resend) {
+      digests?.add(idstr, offset, page);
       this.enc.page(idstr, offset, page);
       r.normal++;
       return;
@@ -113,6 +129,7 @@ export class RamSender {
     if (!cached) {
       this.stats.cacheMiss++;
       if (!lastStage) cache.insert(addr, page);
+      digests?.add(idstr, offset, page);
       this.enc.page(idstr, offset, page);
       r.normal++;
       return;
@@ -127,18 +144,31 @@ export class RamSender {
     if (len < 0) {
       this.stats.overflow++;
       this.stats.bytes += page.length;
+      digests?.add(idstr, offset, page);
       this.enc.page(idstr, offset, page);
       r.normal++;
       return;
     }
     // QEMU counts the record without its 8-byte word: [str8 idstr] + flag + be16 length + data
     this.stats.bytes += 3 + len + (this.enc.continues(idstr) ? 0 : 1 + TEXT.encode(idstr).length);
+    digests?.add(idstr, offset, page);
     this.enc.xbzrlePage(idstr, offset, this.encoded.subarray(0, len));
     r.xbzrle++;
   }
 
-  /** Closes the iteration's counters (and ages the cache: one dirty sync per iteration). */
+  /**
+   * Closes the iteration's counters (and ages the cache: one dirty sync per
+   * iteration). With digests, writes the iteration's digest records: call it
+   * before the RAM EOS.
+   */
   endIteration(): XbzrleIterationStats {
+    const d = this.digests;
+    if (d) {
+      for (const idstr of d.pending()) {
+        const { count, digest } = d.take(idstr);
+        this.enc.ramDigest(idstr, count, digest);
+      }
+    }
     const s = this.stats;
     const r = s.records;
     const sent = r.zero + r.normal + r.xbzrle + r.unchanged + r.compressed;

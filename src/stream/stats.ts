@@ -23,6 +23,22 @@ export type PageCounts = Record<PageKind, KindCount>;
 export interface IterationStats extends PageCounts {
   index: number;
   kind: 'start' | 'part' | 'end' | 'full';
+  /** Digest records in this RAM section (extension "iteration-digests"). */
+  digests: number;
+}
+
+/** migstream's per-iteration digests (extension "iteration-digests"). */
+export interface DigestStats {
+  /** The manifest's algorithm, e.g. "xxh64". */
+  algorithm: string;
+  /** Digest records. */
+  records: number;
+  /** Page records they cover (the sum of their counts). */
+  pageRecords: number;
+  /** Bytes the digest records took on the wire. */
+  bytes: number;
+  /** True once a reader checked every digest against the RAM it applied (inspect does). */
+  verified: boolean;
 }
 
 export interface BlockDeviceStats {
@@ -57,6 +73,8 @@ export interface StreamSummary {
   manifest: ExtensionManifest | null;
   /** zlib: QEMU's COMPRESS_PAGE records; lz4: migstream's LZ4 pages. */
   compression: { zlib: CompressionStats; lz4: CompressionStats };
+  /** Iteration digests, or null when the stream does not declare them. */
+  digests: DigestStats | null;
 }
 
 const newCounts = (): PageCounts => ({
@@ -88,6 +106,7 @@ export class StatsCollector {
     vmdescBytes: 0,
     manifest: null,
     compression: { zlib: { pages: 0, payloadBytes: 0, ratio: 0 }, lz4: { pages: 0, payloadBytes: 0, ratio: 0 } },
+    digests: null,
   };
   private current: IterationStats | undefined;
   private readonly disks = new Map<string, BlockDeviceStats>();
@@ -111,7 +130,7 @@ export class StatsCollector {
         }
         if (ev.kind !== 'full') entry[ev.kind]++;
         if (ev.section.idstr === 'ram') {
-          this.current = { index: s.iterations.length, kind: ev.kind, ...newCounts() };
+          this.current = { index: s.iterations.length, kind: ev.kind, ...newCounts(), digests: 0 };
           s.iterations.push(this.current);
         }
         return;
@@ -119,8 +138,19 @@ export class StatsCollector {
       case 'command':
         s.commands.push({ name: ev.name, length: ev.payload.length });
         return;
-      case 'manifest':
+      case 'manifest': {
         s.manifest = ev.manifest;
+        const d = ev.manifest.extensions.find((e) => e.name === 'iteration-digests');
+        if (d) s.digests = { algorithm: String(d.params.algorithm), records: 0, pageRecords: 0, bytes: 0, verified: false };
+        return;
+      }
+      case 'ram-digest':
+        this.current!.digests++;
+        if (s.digests) {
+          s.digests.records++;
+          s.digests.pageRecords += ev.count;
+          s.digests.bytes += ev.wireBytes;
+        }
         return;
       case 'ram-blocks':
         s.ramBlocks = ev.blocks.map((b) => ({ ...b }));

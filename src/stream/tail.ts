@@ -14,11 +14,15 @@ interface VmdescDevice {
  * name taken from the vmdesc when there is one) or by EOF.
  * `base` is the stream offset of tail[0].
  */
-export function parseTail(tail: Uint8Array, base: number, footers: boolean): TailInfo {
+export function parseTail(tail: Uint8Array, base: number, footers: boolean, maxVmdescBytes = Infinity): TailInfo {
   const vmdescAt = findVmdesc(tail);
   let vmdesc: { devices?: VmdescDevice[] } | undefined;
   let end = tail.length;
   if (vmdescAt >= 0) {
+    const declared = tail.length - vmdescAt - 6;
+    if (declared > maxVmdescBytes) {
+      throw new MigstreamError('LIMIT', base + vmdescAt + 2, `vmdesc JSON of ${declared} bytes exceeds the limit of ${maxVmdescBytes}`);
+    }
     try {
       vmdesc = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(tail.subarray(vmdescAt + 6))) as typeof vmdesc;
     } catch (e) {
@@ -59,6 +63,9 @@ export function parseTail(tail: Uint8Array, base: number, footers: boolean): Tai
   if (vmdescAt < 0 && p < tail.length) {
     if (tail[p] === VM_VMDESCRIPTION) {
       const declared = p + 5 <= tail.length ? be32(tail, p + 1) : Infinity;
+      if (declared !== Infinity && declared > maxVmdescBytes) {
+        throw new MigstreamError('LIMIT', base + p + 1, `vmdesc JSON of ${declared} bytes exceeds the limit of ${maxVmdescBytes}`);
+      }
       if (p + 5 + declared < tail.length) {
         throw new MigstreamError('TRAILING_DATA', base + p + 5 + declared, 'expected the end of the stream after the vmdesc, found more bytes');
       }

@@ -4,7 +4,8 @@ import { BlockRewriter, checkChunkSize } from './block-rewriter.js';
 import { StreamDecoder, type DecoderOptions } from './decoder.js';
 import { StreamEncoder, type StreamWriter } from './encoder.js';
 import type { StreamEvent } from './events.js';
-import { blockChunksEntry, encodeManifest } from './manifest.js';
+import { VerifyingRamStore, type DigestAlgorithm } from './digest.js';
+import { blockChunksEntry, encodeManifest, iterationDigestsEntry } from './manifest.js';
 import { encoderCompressor, extensionsFor, resolveSpec, type CompressionSpec } from './page-codecs.js';
 import { RamImage, type RamStore } from './ram-image.js';
 import { RamSender, type XbzrleIterationStats } from './ram-sender.js';
@@ -33,6 +34,12 @@ export interface TranscodeOptions extends DecoderOptions {
   blockChunk?: number;
   /** Disk sizes by device: clips the padding QEMU sends past the end of a disk. */
   diskSizes?: Record<string, number>;
+  /**
+   * Write per-iteration digests (extension "iteration-digests") with this
+   * algorithm. Without it the output has none, whatever the input had (the
+   * input's digests are checked either way).
+   */
+  digest?: DigestAlgorithm;
 }
 
 /** Default XBZRLE cache: QEMU's default xbzrle-cache-size. */
@@ -46,7 +53,8 @@ export const DEFAULT_XBZRLE_CACHE = 64 << 20;
  * so real QEMU loads the result.
  */
 export class Transcoder {
-  readonly ram: RamStore;
+  /** The RAM image, wrapped to check the input's iteration digests when it declares them. */
+  readonly ram: VerifyingRamStore;
   private readonly zeroPage: Uint8Array;
   readonly sender: RamSender;
   private readonly enc: StreamWriter;
@@ -67,7 +75,7 @@ export class Transcoder {
    *   writer, e.g. a PooledEncoder configured for `options.compress`.
    */
   constructor(out: ((chunk: Uint8Array) => void) | StreamWriter, options: TranscodeOptions = {}) {
-    this.ram = options.ramStore ?? new RamImage(options.maxRamBytes);
+    this.ram = new VerifyingRamStore(options.ramStore ?? new RamImage(options.maxRamBytes));
     this.zeroPage = new Uint8Array(options.pageSize ?? 4096);
     const spec = options.compress ? resolveSpec(options.compress) : undefined;
     const pageSize = options.pageSize ?? 4096;
@@ -80,12 +88,14 @@ export class Transcoder {
       checkChunkSize(options.blockChunk);
       extensions.push(blockChunksEntry(options.blockChunk));
     }
+    if (options.digest) extensions.push(iterationDigestsEntry(options.digest));
     this.blocks = new BlockRewriter(this.enc, options.blockChunk, options.diskSizes ?? {});
     this.manifest = extensions.length > 0 ? encodeManifest(extensions) : undefined;
     const x = options.xbzrle;
     this.sender = new RamSender(this.enc, {
       cache: x ? createPageCache(x.policy ?? 'lru', x.cacheBytes, options.pageSize) : undefined,
       compress: spec?.codec,
+      digest: options.digest,
     });
   }
 
@@ -123,6 +133,7 @@ export class Transcoder {
       }
       case 'manifest': // the input's extensions are decoded away; ours were declared above
         this.blocks.inputVariable = ev.manifest.extensions.some((e) => e.name === 'block-chunks');
+        this.ram.handle(ev); // checks the input's digests, if it has them
         return;
       case 'section':
         this.lastStage = ev.kind === 'end';
@@ -138,7 +149,7 @@ export class Transcoder {
         return;
       case 'ram-blocks':
         if (this.sent.size > 0) this.cacheTrusted = false;
-        this.ram.setBlocks(ev.blocks);
+        this.ram.setBlocks(ev.blocks, ev.offset);
         this.sender.setBlocks(ev.blocks);
         for (const b of ev.blocks) {
           this.sent.set(b.idstr, new Uint8Array(Math.ceil(b.length / enc.pageSize / 8)));
@@ -168,7 +179,11 @@ export class Transcoder {
       }
       case 'ram-flush': // a multifd sync point: meaningless without multifd, and 7.2 rejects it
         return;
+      case 'ram-digest': // checked, not copied: with `digest` the sender writes the output's own
+        this.ram.check(ev);
+        return;
       case 'iteration-end':
+        this.ram.iterationEnd(ev.index, ev.offset);
         this.sender.endIteration();
         enc.ramEos();
         return;
@@ -178,6 +193,9 @@ export class Transcoder {
       case 'block-progress':
         this.blocks.flush();
         enc.blockProgress(ev.percent);
+        return;
+      case 'dirty-bitmap': // passed through as read: its meaning does not depend on RAM or disks
+        enc.raw(ev.record.raw);
         return;
       case 'block-eos':
         this.blocks.flush();

@@ -2,6 +2,7 @@ import { MigstreamError } from '../../codec/errors.js';
 import type { EventHandler, PageEvent, StreamEvent } from '../events.js';
 import type { DecompressResult } from './tasks.js';
 import type { PagePool } from './thread-pool.js';
+import { Wakeup } from './wakeup.js';
 
 export interface DecompressQueueOptions {
   pool: PagePool;
@@ -12,7 +13,9 @@ export interface DecompressQueueOptions {
    * decompression only runs ahead on the workers. "landing": like QEMU's
    * decompress threads, an inflated page is applied as soon as its result
    * lands, possibly after later records of the same iteration, so the
-   * barrier below is what keeps RAM right.
+   * barrier below is what keeps RAM right. A stream declaring iteration
+   * digests is always delivered in stream order: its digests are over the
+   * order pages were sent.
    */
   order?: 'stream' | 'landing';
   /** Compressed pages per batch sent to a worker. Default 64. */
@@ -65,7 +68,8 @@ export class DecompressQueue {
   private readonly downstream: EventHandler;
   private readonly pool: PagePool;
   private readonly impl: 'node' | 'portable';
-  private readonly landing: boolean;
+  /** Landing order; switched off for a stream with iteration digests (they are over send order). */
+  private landing: boolean;
   private readonly batchPages: number;
   private readonly maxInFlight: number;
   private readonly barrier: boolean;
@@ -81,7 +85,7 @@ export class DecompressQueue {
   private readonly outstanding = new Map<string, Entry[]>();
   private outstandingCount = 0;
   private failure: Error | undefined;
-  private wake: (() => void) | undefined;
+  private readonly wakeup = new Wakeup();
 
   constructor(downstream: EventHandler, options: DecompressQueueOptions) {
     this.downstream = downstream;
@@ -101,6 +105,10 @@ export class DecompressQueue {
   /** The decoder's handler. Borrowed bytes are copied only when the event has to wait. */
   handle = (ev: StreamEvent): void => {
     if (this.failure) return; // drain() and finish() report it; throwing here would turn it into a decoder error
+    if (ev.type === 'manifest' && ev.manifest.extensions.some((e) => e.name === 'iteration-digests')) {
+      // Digests hash pages in send order: apply them in stream order (nothing is in flight before the manifest).
+      this.landing = false;
+    }
     if (ev.type === 'page' && ev.encoded) {
       const codec = ev.kind === 'lz4' ? 'lz4' : 'zlib';
       // one batch holds one codec: a stream switching codecs (never in practice) starts a new one
@@ -133,7 +141,7 @@ export class DecompressQueue {
     this.pump();
     while (!this.failure && (this.pagesQueued > limit || (limit === 0 && this.head < this.queue.length))) {
       if (this.filling) this.submit();
-      await this.changed();
+      await this.wakeup.wait();
       this.pump();
     }
     if (this.failure) throw this.failure;
@@ -150,18 +158,6 @@ export class DecompressQueue {
     if (ev.type === 'iteration-end') return !this.barrier;
     if (ev.type === 'page') return !this.pageWait || !this.outstanding.has(pageKey(ev));
     return true;
-  }
-
-  private changed(): Promise<void> {
-    return new Promise((resolve) => {
-      this.wake = resolve;
-    });
-  }
-
-  private notify(): void {
-    const w = this.wake;
-    this.wake = undefined;
-    w?.();
   }
 
   private submit(): void {
@@ -190,7 +186,7 @@ export class DecompressQueue {
 
   private fail(e: Error): void {
     this.failure ??= e;
-    this.notify();
+    this.wakeup.notify();
   }
 
   /** A batch's results arrived: in landing order its dispatched pages apply now. */
@@ -209,7 +205,7 @@ export class DecompressQueue {
     } catch (e) {
       this.fail(e as Error);
     }
-    this.notify();
+    this.wakeup.notify();
   }
 
   /** Delivers from the head of the queue while the ordering rules allow. */

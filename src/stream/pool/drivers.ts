@@ -1,9 +1,11 @@
 import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
 import { StreamDecoder, type DecoderOptions } from '../decoder.js';
 import type { EventHandler } from '../events.js';
+import { VerifyingRamStore } from '../digest.js';
+import type { RamStore } from '../ram-image.js';
 import { resolveSpec } from '../page-codecs.js';
 import type { XbzrleIterationStats } from '../ram-sender.js';
-import { Transcoder, type TranscodeOptions } from '../transcode.js';
+import { Transcoder, type TranscodeOptions, concatChunks } from '../transcode.js';
 import { DecompressQueue } from './decompress-queue.js';
 import { PooledEncoder } from './pooled-encoder.js';
 import { ThreadPool, type PagePool } from './thread-pool.js';
@@ -64,17 +66,27 @@ async function feed(source: ByteSource, decoder: StreamDecoder, sliceBytes: numb
 /**
  * Decodes a stream with compressed pages decompressed on a worker pool.
  * Events reach `handler` in stream order, or in "landing" order (inflated
- * pages may apply late within their iteration, never across the barrier).
+ * pages may apply late within their iteration, never across the barrier;
+ * a stream with iteration digests is always in stream order).
+ * With `ram`, RAM is applied to that store before `handler` sees each event,
+ * and the stream's iteration digests, if it declares them, are checked.
  * Resolves with the bytes read; rejects with the decoder's MigstreamError or
  * the pool's PoolError, after shutting the pool down.
  */
 export async function decodePooled(
   source: ByteSource,
   handler: EventHandler,
-  options: DecoderOptions & PoolOptions & { order?: 'stream' | 'landing'; impl?: 'node' | 'portable' } = {},
+  options: DecoderOptions & PoolOptions & { order?: 'stream' | 'landing'; impl?: 'node' | 'portable'; ram?: RamStore } = {},
 ): Promise<number> {
   return withPool(options, async (pool) => {
-    const queue = new DecompressQueue(handler, { pool, impl: options.impl, order: options.order, batchPages: options.batchPages, maxInFlight: options.maxInFlight });
+    const ram = options.ram ? new VerifyingRamStore(options.ram) : undefined;
+    const downstream: EventHandler = ram
+      ? (ev) => {
+          ram.handle(ev);
+          handler(ev);
+        }
+      : handler;
+    const queue = new DecompressQueue(downstream, { pool, impl: options.impl, order: options.order, batchPages: options.batchPages, maxInFlight: options.maxInFlight });
     const decoder = new StreamDecoder(queue.handle, { ...options, decompress: 'defer' });
     const bytes = await feed(source, decoder, options.sliceBytes ?? 65536, () => queue.drain());
     await queue.finish();
@@ -138,13 +150,7 @@ export async function transcodePooled(
 export async function transcodeBytesPooled(input: Uint8Array, options: TranscodeOptions & PoolOptions = {}): Promise<Uint8Array> {
   const parts: Uint8Array[] = [];
   await transcodePooled(input, (c) => void parts.push(c.slice()), options);
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+  return concatChunks(parts);
 }
 
 /** An async file sink ("-": stdout) that resolves writes only when the stream has room: backpressure for the pooled paths. */

@@ -3,6 +3,7 @@ import type { RamBlockInfo, SectionInfo } from '../events.js';
 import type { ResolvedSpec } from '../page-codecs.js';
 import type { CompressResult } from './tasks.js';
 import type { PagePool } from './thread-pool.js';
+import { Wakeup } from './wakeup.js';
 
 export interface PooledEncoderOptions extends Omit<EncoderOptions, 'compressor'> {
   spec: ResolvedSpec;
@@ -49,7 +50,7 @@ export class PooledEncoder implements StreamWriter {
   private lastBlock: string | undefined;
   private failure: Error | undefined;
   private readonly sinkWrites: Promise<void>[] = [];
-  private wake: (() => void) | undefined;
+  private readonly wakeup = new Wakeup();
 
   constructor(sink: (chunk: Uint8Array) => void | Promise<void>, options: PooledEncoderOptions) {
     this.pageSize = options.pageSize ?? 4096;
@@ -141,6 +142,11 @@ export class PooledEncoder implements StreamWriter {
     const b = this.copy(encoded);
     return this.op((e) => e.xbzrlePage(idstr, offset, b));
   }
+  ramDigest(idstr: string, count: number, digest: Uint8Array): this {
+    this.lastBlock = idstr;
+    const b = this.copy(digest);
+    return this.op((e) => e.ramDigest(idstr, count, b));
+  }
   ramEos(): this {
     return this.op((e) => e.ramEos());
   }
@@ -184,7 +190,7 @@ export class PooledEncoder implements StreamWriter {
   async drain(limit = this.maxInFlight): Promise<void> {
     while (!this.failure && this.pagesQueued > limit) {
       if (this.filling && this.pagesQueued - this.filling.count <= limit) this.submit();
-      await this.changed();
+      await this.wakeup.wait();
     }
     await this.settleSink();
     if (this.failure) throw this.failure;
@@ -201,18 +207,6 @@ export class PooledEncoder implements StreamWriter {
 
   private async settleSink(): Promise<void> {
     while (this.sinkWrites.length > 0) await this.sinkWrites.shift();
-  }
-
-  private changed(): Promise<void> {
-    return new Promise((resolve) => {
-      this.wake = resolve;
-    });
-  }
-
-  private notify(): void {
-    const w = this.wake;
-    this.wake = undefined;
-    w?.();
   }
 
   private submit(): void {
@@ -235,7 +229,7 @@ export class PooledEncoder implements StreamWriter {
         }
         b.starts = starts;
         this.pump();
-        this.notify();
+        this.wakeup.notify();
       },
       (e: unknown) => {
         this.setFailure(e as Error);
@@ -245,7 +239,7 @@ export class PooledEncoder implements StreamWriter {
 
   private setFailure(e: Error): void {
     this.failure ??= e;
-    this.notify();
+    this.wakeup.notify();
   }
 
   /** Writes queued records from the head while their pages are compressed. */
