@@ -18,6 +18,7 @@ import { parseTail } from '../stream/tail.js';
 import { transcodeBytes, type TranscodeOptions } from '../stream/transcode.js';
 import { xbzrleEncodeJs } from '../xbzrle/encode-js.js';
 import { walkStream, type StreamMap } from './walk.js';
+import { concatBytes } from '../codec/concat.js';
 
 export interface Seed {
   name: string;
@@ -250,7 +251,7 @@ function readFixture(dir: string, name: string): FixtureParts | undefined {
   } catch {
     return undefined;
   }
-  parts.tail = concat(tail);
+  parts.tail = concatBytes(tail);
   return parts;
 }
 
@@ -331,7 +332,7 @@ export function cutRealStream(stream: Uint8Array, approxBytes: number): Uint8Arr
   });
   d.push(stream);
   d.end();
-  return realStartSeed({ stream, tail: concat(tail), config } as FixtureParts, approxBytes);
+  return realStartSeed({ stream, tail: concatBytes(tail), config } as FixtureParts, approxBytes);
 }
 
 /** The fixture's real bytes up to a RAM record boundary a few KB in, closed by EOS, END and a reduced tail. */
@@ -350,15 +351,6 @@ function realStartSeed(f: FixtureParts, approxBytes: number): Uint8Array | undef
   return w.take();
 }
 
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
 
 function pattern(seed: number, size = 4096): Uint8Array {
   const p = new Uint8Array(size);

@@ -19,6 +19,7 @@ import { StatsCollector } from '../stream/stats.js';
 import { transcodeBytes, type TranscodeOptions } from '../stream/transcode.js';
 import { xbzrleDecode } from '../xbzrle/decode.js';
 import { Rng } from './rng.js';
+import { concatBytes } from '../codec/concat.js';
 
 export type FindingKind =
   | 'escape' // something other than MigstreamError was thrown
@@ -298,15 +299,6 @@ function sameRam(a: SparseRam, b: SparseRam): string | undefined {
   return undefined;
 }
 
-function concatAll(parts: Uint8Array[], total: number): Uint8Array {
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
 
 let scratchDir: string | undefined;
 let scratchSeq = 0;
@@ -342,7 +334,7 @@ export function runStreamCase(bytes: Uint8Array, opts: StreamOptions): CaseResul
     }
     diff ??= sameRam(a.ram, b.ram);
     if (!diff && a.deviceStateBytes !== b.deviceStateBytes) diff = `device state ${a.deviceStateBytes} vs ${b.deviceStateBytes} bytes`;
-    if (!diff && Buffer.compare(concatAll(a.deviceState, a.deviceStateBytes), concatAll(b.deviceState, b.deviceStateBytes)) !== 0) diff = 'device state bytes differ';
+    if (!diff && Buffer.compare(concatBytes(a.deviceState), concatBytes(b.deviceState)) !== 0) diff = 'device state bytes differ';
     if (diff) findings.push({ kind: 'chunking', target: 'decoder-chunked', message: diff });
   }
 

@@ -1,4 +1,5 @@
 import { ByteReader } from '../codec/byte-reader.js';
+import { concatBytes } from '../codec/concat.js';
 import { MigstreamError, NeedMoreData, type ErrorCode } from '../codec/errors.js';
 import {
   BLK_CHUNK_SIZE,
@@ -241,7 +242,7 @@ export class StreamDecoder {
       this.run();
     }
     if (this.state === 'tail') {
-      const tail = concat(this.tailKept, this.tailBytes);
+      const tail = concatBytes(this.tailKept);
       try {
         const info = parseTail(tail, this.tailStart, this.footers !== false, this.limits.maxVmdescBytes);
         this.state = 'done';
@@ -822,16 +823,6 @@ function hex(v: number, digits: number): string {
   return v.toString(16).padStart(digits, '0');
 }
 
-function concat(parts: Uint8Array[], total: number): Uint8Array {
-  if (parts.length === 1) return parts[0]!;
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
 
 /** A bug in a handler or in migstream itself: still reported with the offset, never as a raw crash. */
 function internal(e: unknown, offset: number): MigstreamError {

@@ -1,3 +1,4 @@
+import { concatBytes } from '../codec/concat.js';
 import { createPageCache, type CachePolicy } from '../xbzrle/page-cache.js';
 import { MigstreamError } from '../codec/errors.js';
 import { BlockRewriter, checkChunkSize } from './block-rewriter.js';
@@ -221,12 +222,5 @@ export function transcodeBytes(input: Uint8Array, options: TranscodeOptions = {}
   return concatChunks(parts);
 }
 
-export function concatChunks(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
+/** Joins output chunks (kept under this name for callers of the transcoder). */
+export const concatChunks = concatBytes;
