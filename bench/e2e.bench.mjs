@@ -20,7 +20,7 @@
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { deflateSync, inflateSync } from 'node:zlib';
 import { Bench } from 'tinybench';
 import { ensureDumps } from '../fixtures/dumps/lib.mjs';
@@ -190,7 +190,7 @@ try {
   const fmt = (x) => (x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2));
   const mbps = (ms) => raw / 1e6 / (ms / 1000);
   const order = ['plain', 'zlib 1', 'zlib 1 decompress', 'LZ4 acc 1', 'LZ4 decompress', 'zstd (reference)'];
-  console.log(`dumps: ${dumps.length} × ${dumps[0].length / 2 ** 20} MiB pc.ram (${files[0].replace(/\/[^/]*$/, '')}); pages sent ${pagesSent} (${plain.sent.join(' + ')}), raw page bytes ${raw} (${(raw / 1e6).toFixed(1)} MB), of which ${pages.length} non-zero pages (${(corpus.length / 1e6).toFixed(1)} MB) for the baselines`);
+  console.log(`dumps: ${dumps.length} × ${dumps[0].length / 2 ** 20} MiB pc.ram (${relative(process.cwd(), files[0].replace(/\/[^/]*$/, '')) || '.'}); pages sent ${pagesSent} (${plain.sent.join(' + ')}), raw page bytes ${raw} (${(raw / 1e6).toFixed(1)} MB), of which ${pages.length} non-zero pages (${(corpus.length / 1e6).toFixed(1)} MB) for the baselines`);
   console.log(`streams: plain ${plain.stream.length} B, zlib 1 ${zlib1.stream.length} B, LZ4 acc 1 ${lz4.stream.length} B; best of ${ITERATIONS}; node ${process.version}, zlib ${process.versions.zlib}\n`);
   console.log('| group | task | ms | MB/s | vs baseline | size (out / raw) |');
   console.log('|---|---|---:|---:|---:|---:|');

@@ -207,7 +207,7 @@ try {
   console.log(`QEMU compress: setup ${qz['setup-time']} ms, downtime ${qz.downtime} ms, compression ${JSON.stringify(qz.compression ?? {})}`);
   console.log(`wire bytes: each output written once to a file, decoded by migstream and checked against the dump; timed runs write to /dev/null`);
   console.log(`${cpus().length} CPUs (${cpus()[0]?.model}); load average ${loadStart.map((x) => x.toFixed(2)).join(' ')} at the start, ${loadavg().map((x) => x.toFixed(2)).join(' ')} at the end; QEMU: ${QEMU_BIN} ${avail.version}`);
-  console.log(`destination: ${[QEMU_BIN, ...args].join(' ').replaceAll(tmp, '$TMP').replaceAll(qmpDir, '$QMP')}`);
+  console.log(`destination: ${[QEMU_BIN, ...args].join(' ').replaceAll(tmp, '$TMP').replaceAll(qmpDir, '$QMP').replaceAll(REPO, '')}`);
 } finally {
   if (proc) await quitQemu(proc, qmp).catch(() => proc.kill());
   rmSync(tmp, { recursive: true, force: true });

@@ -45,7 +45,7 @@ function table(rows: string[][]): string {
 
 export function describeInput(report: BenchReport): string {
   const i = report.input;
-  return `${i.iterations} dumps of ${bytes(i.dumpBytes)}${i.pageSelection ? ` (${i.pageSelection})` : ''}, RAMBlock ${i.idstr}: ${i.pagesSent.reduce((a, b) => a + b, 0)} pages sent (${i.pagesSent.join(' + ')}), raw page bytes ${i.rawBytes} (${(i.rawBytes / 1e6).toFixed(1)} MB)`;
+  return `${i.iterations} dump${i.iterations === 1 ? '' : 's'} of ${bytes(i.dumpBytes)}${i.pageSelection ? ` (${i.pageSelection})` : ''}, RAMBlock ${i.idstr}: ${i.pagesSent.reduce((a, b) => a + b, 0)} pages sent (${i.pagesSent.join(' + ')}), raw page bytes ${i.rawBytes} (${(i.rawBytes / 1e6).toFixed(1)} MB)`;
 }
 
 export function describeMachine(report: BenchReport): string {

@@ -7,7 +7,7 @@ import { resolveSpec } from '../stream/page-codecs.js';
 import { decodePooled, transcodePooled } from '../stream/pool/drivers.js';
 import { RamImage } from '../stream/ram-image.js';
 import type { XbzrleIterationStats } from '../stream/ram-sender.js';
-import { concatChunks } from '../stream/transcode.js';
+import { concatBytes } from '../codec/concat.js';
 import type { BenchSetting, SettingGroup } from './settings.js';
 
 /** 1 MB = 1e6 bytes, as the other benchmarks count. */
@@ -101,7 +101,7 @@ export const DEFINITIONS: Record<string, string> = {
   rawBytes: 'page bytes the series sends: every page of the first dump, then each page that differs from the previous dump, 4096 bytes each',
   wireBytes: 'bytes of the migration stream written (records, headers, sections, EOF)',
   ratio: 'wire bytes / raw page bytes',
-  encodeMBps: 'raw page bytes (1 MB = 1e6 bytes) per second of wall time from the dumps in memory to the stream in memory; with workers: a plain encode, then pages recompressed on the pool (as `migstream encode --workers` does)',
+  encodeMBps: 'raw page bytes (1 MB = 1e6 bytes) per second of wall time from the dumps in memory to the stream in memory; with workers: a plain encode, then pages recompressed on the pool (as migstream encode --workers does)',
   decodeMBps: 'raw page bytes per second of wall time from the stream in memory to a RAM image, compressed pages inflated on the workers when there are any',
   roundTrip: 'the decoded RAM equals the last dump byte for byte (a setting that fails reports no numbers)',
   cacheHitRate: 'XBZRLE cache hits / (hits + misses) over the pages sent after iteration 0, as QEMU counts them',
@@ -160,19 +160,19 @@ async function encode(setting: BenchSetting, series: DumpSeries[]): Promise<Enco
     const sink = new ChunkSink();
     const r = encodeDumps(series, sink.write, { xbzrle: setting.xbzrle, compress: spec });
     const ms = performance.now() - t0;
-    return { stream: concatChunks(sink.parts), ms, history: r.xbzrle, pagesSent: r.iterations.map((i) => i.pagesSent) };
+    return { stream: concatBytes(sink.parts), ms, history: r.xbzrle, pagesSent: r.iterations.map((i) => i.pagesSent) };
   }
   // As `migstream encode --workers N`: plain records first, then the pages recompressed on the pool
   // (XBZRLE decided by the transcoder, in order); the bytes equal encodeDumps' with the same options.
   const plainSink = new ChunkSink();
   const r = encodeDumps(series, plainSink.write, {});
-  const plain = concatChunks(plainSink.parts);
+  const plain = concatBytes(plainSink.parts);
   const t1 = performance.now();
   const sink = new ChunkSink();
   const p = await transcodePooled(plain, sink.write, { compress: spec, xbzrle: setting.xbzrle, workers: setting.workers });
   const t2 = performance.now();
   return {
-    stream: concatChunks(sink.parts),
+    stream: concatBytes(sink.parts),
     ms: t2 - t0,
     stages: { plain: t1 - t0, pool: t2 - t1 },
     history: p.xbzrle,
