@@ -1,22 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { loadFixture } from '../fixtures/qemu/lib.mjs';
-import { decodeAll, StreamDecoder } from '../src/stream/decoder.js';
+import { StreamDecoder } from '../src/stream/decoder.js';
 import { encodeDumps, readTemplate } from '../src/stream/dump-encoder.js';
-import { RamImage } from '../src/stream/ram-image.js';
-import { StatsCollector } from '../src/stream/stats.js';
 import { concatChunks, Transcoder, transcodeBytes } from '../src/stream/transcode.js';
-import { sameBytes } from './support/build.js';
+import { decodeRam, sameBytes } from './support/build.js';
 import { dumpSeries } from './support/dumps.js';
 import { fixtureNames } from './support/fixtures.js';
 
 function decode(stream: Uint8Array) {
-  const ram = new RamImage();
-  const stats = new StatsCollector();
-  decodeAll(stream, (ev) => {
-    stats.handle(ev);
-    if (ev.type === 'ram-blocks') ram.setBlocks(ev.blocks);
-    else if (ev.type === 'page') ram.apply(ev);
-  });
+  const { ram, stats } = decodeRam(stream);
   return { ram, summary: stats.summary };
 }
 

@@ -4,27 +4,16 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CONFIGS, loadFixture } from '../fixtures/qemu/lib.mjs';
 import { extractFile, inspectFile } from '../src/cli/commands.js';
-import { StreamDecoder, decodeAll } from '../src/stream/decoder.js';
+import { StreamDecoder } from '../src/stream/decoder.js';
 import { RamImage } from '../src/stream/ram-image.js';
-import { StatsCollector } from '../src/stream/stats.js';
 import { transcodeBytes } from '../src/stream/transcode.js';
-import { sameBytes } from './support/build.js';
+import { decodeRam, sameBytes } from './support/build.js';
 import { fixtureNames } from './support/fixtures.js';
 
 const names = fixtureNames();
 const work = mkdtempSync(join(tmpdir(), 'migstream-fixtures-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-function decodeRam(stream: Uint8Array): { ram: RamImage; stats: StatsCollector } {
-  const ram = new RamImage();
-  const stats = new StatsCollector();
-  decodeAll(stream, (ev) => {
-    stats.handle(ev);
-    if (ev.type === 'ram-blocks') ram.setBlocks(ev.blocks);
-    else if (ev.type === 'page') ram.apply(ev);
-  });
-  return { ram, stats };
-}
 
 it('has every configuration of the fixture script committed', () => {
   expect(names).toEqual(CONFIGS.map((c) => c.name).sort());

@@ -1,6 +1,8 @@
 import { deflateSync } from 'node:zlib';
 import { ByteWriter } from '../../src/codec/byte-writer.js';
-import { StreamDecoder } from '../../src/stream/decoder.js';
+import { StreamDecoder, decodeAll } from '../../src/stream/decoder.js';
+import { RamImage } from '../../src/stream/ram-image.js';
+import { StatsCollector } from '../../src/stream/stats.js';
 import { StreamEncoder } from '../../src/stream/encoder.js';
 import type { StreamEvent } from '../../src/stream/events.js';
 import { concatChunks } from '../../src/stream/transcode.js';
@@ -106,4 +108,16 @@ export function smallStream(opts: { vmdesc?: boolean } = {}): Uint8Array {
 export function compressedRecord(offset: number, data: Uint8Array, idstr: string): Uint8Array {
   const z = deflateSync(data, { level: 1 });
   return new ByteWriter().be64(offset + 0x100).str8(idstr).be32(z.length).bytes(z).take();
+}
+
+/** Decodes a whole stream into an in-memory RAM image, with inspect's statistics. */
+export function decodeRam(stream: Uint8Array): { ram: RamImage; stats: StatsCollector } {
+  const ram = new RamImage();
+  const stats = new StatsCollector();
+  decodeAll(stream, (ev) => {
+    stats.handle(ev);
+    if (ev.type === 'ram-blocks') ram.setBlocks(ev.blocks);
+    else if (ev.type === 'page') ram.apply(ev);
+  });
+  return { ram, stats };
 }

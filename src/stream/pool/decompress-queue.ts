@@ -3,6 +3,7 @@ import type { EventHandler, PageEvent, StreamEvent } from '../events.js';
 import type { DecompressResult } from './tasks.js';
 import type { PagePool } from './thread-pool.js';
 import { Wakeup } from './wakeup.js';
+import { compactQueue } from './compact.js';
 
 export interface DecompressQueueOptions {
   pool: PagePool;
@@ -238,13 +239,7 @@ export class DecompressQueue {
     } catch (err) {
       this.fail(err as Error);
     }
-    if (this.head === q.length) {
-      q.length = 0;
-      this.head = 0;
-    } else if (this.head > 4096) {
-      q.splice(0, this.head);
-      this.head = 0;
-    }
+    this.head = compactQueue(q, this.head);
   }
 
   /** Hands one inflated page downstream, or fails with the worker's decompression error at the page's offset. */

@@ -4,6 +4,7 @@ import type { ResolvedSpec } from '../page-codecs.js';
 import type { CompressResult } from './tasks.js';
 import type { PagePool } from './thread-pool.js';
 import { Wakeup } from './wakeup.js';
+import { compactQueue } from './compact.js';
 
 export interface PooledEncoderOptions extends Omit<EncoderOptions, 'compressor'> {
   spec: ResolvedSpec;
@@ -263,12 +264,6 @@ export class PooledEncoder implements StreamWriter {
     } catch (e) {
       this.setFailure(e as Error);
     }
-    if (this.head === q.length) {
-      q.length = 0;
-      this.head = 0;
-    } else if (this.head > 4096) {
-      q.splice(0, this.head);
-      this.head = 0;
-    }
+    this.head = compactQueue(q, this.head);
   }
 }
