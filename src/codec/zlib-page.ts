@@ -90,35 +90,47 @@ function be32(b: Uint8Array, at: number): number {
  * Returns -1 when the data ends early.
  */
 function deflateEnd(src: Uint8Array): number {
-  let bit = 16; // after the 2-byte header
-  const limit = src.length * 8;
-  const bits = (n: number): number => {
-    let v = 0;
-    for (let i = 0; i < n; i++, bit++) {
-      if (bit >= limit) throw new RangeError();
-      v |= ((src[bit >>> 3]! >>> (bit & 7)) & 1) << i;
-    }
-    return v;
-  };
+  const r = new BitReader(src, 16); // after the 2-byte header
   try {
     for (;;) {
-      const final = bits(1);
-      const type = bits(2);
+      const final = r.bits(1);
+      const type = r.bits(2);
       if (type === 0) {
-        bit = (bit + 7) & ~7;
-        const len = bits(16);
-        bits(16);
-        bit += len * 8;
-        if (bit > limit) return -1;
+        r.bit = (r.bit + 7) & ~7;
+        const len = r.bits(16);
+        r.bits(16);
+        r.bit += len * 8;
+        if (r.bit > r.limit) return -1;
       } else if (type === 1 || type === 2) {
-        bit = skipHuffmanBlock(src, bit, type, limit);
+        skipHuffmanBlock(r, type);
       } else {
         return -1;
       }
-      if (final) return (bit + 7) >>> 3;
+      if (final) return (r.bit + 7) >>> 3;
     }
   } catch {
     return -1;
+  }
+}
+
+/** LSB-first bit reader over deflate data; reading past the end throws RangeError. */
+class BitReader {
+  readonly limit: number;
+
+  constructor(
+    private readonly src: Uint8Array,
+    public bit: number,
+  ) {
+    this.limit = src.length * 8;
+  }
+
+  bits(n: number): number {
+    let v = 0;
+    for (let i = 0; i < n; i++, this.bit++) {
+      if (this.bit >= this.limit) throw new RangeError();
+      v |= ((this.src[this.bit >>> 3]! >>> (this.bit & 7)) & 1) << i;
+    }
+    return v;
   }
 }
 
@@ -138,17 +150,9 @@ function huffman(lengths: ArrayLike<number>): { counts: Int32Array; symbols: Int
   return { counts, symbols };
 }
 
-/** Skips one fixed (1) or dynamic (2) Huffman block without producing output; returns the bit after it. */
-function skipHuffmanBlock(src: Uint8Array, start: number, type: number, limit: number): number {
-  let bit = start;
-  const bits = (n: number): number => {
-    let v = 0;
-    for (let i = 0; i < n; i++, bit++) {
-      if (bit >= limit) throw new RangeError();
-      v |= ((src[bit >>> 3]! >>> (bit & 7)) & 1) << i;
-    }
-    return v;
-  };
+/** Skips one fixed (1) or dynamic (2) Huffman block without producing output, leaving `r` after it. */
+function skipHuffmanBlock(r: BitReader, type: number): void {
+  const bits = (n: number): number => r.bits(n);
   const decode = (h: { counts: Int32Array; symbols: Int32Array }): number => {
     let code = 0;
     let first = 0;
@@ -193,7 +197,7 @@ function skipHuffmanBlock(src: Uint8Array, start: number, type: number, limit: n
   }
   for (;;) {
     const sym = decode(lit);
-    if (sym === 256) return bit;
+    if (sym === 256) return;
     if (sym > 256) {
       bits(LEN_EXTRA[sym - 257] ?? 0);
       bits(DIST_EXTRA[decode(dist)] ?? 0);
