@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { MigstreamError } from '../src/codec/errors.js';
+import { prng } from './support/prng.js';
 import { getUleb, MAX_RUN, putUleb, xbzrleDecode, xbzrleEncode, xbzrleEncodeJs } from '../src/xbzrle/index.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -101,18 +102,6 @@ function decodeError(src: Uint8Array, pageSize: number, base = 1000): MigstreamE
     return e as MigstreamError;
   }
   throw new Error('xbzrleDecode accepted input QEMU rejects');
-}
-
-/** mulberry32, for reproducible page contents. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /**

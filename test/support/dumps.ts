@@ -1,14 +1,11 @@
+import { prng } from './prng.js';
+
 /** A dump series ending in `last`: each earlier dump differs in a few bytes of some pages. */
 export function dumpSeries(last: Uint8Array, count: number, seed = 7): Uint8Array[] {
   const dumps = [last];
-  let x = seed;
-  const rand = () => {
-    // mulberry32: an LCG's low bits repeat too soon for byte picks
-    x = (x + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(x ^ (x >>> 15), 1 | x);
-    t ^= t + Math.imul(t ^ (t >>> 7), 61 | t);
-    return (t ^ (t >>> 14)) >>> 0;
-  };
+  // mulberry32 (an LCG's low bits repeat too soon for byte picks), as 32-bit integers
+  const next = prng(seed);
+  const rand = () => Math.floor(next() * 2 ** 32);
   for (let i = 1; i < count; i++) {
     const d = dumps[0]!.slice();
     for (let p = 0; p < 300; p++) {
