@@ -11,7 +11,7 @@ export { Transcoder, transcodeBytes, type TranscodeOptions } from './stream/tran
 export { StatsCollector, type StreamSummary, type IterationStats } from './stream/stats.js';
 export { decodeFile, FileRamSink, FileDiskSink, AutoRamStore, DigestCheck, ramBlockFileName, diskFileName } from './stream/files.js';
 export type * from './stream/events.js';
-export { encodeDumps, readTemplate, type DumpSeries, type StreamTemplate, type DumpEncodeOptions } from './stream/dump-encoder.js';
+export { encodeDumps, encodeSteps, readTemplate, type DumpSeries, type StreamTemplate, type DumpEncodeOptions, type DumpEncodeResult } from './stream/dump-encoder.js';
 export { RamSender, type XbzrleIterationStats } from './stream/ram-sender.js';
 export { BlockSender, type BlockIterationStats } from './stream/block-sender.js';
 export { SnapshotDiskSource, WriteLogDiskSource, parseWriteLog, formatWriteLog, type DiskSource } from './stream/disk-source.js';
@@ -26,6 +26,8 @@ export {
   encodeManifest,
   decodeManifest,
   lz4PagesEntry,
+  blockChunksEntry,
+  chunkCompressionEntry,
   iterationDigestsEntry,
   DIGEST_ALGORITHMS,
   SUPPORTED_EXTENSIONS,
@@ -36,5 +38,5 @@ export { type StreamWriter, type RamRecordWriter } from './stream/encoder.js';
 export { ThreadPool, InlinePool, PoolError, type PagePool } from './stream/pool/thread-pool.js';
 export { PooledEncoder, type PooledEncoderOptions } from './stream/pool/pooled-encoder.js';
 export { DecompressQueue, type DecompressQueueOptions } from './stream/pool/decompress-queue.js';
-export { decodePooled, transcodePooled, transcodeBytesPooled, fileSink, type PoolOptions, type ByteSource } from './stream/pool/drivers.js';
+export { decodePooled, encodeDumpsPooled, transcodePooled, transcodeBytesPooled, fileSink, type PoolOptions, type ByteSource } from './stream/pool/drivers.js';
 export { PiscinaPool } from './stream/pool/piscina-pool.js';

@@ -67,8 +67,16 @@ export function renderSummary(s: StreamSummary): string {
     out.push('', 'block devices:');
     out.push(
       table([
-        ['device', 'chunks', 'zero chunks', 'chunk sizes', 'payload bytes', 'extent'],
-        ...s.blockDevices.map((d) => [d.device, d.chunks, d.zeroChunks, d.chunkSizes.map(formatBytes).join(','), d.bytes, d.extent]),
+        ['device', 'chunks', 'zero chunks', 'compressed', 'chunk sizes', 'payload bytes', 'extent'],
+        ...s.blockDevices.map((d) => [
+          d.device,
+          d.chunks,
+          d.zeroChunks,
+          d.compressedChunks ? `${d.compressedChunks} (${formatBytes(d.compressedChunkBytes)})` : 0,
+          d.chunkSizes.map(formatBytes).join(','),
+          d.bytes,
+          d.extent,
+        ]),
       ]),
     );
   }
@@ -170,7 +178,7 @@ export async function runTranscode(
   try {
     r = c && c.workers > 0
       ? await transcodeWithPool(input, output, c, common)
-      : await transcodeFile(input, output, { ...common, compress: c?.spec });
+      : await transcodeFile(input, output, { ...common, compress: c?.spec, chunkCompress: c?.chunkSpec });
   } finally {
     ramStore.close();
   }
@@ -269,7 +277,7 @@ export async function runEncode(cmd: EncodeCommand): Promise<number> {
   log(table([['iteration', 'pages sent', 'zero', 'normal', 'xbzrle', 'unchanged'], ...result.iterations.map((it, i) => [i, it.pagesSent, it.records.zero, it.records.normal, it.records.xbzrle, it.records.unchanged])]));
   if (cmd.xbzrle) log(renderXbzrle(result.xbzrle, false));
   if (result.blocks.length) {
-    log(table([['block iteration', 'chunks', 'zero chunks', 'bytes'], ...result.blocks.map((b, i) => [i, b.chunks, b.zeroChunks, b.bytes])]));
+    log(table([['block iteration', 'chunks', 'zero chunks', 'compressed', 'bytes'], ...result.blocks.map((b, i) => [i, b.chunks, b.zeroChunks, b.compressedChunks, b.bytes])]));
   }
   return 0;
 }

@@ -1,23 +1,26 @@
 import { encodeDumps, type DumpEncodeOptions, type DumpEncodeResult, type DumpSeries } from '../stream/dump-encoder.js';
-import { fileSink, transcodeBytesPooled, transcodePooled } from '../stream/pool/drivers.js';
+import { encodeDumpsPooled, fileSink, transcodePooled } from '../stream/pool/drivers.js';
 import { resolveSpec, type CompressionSpec } from '../stream/page-codecs.js';
 import type { StreamSummary } from '../stream/stats.js';
-import { concatChunks, type TranscodeOptions } from '../stream/transcode.js';
+import type { TranscodeOptions } from '../stream/transcode.js';
 import { UsageError } from './io.js';
 
-/** `--compress zlib|lz4|none --level N --acceleration N --workers N`, shared by transcode and encode. */
+/** `--compress zlib|lz4|none --chunk-compress zlib|lz4|none --level N --acceleration N --workers N`, shared by transcode and encode. */
 export const COMPRESS_FLAGS = {
   compress: { type: 'string' },
+  'chunk-compress': { type: 'string' },
   level: { type: 'string' },
   acceleration: { type: 'string' },
   workers: { type: 'string' },
 } as const;
 
-export const COMPRESS_USAGE = `[--compress zlib|lz4|none] [--level 0-9] [--acceleration N] [--workers N]`;
+export const COMPRESS_USAGE = `[--compress zlib|lz4|none] [--chunk-compress zlib|lz4|none] [--level 0-9] [--acceleration N] [--workers N]`;
 
 export interface CompressCli {
   /** undefined: --compress none (plain QEMU records). */
   spec?: CompressionSpec;
+  /** How variable-size disk chunks are compressed (with --chunk: --chunk-compress, by default --compress's codec). */
+  chunkSpec?: CompressionSpec;
   /** Worker threads; 0 compresses and decompresses in the main thread. */
   workers: number;
 }
@@ -30,20 +33,31 @@ function int(text: string | undefined, flag: string, min: number, max: number): 
 }
 
 export function compressOption(values: Record<string, unknown>): CompressCli | undefined {
-  const codec = values.compress as string | undefined;
+  const codec = codecOption(values.compress, '--compress');
+  const explicitChunk = codecOption(values['chunk-compress'], '--chunk-compress');
   const level = int(values.level as string | undefined, '--level', 0, 9);
   const acceleration = int(values.acceleration as string | undefined, '--acceleration', 1, 65537);
   const workers = int(values.workers as string | undefined, '--workers', 0, 64) ?? 0;
-  if (codec === undefined) {
-    if (level !== undefined || acceleration !== undefined) throw new UsageError('--level and --acceleration need --compress');
-    return workers > 0 ? { workers } : undefined;
+  const chunked = values.chunk !== undefined;
+  if (explicitChunk !== undefined && explicitChunk !== 'none' && !chunked) {
+    throw new UsageError("--chunk-compress needs --chunk SIZE: QEMU's 1 MiB chunks cannot be compressed");
   }
-  if (codec !== 'zlib' && codec !== 'lz4' && codec !== 'none') throw new UsageError(`--compress is zlib, lz4 or none, got "${codec}"`);
-  if (codec !== 'zlib' && level !== undefined) throw new UsageError('--level is for --compress zlib');
-  if (codec !== 'lz4' && acceleration !== undefined) throw new UsageError('--acceleration is for --compress lz4');
-  if (codec === 'none') return { workers };
-  const spec = resolveSpec({ codec, level, acceleration });
-  return { spec, workers };
+  // Variable-size chunks follow --compress unless told otherwise.
+  const chunkCodec = explicitChunk ?? (chunked ? codec : undefined);
+  const codecs = [codec, chunkCodec];
+  if (level !== undefined && !codecs.includes('zlib')) throw new UsageError('--level is for --compress zlib (or --chunk-compress zlib)');
+  if (acceleration !== undefined && !codecs.includes('lz4')) throw new UsageError('--acceleration is for --compress lz4 (or --chunk-compress lz4)');
+  const specOf = (c: string | undefined) => (c === 'zlib' || c === 'lz4' ? resolveSpec({ codec: c, level, acceleration }) : undefined);
+  const spec = specOf(codec);
+  const chunkSpec = specOf(chunkCodec);
+  if (!spec && !chunkSpec && workers === 0) return undefined;
+  return { spec, chunkSpec, workers };
+}
+
+function codecOption(value: unknown, flag: string): 'zlib' | 'lz4' | 'none' | undefined {
+  if (value === undefined) return undefined;
+  if (value !== 'zlib' && value !== 'lz4' && value !== 'none') throw new UsageError(`${flag} is zlib, lz4 or none, got "${String(value)}"`);
+  return value;
 }
 
 /** transcode with compression and/or workers; without workers the synchronous transcoder does it. */
@@ -55,16 +69,15 @@ export async function transcodeWithPool(
 ): Promise<{ inBytes: number; outBytes: number; xbzrle: import('../stream/ram-sender.js').XbzrleIterationStats[] }> {
   const sink = fileSink(output);
   try {
-    return await transcodePooled(input, sink.write, { ...options, compress: cli.spec, workers: Math.max(1, cli.workers) });
+    return await transcodePooled(input, sink.write, { ...options, compress: cli.spec, chunkCompress: cli.chunkSpec, workers: Math.max(1, cli.workers) });
   } finally {
     await sink.close();
   }
 }
 
 /**
- * encode with compression. With workers (and no XBZRLE, whose records must
- * keep their place) the dumps are encoded plain in memory and recompressed
- * on the pool, which writes the same bytes as compressing inline.
+ * encode with compression: with workers, pages and disk chunks compress on
+ * the pool (same bytes as compressing inline), else in the main thread.
  */
 export async function encodeCompressed(
   series: DumpSeries[],
@@ -72,15 +85,9 @@ export async function encodeCompressed(
   options: DumpEncodeOptions,
   cli: CompressCli,
 ): Promise<DumpEncodeResult> {
-  if (cli.workers === 0 || !cli.spec || options.xbzrle || options.disks?.length) {
-    if (cli.workers > 0) process.stderr.write('note: encode compresses in the main thread with --xbzrle or disks\n');
-    return encodeDumps(series, write, { ...options, compress: cli.spec });
-  }
-  const parts: Uint8Array[] = [];
-  // the plain stream is re-encoded on the pool, which writes the digests (if asked) of what it sends
-  const result = encodeDumps(series, (c) => parts.push(c.slice()), { ...options, digest: undefined });
-  write(await transcodeBytesPooled(concatChunks(parts), { compress: cli.spec, workers: cli.workers, digest: options.digest }));
-  return result;
+  const all = { ...options, compress: cli.spec, chunkCompress: cli.chunkSpec };
+  if (cli.workers === 0 || (!cli.spec && !cli.chunkSpec)) return encodeDumps(series, write, all);
+  return encodeDumpsPooled(series, write, { ...all, workers: cli.workers });
 }
 
 /** The manifest and compression lines of `inspect`. */

@@ -235,7 +235,12 @@ export function walkStream(b: Uint8Array): StreamMap {
       if (flags & 0x01) {
         str8();
         const len = flags & 0x10 ? field(4, 'len32') : 1 << 20; // variable-size chunk (block-chunks extension)
-        if (!(flags & 0x08)) region(len, 'chunk');
+        if (flags & 0x20) {
+          // compressed chunk (chunk-compression extension): codec byte, be32 length, payload
+          const codec = b[p];
+          field(1, 'byte');
+          region(field(4, 'len32'), codec === 1 ? 'zlib' : 'lz4');
+        } else if (!(flags & 0x08)) region(len, 'chunk');
       } else if (!(flags & 0x04) && !(flags & 0x02)) throw new Stop();
       if (flags & 0x02) return;
     }

@@ -28,6 +28,8 @@ export class BlockRewriter {
     private readonly enc: StreamWriter,
     private readonly chunkSize: number | undefined,
     private readonly diskSizes: Record<string, number>,
+    /** Variable-size output: non-zero pieces go through compressChunk() (extension "chunk-compression"). */
+    private readonly compress = false,
   ) {}
 
   chunk(ev: BlockChunkEvent): void {
@@ -38,8 +40,10 @@ export class BlockRewriter {
       for (let at = 0; at < length; ) {
         const pieceEnd = Math.min(length, (Math.floor((start + at) / this.chunkSize) + 1) * this.chunkSize - start);
         const piece = ev.zero ? undefined : ev.data.subarray(at, pieceEnd);
-        const zero = piece === undefined || isZeroPage(piece);
-        this.enc.blockVarChunk(ev.device, (start + at) / 512, pieceEnd - at, zero ? undefined : piece);
+        const sector = (start + at) / 512;
+        if (piece === undefined || isZeroPage(piece)) this.enc.blockVarChunk(ev.device, sector, pieceEnd - at, undefined);
+        else if (this.compress) this.enc.compressChunk(ev.device, sector, piece);
+        else this.enc.blockVarChunk(ev.device, sector, pieceEnd - at, piece);
         at = pieceEnd;
       }
       return;

@@ -2,7 +2,10 @@ import { HierarchicalBitmap } from '../codec/hbitmap.js';
 import { isZeroPage } from '../codec/zero.js';
 import { BLK_CHUNK_SIZE, VAR_CHUNK_MAX, VAR_CHUNK_MIN } from './constants.js';
 import type { DiskSource, Extent } from './disk-source.js';
-import type { StreamEncoder } from './encoder.js';
+import type { StreamWriter } from './encoder.js';
+
+/** What the sender writes through: StreamEncoder, or the pooled writer (its bytesWritten settles once drained). */
+export type BlockWriter = Pick<StreamWriter, 'blockChunk' | 'blockVarChunk' | 'compressChunk' | 'blockProgress'> & { readonly bytesWritten: number };
 
 export interface BlockSenderOptions {
   /** Send all-zero chunks as ZERO_BLOCK records (QEMU's zero-blocks capability). */
@@ -13,6 +16,11 @@ export interface BlockSenderOptions {
    * chunks, the last one padded.
    */
   chunkSize?: number;
+  /**
+   * Compress non-zero variable-size chunks through the writer's compressChunk()
+   * (extension "chunk-compression"); needs `chunkSize`.
+   */
+  compress?: boolean;
 }
 
 export interface BlockIterationStats {
@@ -20,6 +28,8 @@ export interface BlockIterationStats {
   zeroChunks: number;
   /** Block-record bytes written in the iteration (headers included). */
   bytes: number;
+  /** Non-zero chunks handed to the compressor (one that does not shrink still goes out plain). */
+  compressedChunks: number;
 }
 
 /**
@@ -33,16 +43,21 @@ export class BlockSender {
   private readonly zeroBlocks: boolean;
   private readonly chunk: number;
   private readonly variable: boolean;
+  private readonly compress: boolean;
+  /** writer.bytesWritten when the last iteration began. */
+  private startBytes = 0;
   readonly history: BlockIterationStats[] = [];
 
   constructor(
-    private readonly enc: StreamEncoder,
+    private readonly enc: BlockWriter,
     readonly disks: DiskSource[],
     options: BlockSenderOptions = {},
   ) {
     this.zeroBlocks = options.zeroBlocks ?? false;
     this.variable = options.chunkSize !== undefined;
     this.chunk = options.chunkSize ?? BLK_CHUNK_SIZE;
+    this.compress = options.compress ?? false;
+    if (this.compress && !this.variable) throw new RangeError("QEMU's 1 MiB chunks cannot be compressed: compress needs a chunkSize");
     if (this.chunk < VAR_CHUNK_MIN || this.chunk > VAR_CHUNK_MAX || (this.chunk & (this.chunk - 1)) !== 0) {
       throw new RangeError(`chunk size must be a power of two from 4 KiB to 1 MiB, got ${this.chunk}`);
     }
@@ -94,14 +109,20 @@ export class BlockSender {
     const disk = this.disks[k]!;
     const start = chunk * this.chunk;
     const len = Math.min(this.chunk, disk.size - start);
-    const before = this.enc.bytesWritten;
     if (this.variable) {
       const data = this.buf.subarray(0, len);
       disk.read(start, data);
       // Zero chunks always: the explicit length makes them cheap and exact.
       const zero = isZeroPage(data);
-      this.enc.blockVarChunk(disk.device, start / 512, len, zero ? undefined : data);
-      if (zero) stats.zeroChunks++;
+      if (zero) {
+        this.enc.blockVarChunk(disk.device, start / 512, len, undefined);
+        stats.zeroChunks++;
+      } else if (this.compress) {
+        this.enc.compressChunk(disk.device, start / 512, data);
+        stats.compressedChunks++;
+      } else {
+        this.enc.blockVarChunk(disk.device, start / 512, len, data);
+      }
     } else {
       // QEMU always sends 1 MiB; the receiver clips the last chunk to its own disk size.
       this.buf.fill(0, len);
@@ -114,15 +135,26 @@ export class BlockSender {
       }
     }
     stats.chunks++;
-    stats.bytes += this.enc.bytesWritten - before;
   }
 
   private begin(): BlockIterationStats {
-    return { chunks: 0, zeroChunks: 0, bytes: 0 };
+    this.startBytes = this.enc.bytesWritten;
+    return { chunks: 0, zeroChunks: 0, bytes: 0, compressedChunks: 0 };
   }
 
   private end(stats: BlockIterationStats): BlockIterationStats {
     this.history.push(stats);
+    this.settle();
     return stats;
+  }
+
+  /**
+   * Sets the last iteration's `bytes` from the writer's count. A pooled writer
+   * counts a record once it is written: drain it before an iteration begins
+   * and call this once it has drained again.
+   */
+  settle(): void {
+    const last = this.history.at(-1);
+    if (last) last.bytes = this.enc.bytesWritten - this.startBytes;
   }
 }

@@ -42,6 +42,11 @@ export const BLK_SECTOR_BITS = 9;
 export const BLK_CHUNK_SIZE = 1 << 20;
 /** Ours, not QEMU's: a block record with an explicit be32 length after the device name (extension "block-chunks"). */
 export const BLK_VAR_CHUNK = 0x10;
+/** Ours: a variable-size chunk whose payload is compressed (extension "chunk-compression"); only with BLK_VAR_CHUNK. */
+export const BLK_COMPRESSED = 0x20;
+/** The codec byte of a compressed chunk. */
+export const CHUNK_CODEC_ZLIB = 1;
+export const CHUNK_CODEC_LZ4 = 2;
 export const VAR_CHUNK_MIN = 4096;
 export const VAR_CHUNK_MAX = 1 << 20;
 

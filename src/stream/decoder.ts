@@ -8,6 +8,9 @@ import {
   BLK_FLAG_MASK,
   BLK_PROGRESS,
   BLK_VAR_CHUNK,
+  BLK_COMPRESSED,
+  CHUNK_CODEC_LZ4,
+  CHUNK_CODEC_ZLIB,
   BLK_ZERO_BLOCK,
   COMMAND_LENGTHS,
   COMMAND_NAMES,
@@ -41,9 +44,9 @@ import {
   RAM_DIGEST,
 } from './constants.js';
 import { lz4Bound } from '../codec/lz4-block.js';
-import { decodeManifest, digestParams, lz4Params, SUPPORTED_EXTENSIONS } from './manifest.js';
+import { checkChunkCompression, decodeManifest, digestParams, lz4Params, SUPPORTED_EXTENSIONS } from './manifest.js';
 import { lz4WasmDecompress } from './lz4-wasm.js';
-import type { EventHandler, PageKind, RamBlockInfo, SectionInfo, SectionKind, StreamEvent } from './events.js';
+import type { BlockChunkEvent, EventHandler, PageKind, RamBlockInfo, SectionInfo, SectionKind, StreamEvent } from './events.js';
 import { inflatePageNode, type PageInflater } from './inflate.js';
 import { parseTail } from './tail.js';
 import { DBM_EOS, readDirtyBitmapRecord } from './dirty-bitmap.js';
@@ -547,6 +550,7 @@ export class StreamDecoder {
     if (this.manifestSeen) throw new MigstreamError('BAD_MANIFEST', at, 'a second extension manifest');
     this.manifestSeen = true;
     const manifest = decodeManifest(payload, at, this.supportedExtensions);
+    checkChunkCompression(manifest, at);
     this.enableExtensions(manifest.extensions.map((e) => e.name));
     const digests = this.supportedExtensions['iteration-digests'] !== undefined ? digestParams(manifest, at, this.pageSize) : undefined;
     if (digests) {
@@ -793,13 +797,18 @@ export class StreamDecoder {
       } else if (!zero && length > this.limits.maxBlockChunk) {
         throw new MigstreamError('LIMIT', at, `QEMU's ${length}-byte block chunk exceeds the limit of ${this.limits.maxBlockChunk}`, { device });
       }
-      const data = zero ? EMPTY : r.bytes(length, length === BLK_CHUNK_SIZE ? 'a 1 MiB block chunk' : 'block chunk data');
       if (device.length === 0) throw new MigstreamError('BAD_BLOCK_RECORD', at + 8, 'Error unknown block device: empty name');
       if (sector * 512 + length > Number.MAX_SAFE_INTEGER) {
         // No disk is that large, and byte offsets past 2^53 cannot even be represented.
         throw new MigstreamError('BAD_BLOCK_RECORD', at, `block chunk at sector ${sector} ends beyond 2^53 bytes`, { device });
       }
-      this.emit({ type: 'block-chunk', device, sector, length, zero, data, wireBytes: r.pos - start });
+      if (flags & BLK_COMPRESSED) {
+        this.readCompressedChunk(r, at, flags, device, sector, length, start);
+      } else {
+        const dataOffset = r.offset;
+        const data = zero ? EMPTY : r.bytes(length, length === BLK_CHUNK_SIZE ? 'a 1 MiB block chunk' : 'block chunk data');
+        this.emit({ type: 'block-chunk', device, sector, length, zero, data, dataOffset, wireBytes: r.pos - start });
+      }
     } else if (flags & BLK_PROGRESS) {
       this.emit({ type: 'block-progress', percent: sector });
     } else if (!(flags & BLK_EOS)) {
@@ -809,6 +818,43 @@ export class StreamDecoder {
       this.emit({ type: 'block-eos' });
       this.state = 'footer';
     }
+  }
+
+  // A compressed variable-size chunk: after the length, a codec byte and be32 clen (1 <= clen < length).
+  private readCompressedChunk(r: ByteReader, at: number, flags: number, device: string, sector: number, length: number, start: number): void {
+    if (!this.extensions.has('chunk-compression')) {
+      throw new MigstreamError('BAD_BLOCK_RECORD', at, `Unknown block migration flags: 0x${flags.toString(16)} (a compressed chunk, but no manifest declared the "chunk-compression" extension)`, { device });
+    }
+    if (!(flags & BLK_VAR_CHUNK) || flags & BLK_ZERO_BLOCK) {
+      throw new MigstreamError('BAD_BLOCK_RECORD', at, `Unknown block migration flags: 0x${flags.toString(16)} (a compressed chunk must be a variable-size, non-zero chunk)`, { device });
+    }
+    const codecAt = r.offset;
+    const id = r.u8('a chunk codec byte');
+    const codec = id === CHUNK_CODEC_ZLIB ? 'zlib' : id === CHUNK_CODEC_LZ4 ? 'lz4' : undefined;
+    if (!codec) {
+      throw new MigstreamError('BAD_BLOCK_RECORD', codecAt, `expected a chunk codec (${CHUNK_CODEC_ZLIB} zlib, ${CHUNK_CODEC_LZ4} LZ4), found ${id}`, { device });
+    }
+    const clenAt = r.offset;
+    const clen = r.be32('a compressed chunk length');
+    if (clen === 0 || clen >= length) {
+      throw new MigstreamError('DECOMPRESS', clenAt, `expected a compressed length of 1..${length - 1} bytes (less than the chunk), found ${clen}`, { device });
+    }
+    const dataOffset = r.offset;
+    const compressed = r.bytes(clen, 'compressed chunk data');
+    let data = compressed;
+    if (!this.defer) {
+      try {
+        data = codec === 'lz4' ? this.lz4Page(compressed, length) : this.inflate(compressed, length);
+      } catch (e) {
+        throw new MigstreamError('DECOMPRESS', dataOffset, `${codec} chunk failed to decompress: ${e instanceof Error ? e.message : String(e)}`, { device });
+      }
+      if (data.length !== length) {
+        throw new MigstreamError('DECOMPRESS', dataOffset, `${codec} chunk inflated to ${data.length} bytes, the record says ${length}`, { device });
+      }
+    }
+    const ev: BlockChunkEvent = { type: 'block-chunk', device, sector, length, zero: false, data, codec, compressedBytes: clen, dataOffset, wireBytes: r.pos - start };
+    if (this.defer) ev.encoded = true;
+    this.emit(ev);
   }
 }
 

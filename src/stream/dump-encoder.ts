@@ -1,13 +1,13 @@
 import { MigstreamError } from '../codec/errors.js';
 import { createPageCache, type CachePolicy } from '../xbzrle/page-cache.js';
 import { StreamDecoder } from './decoder.js';
-import { StreamEncoder } from './encoder.js';
-import { encoderCompressor, extensionsFor, resolveSpec, type CompressionSpec } from './page-codecs.js';
+import { StreamEncoder, type StreamWriter } from './encoder.js';
+import { chunkExtensions, encoderCompressor, extensionsFor, resolveSpec, type CompressionSpec } from './page-codecs.js';
 import type { RamBlockInfo, SectionInfo, StreamEvent } from './events.js';
 import { RamImage } from './ram-image.js';
 import { RamSender, type XbzrleIterationStats } from './ram-sender.js';
 import { BlockSender, type BlockIterationStats } from './block-sender.js';
-import { blockChunksEntry, encodeManifest, iterationDigestsEntry } from './manifest.js';
+import { encodeManifest, iterationDigestsEntry } from './manifest.js';
 import { VerifyingRamStore, type DigestAlgorithm } from './digest.js';
 import type { DiskSource } from './disk-source.js';
 
@@ -45,6 +45,8 @@ export interface DumpEncodeOptions {
   blockChunkSize?: number;
   /** Compress pages: zlib (QEMU's COMPRESS_PAGE) or lz4 (migstream's extension, declared in a manifest). */
   compress?: CompressionSpec;
+  /** Compress non-zero variable-size disk chunks (extension "chunk-compression"); needs `blockChunkSize`. */
+  chunkCompress?: CompressionSpec;
   /** Per-iteration digests with this algorithm (extension "iteration-digests"). */
   digest?: DigestAlgorithm;
 }
@@ -59,6 +61,17 @@ export interface DumpEncodeResult {
 const RAM_SECTION: SectionInfo = { sectionId: 2, idstr: 'ram', instanceId: 0, versionId: 4 };
 const BLOCK_SECTION: SectionInfo = { sectionId: 1, idstr: 'block', instanceId: 0, versionId: 1 };
 
+/** The writer encodeSteps() writes through: StreamEncoder, or the pooled writer. */
+export type DumpWriter = StreamWriter & { readonly bytesWritten: number };
+
+/**
+ * Where encodeSteps() pauses: "pages" every few hundred records (a pooled
+ * driver waits there for room), "settle" before and after each block
+ * iteration (a pooled driver drains everything there, so block byte counts
+ * are exact).
+ */
+export type EncodeStep = 'pages' | 'settle';
+
 /**
  * Turns a series of RAM dumps into a multi-iteration stream: iteration 0 sends
  * every page, each later one the pages that differ from the previous dump
@@ -67,6 +80,30 @@ const BLOCK_SECTION: SectionInfo = { sectionId: 1, idstr: 'block', instanceId: 0
  * configuration and device state frame the result so QEMU can load it.
  */
 export function encodeDumps(series: DumpSeries[], out: (chunk: Uint8Array) => void, options: DumpEncodeOptions = {}): DumpEncodeResult {
+  const spec = options.compress ? resolveSpec(options.compress) : undefined;
+  const chunkSpec = options.chunkCompress ? resolveSpec(options.chunkCompress) : undefined;
+  const enc = new StreamEncoder(out, {
+    pageSize: options.pageSize ?? 4096,
+    compressor: spec && encoderCompressor(spec),
+    chunkCompressor: chunkSpec && encoderCompressor(chunkSpec),
+  });
+  const steps = encodeSteps(series, enc, options);
+  for (;;) {
+    const r = steps.next();
+    if (r.done) {
+      enc.flush();
+      return r.value;
+    }
+  }
+}
+
+/**
+ * encodeDumps as a generator over any writer (the writer already set up for
+ * the options' compression): what the synchronous and the pooled
+ * (src/stream/pool/drivers.ts encodeDumpsPooled) encoders share. Leaves the
+ * writer unflushed.
+ */
+export function* encodeSteps(series: DumpSeries[], enc: DumpWriter, options: DumpEncodeOptions = {}): Generator<EncodeStep, DumpEncodeResult, void> {
   const pageSize = options.pageSize ?? 4096;
   const count = series[0]?.dumps.length ?? 0;
   if (count === 0) throw new RangeError('encodeDumps needs at least one dump');
@@ -86,7 +123,8 @@ export function encodeDumps(series: DumpSeries[], out: (chunk: Uint8Array) => vo
     if (b.length !== s.dumps[0]!.length) throw new RangeError(`RAMBlock ${s.idstr}: dump of ${s.dumps[0]!.length} bytes, template block of ${b.length}`);
   }
   const spec = options.compress ? resolveSpec(options.compress) : undefined;
-  const enc = new StreamEncoder(out, { pageSize, compressor: spec ? encoderCompressor(spec) : undefined });
+  const chunkSpec = options.chunkCompress ? resolveSpec(options.chunkCompress) : undefined;
+  if (chunkSpec && options.blockChunkSize === undefined) throw new RangeError('chunkCompress needs blockChunkSize: QEMU\'s 1 MiB chunks cannot be compressed');
   const x = options.xbzrle;
   const sender = new RamSender(enc, {
     cache: x ? createPageCache(x.policy ?? 'lru', x.cacheBytes, pageSize) : undefined,
@@ -101,30 +139,49 @@ export function encodeDumps(series: DumpSeries[], out: (chunk: Uint8Array) => vo
     if (d.iterations < count - 1) throw new RangeError(`disk ${d.device}: ${d.iterations} iterations of writes, need ${count - 1}`);
   }
   const blockSection = disks.length ? (t?.blockSection ?? BLOCK_SECTION) : undefined;
-  const blockSender = blockSection ? new BlockSender(enc, disks, { zeroBlocks: options.zeroBlocks, chunkSize: options.blockChunkSize }) : undefined;
+  const blockSender = blockSection
+    ? new BlockSender(enc, disks, { zeroBlocks: options.zeroBlocks, chunkSize: options.blockChunkSize, compress: chunkSpec !== undefined })
+    : undefined;
 
   enc.header();
   if (t?.configuration) enc.raw(t.configuration);
-  if (options.blockChunkSize !== undefined && disks.length) extensions.push(blockChunksEntry(options.blockChunkSize));
+  if (options.blockChunkSize !== undefined && disks.length) {
+    extensions.push(...chunkExtensions(options.blockChunkSize, chunkSpec));
+  }
   if (options.digest) extensions.push(iterationDigestsEntry(options.digest));
   if (extensions.length > 0) enc.manifest(encodeManifest(extensions));
-  if (blockSection) enc.sectionStart(blockSection).blockEos().footer(blockSection.sectionId);
-  enc.sectionStart(section).memSize(blocks, t?.ignoreShared ?? false).ramEos().footer(section.sectionId);
+  if (blockSection) {
+    enc.sectionStart(blockSection);
+    enc.blockEos();
+    enc.footer(blockSection.sectionId);
+  }
+  enc.sectionStart(section);
+  enc.memSize(blocks, t?.ignoreShared ?? false);
+  enc.ramEos();
+  enc.footer(section.sectionId);
   sender.setBlocks(blocks);
+
+  // what: the bulk pass, the disks' next writes, or (a single-dump stream's END) only what is still dirty
+  const blockPass = function* (what: 'bulk' | 'writes' | 'dirty', last: boolean): Generator<EncodeStep, void, void> {
+    if (!blockSection || !blockSender) return;
+    // Block's section precedes RAM's in every pass, as QEMU registers it first.
+    if (last) enc.sectionEnd(blockSection.sectionId);
+    else enc.sectionPart(blockSection.sectionId);
+    yield 'settle';
+    if (what === 'bulk') blockSender.bulk();
+    else {
+      if (what === 'writes') disks.forEach((d, k) => blockSender.markDirty(k, d.advance()));
+      blockSender.sendDirty(last);
+    }
+    yield 'settle';
+    blockSender.settle();
+    enc.blockEos();
+    enc.footer(blockSection.sectionId);
+  };
 
   for (let i = 0; i < count; i++) {
     const last = i === count - 1 && count > 1;
-    if (blockSection && blockSender) {
-      // Block's section precedes RAM's in every pass, as QEMU registers it first.
-      if (last) enc.sectionEnd(blockSection.sectionId);
-      else enc.sectionPart(blockSection.sectionId);
-      if (i === 0) blockSender.bulk();
-      else {
-        disks.forEach((d, k) => blockSender.markDirty(k, d.advance()));
-        blockSender.sendDirty(last);
-      }
-      enc.blockEos().footer(blockSection.sectionId);
-    }
+    yield* blockPass(i === 0 ? 'bulk' : 'writes', last);
     if (last) enc.sectionEnd(section.sectionId);
     else enc.sectionPart(section.sectionId);
     let pagesSent = 0;
@@ -134,7 +191,7 @@ export function encodeDumps(series: DumpSeries[], out: (chunk: Uint8Array) => vo
         if (!data) continue;
         for (let off = 0; off < b.length; off += pageSize) {
           sender.send(b.idstr, off, data.subarray(off, off + pageSize), false, false);
-          pagesSent++;
+          if ((++pagesSent & 255) === 0) yield 'pages';
         }
       }
     } else {
@@ -144,25 +201,23 @@ export function encodeDumps(series: DumpSeries[], out: (chunk: Uint8Array) => vo
         for (let off = 0; off < cur.length; off += pageSize) {
           if (pageEqual(prev, cur, off, pageSize)) continue;
           sender.send(s.idstr, off, cur.subarray(off, off + pageSize), true, last);
-          pagesSent++;
+          if ((++pagesSent & 255) === 0) yield 'pages';
         }
       }
     }
     const stats = sender.endIteration();
-    enc.ramEos().footer(section.sectionId);
+    enc.ramEos();
+    enc.footer(section.sectionId);
     iterations.push({ pagesSent, records: stats.records });
   }
   if (count === 1) {
-    if (blockSection && blockSender) {
-      enc.sectionEnd(blockSection.sectionId);
-      blockSender.sendDirty(true);
-      enc.blockEos().footer(blockSection.sectionId);
-    }
-    enc.sectionEnd(section.sectionId).ramEos().footer(section.sectionId);
+    yield* blockPass('dirty', true);
+    enc.sectionEnd(section.sectionId);
+    enc.ramEos();
+    enc.footer(section.sectionId);
   }
   if (t) enc.raw(t.tail);
   else enc.raw(Uint8Array.of(0)); // EOF: a stream without device state
-  enc.flush();
   return { iterations, xbzrle: sender.history, blocks: blockSender?.history ?? [] };
 }
 

@@ -1,11 +1,14 @@
 import { ByteWriter } from '../codec/byte-writer.js';
 import {
   BLK_CHUNK_SIZE,
+  BLK_COMPRESSED,
   BLK_DEVICE_BLOCK,
   BLK_EOS,
   BLK_PROGRESS,
   BLK_VAR_CHUNK,
   BLK_ZERO_BLOCK,
+  CHUNK_CODEC_LZ4,
+  CHUNK_CODEC_ZLIB,
   DEFAULT_PAGE_SIZE,
   ENCODING_FLAG_XBZRLE,
   MIGSTREAM_MANIFEST_COMMAND,
@@ -34,6 +37,8 @@ export interface EncoderOptions {
   chunkSize?: number;
   /** Compressor behind compressPage() (src/stream/page-codecs.ts pageCompressor). */
   compressor?: PageCompressorFn;
+  /** Compressor behind compressChunk() (extension "chunk-compression"); any input length. */
+  chunkCompressor?: PageCompressorFn;
 }
 
 /** Compresses one page for a codec; returns fresh bytes. */
@@ -71,6 +76,8 @@ export interface StreamWriter extends RamRecordWriter {
   ramEos(): unknown;
   blockChunk(device: string, sector: number, data: Uint8Array | undefined): unknown;
   blockVarChunk(device: string, sector: number, length: number, data: Uint8Array | undefined): unknown;
+  /** A non-zero variable-size chunk, compressed (extension "chunk-compression") when that makes it smaller. */
+  compressChunk(device: string, sector: number, data: Uint8Array): unknown;
   blockProgress(percent: number): unknown;
   blockEos(): unknown;
   flush(): void;
@@ -90,12 +97,14 @@ export class StreamEncoder implements StreamWriter {
   /** Bytes handed to the sink so far plus those buffered. */
   private flushed = 0;
   private readonly compressor: PageCompressorFn | undefined;
+  private readonly chunkCompressor: PageCompressorFn | undefined;
 
   constructor(sink: (chunk: Uint8Array) => void, options: EncoderOptions = {}) {
     this.sink = sink;
     this.pageSize = options.pageSize ?? DEFAULT_PAGE_SIZE;
     this.chunkSize = options.chunkSize ?? 256 * 1024;
     this.compressor = options.compressor;
+    this.chunkCompressor = options.chunkCompressor;
   }
 
   get bytesWritten(): number {
@@ -286,6 +295,32 @@ export class StreamEncoder implements StreamWriter {
     }
     this.maybeFlush();
     return this;
+  }
+
+  /**
+   * A variable-size chunk carried compressed (extension "chunk-compression"):
+   * codec byte, be32 length, payload. A payload not smaller than the chunk
+   * goes out as a plain variable-size chunk instead.
+   */
+  compressedChunk(codec: 'zlib' | 'lz4', device: string, sector: number, data: Uint8Array, payload: Uint8Array): this {
+    if (payload.length === 0 || payload.length >= data.length) return this.blockVarChunk(device, sector, data.length, data);
+    const word = sector * 512 + BLK_DEVICE_BLOCK + BLK_VAR_CHUNK + BLK_COMPRESSED;
+    this.w
+      .be64(word)
+      .str8(device)
+      .be32(data.length)
+      .u8(codec === 'zlib' ? CHUNK_CODEC_ZLIB : CHUNK_CODEC_LZ4)
+      .be32(payload.length);
+    this.raw(payload);
+    this.maybeFlush();
+    return this;
+  }
+
+  /** Compresses `data` with the encoder's chunk compressor and writes it (see compressedChunk). */
+  compressChunk(device: string, sector: number, data: Uint8Array): this {
+    const c = this.chunkCompressor;
+    if (!c) throw new TypeError('compressChunk needs EncoderOptions.chunkCompressor');
+    return this.compressedChunk(c.codec, device, sector, data, c.compress(data));
   }
 
   blockProgress(percent: number): this {

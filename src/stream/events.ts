@@ -97,8 +97,16 @@ export interface BlockChunkEvent {
   /** Bytes the chunk covers on the device (QEMU: always 1 MiB; the receiver clips). */
   length: number;
   zero: boolean;
-  /** The payload (empty when zero). */
+  /** The payload (empty when zero): the chunk's bytes, or the compressed payload while `encoded`. */
   data: Uint8Array;
+  /** The record carried the chunk compressed with this codec (extension "chunk-compression")… */
+  codec?: 'zlib' | 'lz4';
+  /** …in this many bytes. */
+  compressedBytes?: number;
+  /** With the decoder's `decompress: "defer"`: `data` is still compressed, for a worker pool to inflate. */
+  encoded?: boolean;
+  /** Absolute stream offset of the payload (for decompression errors). */
+  dataOffset: number;
   wireBytes: number;
 }
 

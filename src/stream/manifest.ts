@@ -1,6 +1,6 @@
 import { decode, encode } from '@msgpack/msgpack';
 import { MigstreamError } from '../codec/errors.js';
-import { BLK_VAR_CHUNK, RAM_DIGEST, RAM_LZ4_PAGE } from './constants.js';
+import { BLK_COMPRESSED, BLK_VAR_CHUNK, RAM_DIGEST, RAM_LZ4_PAGE } from './constants.js';
 
 /**
  * The extension manifest (docs/extension-format.md): which of migstream's
@@ -44,7 +44,7 @@ export interface Lz4PagesParams {
 }
 
 /** Extensions this version of migstream reads, with the newest version of each. */
-export const SUPPORTED_EXTENSIONS: Readonly<Record<string, number>> = { 'lz4-pages': 1, 'block-chunks': 1, 'iteration-digests': 1 };
+export const SUPPORTED_EXTENSIONS: Readonly<Record<string, number>> = { 'lz4-pages': 1, 'block-chunks': 1, 'chunk-compression': 1, 'iteration-digests': 1 };
 
 export function lz4PagesEntry(params: Omit<Lz4PagesParams, 'flag'>): ExtensionEntry {
   return { name: 'lz4-pages', version: 1, params: { flag: RAM_LZ4_PAGE, ...params } };
@@ -60,6 +60,32 @@ export interface BlockChunksParams {
 
 export function blockChunksEntry(chunkSize: number): ExtensionEntry {
   return { name: 'block-chunks', version: 1, params: { flag: BLK_VAR_CHUNK, chunkSize } };
+}
+
+/** Parameters of the "chunk-compression" extension (compressed variable-size chunks, docs/extension-format.md §4). */
+export interface ChunkCompressionParams {
+  /** Block record flag of a compressed chunk (0x20), always together with block-chunks' 0x10. */
+  flag: number;
+  /** The codec the writer used ("zlib" or "lz4"); each record names its own codec, so this is informational. */
+  codec: string;
+  /** zlib level or LZ4 acceleration the writer used; informational. */
+  level: number;
+}
+
+export function chunkCompressionEntry(codec: 'zlib' | 'lz4', level: number): ExtensionEntry {
+  return { name: 'chunk-compression', version: 1, params: { flag: BLK_COMPRESSED, codec, level } };
+}
+
+/** Checks the chunk-compression parameters: BAD_MANIFEST for a wrong flag or without block-chunks, whose records it compresses. */
+export function checkChunkCompression(m: ExtensionManifest, offset: number): void {
+  const e = m.extensions.find((x) => x.name === 'chunk-compression');
+  if (!e) return;
+  if (e.params.flag !== BLK_COMPRESSED) {
+    throw new MigstreamError('BAD_MANIFEST', offset, `chunk-compression: record flag ${String(e.params.flag)}, expected 0x${BLK_COMPRESSED.toString(16)}`);
+  }
+  if (!m.extensions.some((x) => x.name === 'block-chunks')) {
+    throw new MigstreamError('BAD_MANIFEST', offset, 'chunk-compression compresses block-chunks records, but the manifest does not declare "block-chunks"');
+  }
 }
 
 /** Parameters of the "iteration-digests" extension (per-iteration page digests, docs/extension-format.md §4). */

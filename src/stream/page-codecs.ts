@@ -3,7 +3,7 @@ import { checkLevel, fflateZlib, type ZlibPageCodec } from '../codec/zlib-page.j
 import { lz4WasmCompress, lz4WasmDecompressBatch } from './lz4-wasm.js';
 import { nodeZlib } from './zlib-node.js';
 import type { PageCompressorFn } from './encoder.js';
-import { lz4PagesEntry, type ExtensionEntry } from './manifest.js';
+import { blockChunksEntry, chunkCompressionEntry, lz4PagesEntry, type ExtensionEntry } from './manifest.js';
 
 /** How pages are compressed: QEMU's zlib framing, or migstream's LZ4 extension. */
 export type CompressionCodec = 'zlib' | 'lz4';
@@ -98,10 +98,53 @@ export function decompressBatch(
   return { lengths };
 }
 
+/**
+ * Decompresses block chunks (extension "chunk-compression") into consecutive
+ * ranges of `out`, each exactly its `lengths` entry (a chunk that inflates
+ * short or long is an error, unlike a zlib page). Returns the first failure.
+ */
+export function decompressChunks(
+  codec: CompressionCodec,
+  impl: 'node' | 'portable',
+  blocks: Uint8Array[],
+  lengths: Uint32Array,
+  out: Uint8Array,
+): { index: number; message: string } | undefined {
+  let at = 0;
+  for (let i = 0; i < blocks.length; i++) {
+    const length = lengths[i]!;
+    const target = out.subarray(at, at + length);
+    at += length;
+    try {
+      if (codec === 'lz4') {
+        if (impl === 'portable') lz4DecompressInto(blocks[i]!, target);
+        else {
+          const error = lz4WasmDecompressBatch([blocks[i]!], length, target);
+          if (error) return { index: i, message: error.message };
+        }
+      } else {
+        const data = zlibImpl(impl).inflate(blocks[i]!, length);
+        if (data.length !== length) return { index: i, message: `inflated to ${data.length} bytes, the record says ${length}` };
+        target.set(data);
+      }
+    } catch (e) {
+      return { index: i, message: (e as Error).message };
+    }
+  }
+  return undefined;
+}
+
 /** The extensions a stream written with `spec` must declare: none for zlib (QEMU's own), lz4-pages for LZ4. */
 export function extensionsFor(spec: ResolvedSpec | undefined, pageSize: number): ExtensionEntry[] {
   if (!spec || spec.codec !== 'lz4') return [];
   return [lz4PagesEntry({ pageSize, acceleration: spec.acceleration, compressor: lz4CompressorName(spec) })];
+}
+
+/** The extensions variable-size block chunks of `chunkSize` need: block-chunks, and chunk-compression when `chunkSpec` compresses them. */
+export function chunkExtensions(chunkSize: number, chunkSpec: ResolvedSpec | undefined): ExtensionEntry[] {
+  const entries = [blockChunksEntry(chunkSize)];
+  if (chunkSpec) entries.push(chunkCompressionEntry(chunkSpec.codec, chunkSpec.codec === 'zlib' ? chunkSpec.level : chunkSpec.acceleration));
+  return entries;
 }
 
 /** The encoder-side compressor for `spec`. */

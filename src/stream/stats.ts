@@ -45,8 +45,12 @@ export interface BlockDeviceStats {
   device: string;
   chunks: number;
   zeroChunks: number;
-  /** Payload bytes on the wire. */
+  /** Payload bytes on the wire (compressed chunks count their compressed size). */
   bytes: number;
+  /** Chunks carried compressed (extension "chunk-compression"). */
+  compressedChunks: number;
+  /** Bytes those compressed chunks hold once decompressed. */
+  compressedChunkBytes: number;
   /** End of the highest chunk sent, in bytes (an upper bound of the device size). */
   extent: number;
   chunkSizes: number[];
@@ -174,13 +178,17 @@ export class StatsCollector {
       case 'block-chunk': {
         let d = this.disks.get(ev.device);
         if (!d) {
-          d = { device: ev.device, chunks: 0, zeroChunks: 0, bytes: 0, extent: 0, chunkSizes: [] };
+          d = { device: ev.device, chunks: 0, zeroChunks: 0, bytes: 0, compressedChunks: 0, compressedChunkBytes: 0, extent: 0, chunkSizes: [] };
           this.disks.set(ev.device, d);
           s.blockDevices.push(d);
         }
         d.chunks++;
         if (ev.zero) d.zeroChunks++;
-        d.bytes += ev.data.length;
+        if (ev.codec) {
+          d.compressedChunks++;
+          d.compressedChunkBytes += ev.length;
+          d.bytes += ev.compressedBytes!;
+        } else d.bytes += ev.data.length;
         d.extent = Math.max(d.extent, ev.sector * 512 + ev.length);
         if (!d.chunkSizes.includes(ev.length)) d.chunkSizes.push(ev.length);
         return;

@@ -6,8 +6,8 @@ import { StreamDecoder, type DecoderOptions } from './decoder.js';
 import { StreamEncoder, type StreamWriter } from './encoder.js';
 import type { StreamEvent } from './events.js';
 import { VerifyingRamStore, type DigestAlgorithm } from './digest.js';
-import { blockChunksEntry, encodeManifest, iterationDigestsEntry } from './manifest.js';
-import { encoderCompressor, extensionsFor, resolveSpec, type CompressionSpec } from './page-codecs.js';
+import { encodeManifest, iterationDigestsEntry } from './manifest.js';
+import { chunkExtensions, encoderCompressor, extensionsFor, resolveSpec, type CompressionSpec } from './page-codecs.js';
 import { RamImage, type RamStore } from './ram-image.js';
 import { RamSender, type XbzrleIterationStats } from './ram-sender.js';
 
@@ -33,6 +33,11 @@ export interface TranscodeOptions extends DecoderOptions {
    * out in QEMU's 1 MiB form (variable-size input is reassembled).
    */
   blockChunk?: number;
+  /**
+   * Compress the non-zero variable-size chunks (extension "chunk-compression");
+   * needs `blockChunk`. A chunk that does not shrink goes out plain.
+   */
+  chunkCompress?: CompressionSpec;
   /** Disk sizes by device: clips the padding QEMU sends past the end of a disk. */
   diskSizes?: Record<string, number>;
   /**
@@ -79,18 +84,21 @@ export class Transcoder {
     this.ram = new VerifyingRamStore(options.ramStore ?? new RamImage(options.maxRamBytes));
     this.zeroPage = new Uint8Array(options.pageSize ?? 4096);
     const spec = options.compress ? resolveSpec(options.compress) : undefined;
+    const chunkSpec = options.chunkCompress ? resolveSpec(options.chunkCompress) : undefined;
     const pageSize = options.pageSize ?? 4096;
     this.enc =
       typeof out === 'function'
-        ? new StreamEncoder(out, { pageSize, compressor: spec ? encoderCompressor(spec) : undefined })
+        ? new StreamEncoder(out, { pageSize, compressor: spec && encoderCompressor(spec), chunkCompressor: chunkSpec && encoderCompressor(chunkSpec) })
         : out;
     const extensions = extensionsFor(spec, pageSize);
     if (options.blockChunk !== undefined) {
       checkChunkSize(options.blockChunk);
-      extensions.push(blockChunksEntry(options.blockChunk));
+      extensions.push(...chunkExtensions(options.blockChunk, chunkSpec));
+    } else if (chunkSpec) {
+      throw new RangeError("chunkCompress needs blockChunk: QEMU's 1 MiB chunks cannot be compressed");
     }
     if (options.digest) extensions.push(iterationDigestsEntry(options.digest));
-    this.blocks = new BlockRewriter(this.enc, options.blockChunk, options.diskSizes ?? {});
+    this.blocks = new BlockRewriter(this.enc, options.blockChunk, options.diskSizes ?? {}, chunkSpec !== undefined);
     this.manifest = extensions.length > 0 ? encodeManifest(extensions) : undefined;
     const x = options.xbzrle;
     this.sender = new RamSender(this.enc, {

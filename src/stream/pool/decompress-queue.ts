@@ -1,5 +1,6 @@
 import { MigstreamError } from '../../codec/errors.js';
-import type { EventHandler, PageEvent, StreamEvent } from '../events.js';
+import { concatBytes } from '../../codec/concat.js';
+import type { BlockChunkEvent, EventHandler, PageEvent, StreamEvent } from '../events.js';
 import type { DecompressResult } from './tasks.js';
 import type { PagePool } from './thread-pool.js';
 import { Wakeup } from './wakeup.js';
@@ -38,9 +39,14 @@ export interface DecompressQueueOptions {
 }
 
 interface Batch {
+  codec: 'zlib' | 'lz4';
   sizes: number[];
   parts: Uint8Array[];
   bytes: number;
+  /** Block chunks: each one's decompressed size (pages are all pageSize). */
+  outSizes?: number[];
+  /** Block chunks: where each lands in result.pages. */
+  outStarts?: number[];
   result?: DecompressResult;
   error?: Error;
 }
@@ -49,7 +55,10 @@ interface Entry {
   ev: StreamEvent;
   batch?: Batch;
   index?: number;
+  /** Pages: the page's key for the per-page wait. */
   key?: string;
+  /** Block chunks: the page units it counts in pagesInFlight. */
+  units?: number;
 }
 
 /**
@@ -78,7 +87,7 @@ export class DecompressQueue {
   private readonly queue: Entry[] = [];
   private head = 0;
   private filling: Batch | undefined;
-  private codec: 'zlib' | 'lz4' | undefined;
+  private fillingChunks: Batch | undefined;
   private pageSize = 4096;
   /** Compressed pages not yet applied. */
   private pagesQueued = 0;
@@ -113,21 +122,30 @@ export class DecompressQueue {
     if (ev.type === 'page' && ev.encoded) {
       const codec = ev.kind === 'lz4' ? 'lz4' : 'zlib';
       // one batch holds one codec: a stream switching codecs (never in practice) starts a new one
-      if (this.filling && this.codec !== codec) this.submit();
-      this.codec = codec;
+      if (this.filling && this.filling.codec !== codec) this.submit();
       this.pageSize = ev.pageSize;
-      let b = this.filling;
-      if (!b) {
-        b = { sizes: [], parts: [], bytes: 0 };
-        this.filling = b;
-      }
+      this.filling ??= { codec, sizes: [], parts: [], bytes: 0 };
+      const b = this.filling;
       const data = ev.data.slice();
-      b.parts.push(data);
-      b.sizes.push(data.length);
-      b.bytes += data.length;
+      this.add(b, data);
       this.queue.push({ ev: { ...ev, data }, batch: b, index: b.sizes.length - 1, key: pageKey(ev) });
       this.pagesQueued++;
       if (b.sizes.length === this.batchPages) this.submit();
+      return;
+    }
+    if (ev.type === 'block-chunk' && ev.encoded) {
+      // Chunks apply in stream order (never landing order): a batch of about batchPages pages' worth of output.
+      const codec = ev.codec!;
+      if (this.fillingChunks && this.fillingChunks.codec !== codec) this.submitChunks();
+      this.fillingChunks ??= { codec, sizes: [], parts: [], bytes: 0, outSizes: [] };
+      const b = this.fillingChunks;
+      const data = ev.data.slice();
+      this.add(b, data);
+      b.outSizes!.push(ev.length);
+      const units = this.units(ev.length);
+      this.queue.push({ ev: { ...ev, data }, batch: b, index: b.sizes.length - 1, units });
+      this.pagesQueued += units;
+      if (b.outSizes!.reduce((n, x) => n + x, 0) >= this.batchPages * this.pageSize) this.submitChunks();
       return;
     }
     if (this.head === this.queue.length && this.canPass(ev)) {
@@ -141,7 +159,8 @@ export class DecompressQueue {
   async drain(limit = this.maxInFlight): Promise<void> {
     this.pump();
     while (!this.failure && (this.pagesQueued > limit || (limit === 0 && this.head < this.queue.length))) {
-      if (this.filling) this.submit();
+      this.submit();
+      this.submitChunks();
       await this.wakeup.wait();
       this.pump();
     }
@@ -151,6 +170,7 @@ export class DecompressQueue {
   /** Decompresses and delivers everything queued (call after decoder.end()). */
   async finish(): Promise<void> {
     this.submit();
+    this.submitChunks();
     await this.drain(0);
   }
 
@@ -161,19 +181,44 @@ export class DecompressQueue {
     return true;
   }
 
+  private add(b: Batch, data: Uint8Array): void {
+    b.parts.push(data);
+    b.sizes.push(data.length);
+    b.bytes += data.length;
+  }
+
+  /** A chunk of `length` bytes counts as this many pages against maxInFlight. */
+  private units(length: number): number {
+    return Math.max(1, Math.ceil(length / this.pageSize));
+  }
+
   private submit(): void {
     const b = this.filling;
     if (!b) return;
     this.filling = undefined;
-    const data = new Uint8Array(b.bytes);
+    this.dispatch(b);
+  }
+
+  private submitChunks(): void {
+    const b = this.fillingChunks;
+    if (!b) return;
+    this.fillingChunks = undefined;
+    const starts: number[] = [];
     let at = 0;
-    for (const p of b.parts) {
-      data.set(p, at);
-      at += p.length;
+    for (const n of b.outSizes!) {
+      starts.push(at);
+      at += n;
     }
+    b.outStarts = starts;
+    this.dispatch(b);
+  }
+
+  private dispatch(b: Batch): void {
+    const data = concatBytes(b.parts);
     b.parts = [];
     const sizes = Uint32Array.from(b.sizes);
-    this.pool.run({ op: 'decompress', codec: this.codec!, impl: this.impl, pageSize: this.pageSize, sizes, data }, [data.buffer]).then(
+    const outSizes = b.outSizes && Uint32Array.from(b.outSizes);
+    this.pool.run({ op: 'decompress', codec: b.codec, impl: this.impl, pageSize: this.pageSize, sizes, data, outSizes }, [data.buffer as ArrayBuffer]).then(
       (r) => {
         b.result = r as DecompressResult;
         this.landed(b);
@@ -215,7 +260,10 @@ export class DecompressQueue {
     try {
       while (this.head < q.length && !this.failure) {
         const e = q[this.head]!;
-        if (e.batch) {
+        if (e.batch && e.units !== undefined) {
+          if (!e.batch.result) break;
+          this.applyChunk(e);
+        } else if (e.batch) {
           if (this.landing) {
             // dispatch: like handing the page to a decompress thread; it applies when its result lands
             if (this.pageWait && this.outstanding.has(e.key!)) break; // an earlier copy of this page is still decompressing
@@ -256,6 +304,21 @@ export class DecompressQueue {
     const data = r.pages.subarray(start, start + r.lengths[i]!);
     this.pagesQueued--;
     this.downstream({ ...ev, data, encoded: false });
+  }
+
+  /** Hands one decompressed block chunk downstream, or fails at its payload's offset. */
+  private applyChunk(e: Entry): void {
+    const ev = e.ev as BlockChunkEvent;
+    const b = e.batch!;
+    const r = b.result!;
+    const i = e.index!;
+    if (r.error && r.error.index === i) {
+      throw new MigstreamError('DECOMPRESS', ev.dataOffset, `${ev.codec} chunk failed to decompress: ${r.error.message}`, { section: 'block', device: ev.device });
+    }
+    if (r.error && r.error.index < i) return; // the batch failed earlier: that chunk reports it
+    const start = b.outStarts![i]!;
+    this.pagesQueued -= e.units!;
+    this.downstream({ ...ev, data: r.pages.subarray(start, start + ev.length), encoded: false });
   }
 }
 

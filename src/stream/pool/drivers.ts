@@ -1,5 +1,6 @@
 import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
 import { StreamDecoder, type DecoderOptions } from '../decoder.js';
+import { encodeSteps, type DumpEncodeOptions, type DumpEncodeResult, type DumpSeries } from '../dump-encoder.js';
 import type { EventHandler } from '../events.js';
 import { VerifyingRamStore } from '../digest.js';
 import type { RamStore } from '../ram-image.js';
@@ -114,15 +115,17 @@ export async function transcodePooled(
 ): Promise<PooledTranscodeResult> {
   return withPool(options, async (pool) => {
     const spec = options.compress ? resolveSpec(options.compress) : undefined;
+    const chunkSpec = options.chunkCompress ? resolveSpec(options.chunkCompress) : undefined;
     const pageSize = options.pageSize ?? 4096;
     let outBytes = 0;
     const count = (chunk: Uint8Array) => {
       outBytes += chunk.length;
       return sink(chunk);
     };
-    const writer = spec
-      ? new PooledEncoder(count, { spec, pool, pageSize, batchPages: options.batchPages, maxInFlight: options.maxInFlight })
-      : undefined;
+    const writer =
+      spec || chunkSpec
+        ? new PooledEncoder(count, { spec, chunkSpec, pool, pageSize, batchPages: options.batchPages, maxInFlight: options.maxInFlight })
+        : undefined;
     const pending: Promise<void>[] = [];
     const t = new Transcoder(
       writer ??
@@ -143,6 +146,34 @@ export async function transcodePooled(
     if (writer) await writer.finish();
     while (pending.length > 0) await pending.shift();
     return { inBytes, outBytes, xbzrle: t.xbzrleStats };
+  });
+}
+
+/**
+ * encodeDumps with compression on a worker pool: pages (`compress`) and
+ * variable-size disk chunks (`chunkCompress`) go to the workers in batches,
+ * XBZRLE, zero and plain records keep their place, so the bytes equal
+ * encodeDumps' with the same options for any number of workers. Awaits
+ * room in the pool (and a slow sink) as it goes.
+ */
+export async function encodeDumpsPooled(
+  series: DumpSeries[],
+  sink: (chunk: Uint8Array) => void | Promise<void>,
+  options: DumpEncodeOptions & PoolOptions = {},
+): Promise<DumpEncodeResult> {
+  return withPool(options, async (pool) => {
+    const spec = options.compress ? resolveSpec(options.compress) : undefined;
+    const chunkSpec = options.chunkCompress ? resolveSpec(options.chunkCompress) : undefined;
+    const writer = new PooledEncoder(sink, { spec, chunkSpec, pool, pageSize: options.pageSize ?? 4096, batchPages: options.batchPages, maxInFlight: options.maxInFlight });
+    const steps = encodeSteps(series, writer, options);
+    for (;;) {
+      const r = steps.next();
+      if (r.done) {
+        await writer.finish();
+        return r.value;
+      }
+      await writer.drain(r.value === 'settle' ? 0 : undefined);
+    }
   });
 }
 

@@ -6,8 +6,11 @@ import type { PagePool } from './thread-pool.js';
 import { Wakeup } from './wakeup.js';
 import { compactQueue } from './compact.js';
 
-export interface PooledEncoderOptions extends Omit<EncoderOptions, 'compressor'> {
-  spec: ResolvedSpec;
+export interface PooledEncoderOptions extends Omit<EncoderOptions, 'compressor' | 'chunkCompressor'> {
+  /** How compressPage() compresses; undefined: compressPage() is not available. */
+  spec?: ResolvedSpec;
+  /** How compressChunk() compresses block chunks (extension "chunk-compression"); undefined: not available. */
+  chunkSpec?: ResolvedSpec;
   pool: PagePool;
   /** Pages per batch sent to a worker. Default 64. */
   batchPages?: number;
@@ -15,15 +18,28 @@ export interface PooledEncoderOptions extends Omit<EncoderOptions, 'compressor'>
   maxInFlight?: number;
 }
 
+/** Pages (all pageSize) or block chunks (any size) sent to a worker in one buffer. */
 interface Batch {
+  kind: 'pages' | 'chunks';
+  /** The items back to back; for pages preallocated to a full batch. */
   pages: Uint8Array;
   count: number;
+  /** Bytes used in `pages`. */
+  used: number;
+  /** chunks: each item's size. */
+  sizes: number[];
+  /** Page units the batch holds (a chunk counts ceil(size / pageSize)). */
+  units: number;
   result?: CompressResult;
-  /** Start of each page's payload in result.data. */
+  /** Start of each item's payload in result.data, and of each item in `pages`. */
   starts?: number[];
+  inputStarts?: number[];
 }
 
-type Op = { call: (enc: StreamEncoder) => void } | { batch: Batch; index: number; idstr: string; offset: number };
+type Op =
+  | { call: (enc: StreamEncoder) => void }
+  | { batch: Batch; index: number; idstr: string; offset: number }
+  | { batch: Batch; index: number; device: string; sector: number };
 
 /**
  * A StreamWriter whose compressPage() hands pages to a worker pool in
@@ -39,13 +55,16 @@ type Op = { call: (enc: StreamEncoder) => void } | { batch: Batch; index: number
 export class PooledEncoder implements StreamWriter {
   readonly pageSize: number;
   private readonly enc: StreamEncoder;
-  private readonly spec: ResolvedSpec;
+  private readonly spec: ResolvedSpec | undefined;
+  private readonly chunkSpec: ResolvedSpec | undefined;
   private readonly pool: PagePool;
   private readonly batchPages: number;
   private readonly maxInFlight: number;
   private readonly queue: Op[] = [];
   private head = 0;
   private filling: Batch | undefined;
+  private fillingChunks: Batch | undefined;
+  /** Page units (pages, or chunk bytes / pageSize rounded up) queued and not yet written. */
   private pagesQueued = 0;
   /** Mirrors the encoder's CONTINUE state at enqueue time (the encoder's lags behind the queue). */
   private lastBlock: string | undefined;
@@ -56,6 +75,7 @@ export class PooledEncoder implements StreamWriter {
   constructor(sink: (chunk: Uint8Array) => void | Promise<void>, options: PooledEncoderOptions) {
     this.pageSize = options.pageSize ?? 4096;
     this.spec = options.spec;
+    this.chunkSpec = options.chunkSpec;
     this.pool = options.pool;
     this.batchPages = options.batchPages ?? 64;
     this.maxInFlight = options.maxInFlight ?? 1024;
@@ -171,17 +191,45 @@ export class PooledEncoder implements StreamWriter {
 
   /** Queues one page for compression on the pool; its record is written in call order. */
   compressPage(idstr: string, offset: number, page: Uint8Array): this {
+    if (!this.spec) throw new TypeError('compressPage needs PooledEncoderOptions.spec');
     if (this.failure) return this;
     this.lastBlock = idstr;
     let b = this.filling;
     if (!b) {
-      b = { pages: new Uint8Array(this.batchPages * this.pageSize), count: 0 };
+      b = { kind: 'pages', pages: new Uint8Array(this.batchPages * this.pageSize), count: 0, used: 0, sizes: [], units: 0 };
       this.filling = b;
     }
-    b.pages.set(page, b.count * this.pageSize);
+    b.pages.set(page, b.used);
+    b.used += this.pageSize;
+    b.units++;
     this.queue.push({ batch: b, index: b.count++, idstr, offset });
     this.pagesQueued++;
     if (b.count === this.batchPages) this.submit();
+    return this;
+  }
+
+  /** Queues one block chunk for compression on the pool (batches of about batchPages pages' bytes); written in call order. */
+  compressChunk(device: string, sector: number, data: Uint8Array): this {
+    if (!this.chunkSpec) throw new TypeError('compressChunk needs PooledEncoderOptions.chunkSpec');
+    if (this.failure) return this;
+    const capacity = this.batchPages * this.pageSize;
+    let b = this.fillingChunks;
+    if (b && b.used + data.length > b.pages.length) {
+      this.submitChunks();
+      b = undefined;
+    }
+    if (!b) {
+      b = { kind: 'chunks', pages: new Uint8Array(Math.max(capacity, data.length)), count: 0, used: 0, sizes: [], units: 0 };
+      this.fillingChunks = b;
+    }
+    b.pages.set(data, b.used);
+    b.used += data.length;
+    b.sizes.push(data.length);
+    const units = Math.ceil(data.length / this.pageSize);
+    b.units += units;
+    this.queue.push({ batch: b, index: b.count++, device, sector });
+    this.pagesQueued += units;
+    if (b.used >= capacity) this.submitChunks();
     return this;
   }
 
@@ -190,7 +238,11 @@ export class PooledEncoder implements StreamWriter {
   /** Waits until at most `limit` pages are in flight and the sink has taken what was written. Throws the first failure. */
   async drain(limit = this.maxInFlight): Promise<void> {
     while (!this.failure && this.pagesQueued > limit) {
-      if (this.filling && this.pagesQueued - this.filling.count <= limit) this.submit();
+      const filling = (this.filling?.units ?? 0) + (this.fillingChunks?.units ?? 0);
+      if (filling > 0 && this.pagesQueued - filling <= limit) {
+        this.submit();
+        this.submitChunks();
+      }
       await this.wakeup.wait();
     }
     await this.settleSink();
@@ -200,6 +252,7 @@ export class PooledEncoder implements StreamWriter {
   /** Compresses what is left, writes every record, flushes the encoder and waits for the sink. */
   async finish(): Promise<void> {
     this.submit();
+    this.submitChunks();
     await this.drain(0);
     this.enc.flush();
     await this.settleSink();
@@ -214,21 +267,28 @@ export class PooledEncoder implements StreamWriter {
     const b = this.filling;
     if (!b) return;
     this.filling = undefined;
-    const pages = b.count === this.batchPages ? b.pages : b.pages.subarray(0, b.count * this.pageSize);
+    this.dispatch(b, this.spec!);
+  }
+
+  private submitChunks(): void {
+    const b = this.fillingChunks;
+    if (!b) return;
+    this.fillingChunks = undefined;
+    this.dispatch(b, this.chunkSpec!);
+  }
+
+  private dispatch(b: Batch, spec: ResolvedSpec): void {
+    const pages = b.used === b.pages.length ? b.pages : b.pages.subarray(0, b.used);
     b.pages = pages;
-    this.pool.run({ op: 'compress', spec: this.spec, pageSize: this.pageSize, pages }, [pages.buffer as ArrayBuffer]).then(
+    const sizes = b.kind === 'chunks' ? Uint32Array.from(b.sizes) : undefined;
+    this.pool.run({ op: 'compress', spec, pageSize: this.pageSize, pages, sizes }, [pages.buffer as ArrayBuffer]).then(
       (r) => {
         const result = r as CompressResult;
-        if (result.sizes.length !== b.count) throw new Error(`a worker returned ${result.sizes.length} pages for ${b.count}`);
+        if (result.sizes.length !== b.count) throw new Error(`a worker returned ${result.sizes.length} items for ${b.count}`);
         b.result = result;
         b.pages = result.pages; // ours again: it went to the worker and back without a copy
-        const starts: number[] = [];
-        let at = 0;
-        for (const s of result.sizes) {
-          starts.push(at);
-          at += s;
-        }
-        b.starts = starts;
+        b.starts = offsets(result.sizes);
+        b.inputStarts = b.kind === 'chunks' ? offsets(b.sizes) : undefined;
         this.pump();
         this.wakeup.notify();
       },
@@ -255,9 +315,16 @@ export class PooledEncoder implements StreamWriter {
           if (!b.result) break;
           const start = b.starts![op.index]!;
           const payload = b.result.data.subarray(start, start + b.result.sizes[op.index]!);
-          const page = b.pages.subarray(op.index * this.pageSize, (op.index + 1) * this.pageSize);
-          this.enc.compressedPage(this.spec.codec, op.idstr, op.offset, page, payload);
-          this.pagesQueued--;
+          if ('device' in op) {
+            const at = b.inputStarts![op.index]!;
+            const size = b.sizes[op.index]!;
+            this.enc.compressedChunk(this.chunkSpec!.codec, op.device, op.sector, b.pages.subarray(at, at + size), payload);
+            this.pagesQueued -= Math.ceil(size / this.pageSize);
+          } else {
+            const page = b.pages.subarray(op.index * this.pageSize, (op.index + 1) * this.pageSize);
+            this.enc.compressedPage(this.spec!.codec, op.idstr, op.offset, page, payload);
+            this.pagesQueued--;
+          }
         }
         q[this.head++] = undefined as unknown as Op;
       }
@@ -266,4 +333,14 @@ export class PooledEncoder implements StreamWriter {
     }
     this.head = compactQueue(q, this.head);
   }
+}
+
+function offsets(sizes: ArrayLike<number>): number[] {
+  const starts: number[] = [];
+  let at = 0;
+  for (let i = 0; i < sizes.length; i++) {
+    starts.push(at);
+    at += sizes[i]!;
+  }
+  return starts;
 }

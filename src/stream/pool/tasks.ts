@@ -1,5 +1,5 @@
 import { lz4WasmCompressBatch } from '../lz4-wasm.js';
-import { decompressBatch, lz4CompressorName, pageCompressor, type CompressionCodec, type ResolvedSpec } from '../page-codecs.js';
+import { decompressBatch, decompressChunks, lz4CompressorName, pageCompressor, type CompressionCodec, type ResolvedSpec } from '../page-codecs.js';
 
 /**
  * The work a pool does, as plain data that crosses a worker boundary: a
@@ -10,8 +10,10 @@ export interface CompressTask {
   op: 'compress';
   spec: ResolvedSpec;
   pageSize: number;
-  /** count × pageSize bytes. */
+  /** The items back to back: count × pageSize bytes, or the `sizes` below. */
   pages: Uint8Array;
+  /** Items of other sizes (block chunks): each one's length; absent, every item is one page. */
+  sizes?: Uint32Array;
   /** Test hook: the worker fails on purpose ("throw") or exits ("exit"). */
   sabotage?: 'throw' | 'exit';
 }
@@ -35,15 +37,17 @@ export interface DecompressTask {
   sizes: Uint32Array;
   /** The blocks back to back. */
   data: Uint8Array;
+  /** Block chunks: the exact decompressed size of each block; absent, every block is one page. */
+  outSizes?: Uint32Array;
   /** Test hook: the worker fails on purpose ("throw") or exits ("exit"). */
   sabotage?: 'throw' | 'exit';
 }
 
 export interface DecompressResult {
   op: 'decompress';
-  /** count × pageSize bytes. */
+  /** count × pageSize bytes, or the outSizes back to back. */
   pages: Uint8Array;
-  /** Inflated length of each page (a zlib page may be short). */
+  /** Inflated length of each page (a zlib page may be short), or the task's outSizes. */
   lengths: Uint32Array;
   /** The first block that failed to decompress, and why. */
   error?: { index: number; message: string };
@@ -65,12 +69,22 @@ export function runTask(task: PoolTask): PoolResult {
       compress = pageCompressor(task.spec);
       compressors.set(key, compress);
     }
-    const count = task.pages.length / task.pageSize;
-    const sizes = new Uint32Array(count);
-    const parts: Uint8Array[] =
-      task.spec.codec === 'lz4' && lz4CompressorName(task.spec) === 'lz4_flex'
-        ? lz4WasmCompressBatch(task.pages, task.pageSize)
-        : Array.from({ length: count }, (_, i) => compress!(task.pages.subarray(i * task.pageSize, (i + 1) * task.pageSize)));
+    let parts: Uint8Array[];
+    if (task.sizes) {
+      parts = [];
+      let at = 0;
+      for (const size of task.sizes) {
+        parts.push(compress(task.pages.subarray(at, at + size)));
+        at += size;
+      }
+    } else {
+      const count = task.pages.length / task.pageSize;
+      parts =
+        task.spec.codec === 'lz4' && lz4CompressorName(task.spec) === 'lz4_flex'
+          ? lz4WasmCompressBatch(task.pages, task.pageSize)
+          : Array.from({ length: count }, (_, i) => compress!(task.pages.subarray(i * task.pageSize, (i + 1) * task.pageSize)));
+    }
+    const sizes = new Uint32Array(parts.length);
     let total = 0;
     parts.forEach((c, i) => {
       sizes[i] = c.length;
@@ -89,6 +103,11 @@ export function runTask(task: PoolTask): PoolResult {
   for (const size of task.sizes) {
     blocks.push(task.data.subarray(at, at + size));
     at += size;
+  }
+  if (task.outSizes) {
+    const pages = new Uint8Array(task.outSizes.reduce((n, s) => n + s, 0));
+    const error = decompressChunks(task.codec, task.impl, blocks, task.outSizes, pages);
+    return error ? { op: 'decompress', pages, lengths: task.outSizes, error } : { op: 'decompress', pages, lengths: task.outSizes };
   }
   const pages = new Uint8Array(blocks.length * task.pageSize);
   const { lengths, error } = decompressBatch(task.codec, task.impl, blocks, task.pageSize, pages);
