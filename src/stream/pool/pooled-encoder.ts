@@ -284,7 +284,10 @@ export class PooledEncoder implements StreamWriter {
     this.pool.run({ op: 'compress', spec, pageSize: this.pageSize, pages, sizes }, [pages.buffer as ArrayBuffer]).then(
       (r) => {
         const result = r as CompressResult;
-        if (result.sizes.length !== b.count) throw new Error(`a worker returned ${result.sizes.length} items for ${b.count}`);
+        if (result.sizes.length !== b.count) {
+          this.setFailure(new Error(`a worker returned ${result.sizes.length} items for ${b.count}`));
+          return;
+        }
         b.result = result;
         b.pages = result.pages; // ours again: it went to the worker and back without a copy
         b.starts = offsets(result.sizes);
