@@ -81,6 +81,9 @@ describe('migstream CLI: --compress and --workers', () => {
     [['--compress', 'zlib', '--acceleration', '3'], /--acceleration is for --compress lz4/],
     [['--compress', 'brotli'], /--compress is zlib, lz4 or none/],
     [['--compress', 'zlib', '--level', '10'], /--level expects an integer 0..9/],
+    [['--chunk-compress', 'lz4'], /--chunk-compress needs --chunk SIZE/],
+    [['--chunk', '64KiB', '--chunk-compress', 'gzip'], /--chunk-compress is zlib, lz4 or none/],
+    [['--chunk', '64KiB', '--chunk-compress', 'none', '--acceleration', '2'], /--level and --acceleration need --compress/],
   ])('usage errors exit 2: %j', (flags, message) => {
     const r = run(['transcode', input, join(work, 'x.stream'), ...flags]);
     expect(r.code).toBe(2);
@@ -98,5 +101,37 @@ describe('migstream CLI: --compress and --workers', () => {
     expect(r.code).toBe(3);
     expect(r.stderr).toContain('[UNSUPPORTED_EXTENSION]');
     expect(r.stderr).toContain('"iteration-digests"');
+  });
+  it('--chunk with --compress or --chunk-compress: compressed disk chunks, the same bytes on 0 and 2 workers; inspect counts them', () => {
+    const block = loadFixture('block');
+    const src = join(work, 'block.stream');
+    writeFileSync(src, block.stream);
+    const size = block.config.disk!.size;
+    const cases: [string[], { compress?: { codec: 'zlib' | 'lz4'; level?: number }; chunkCompress?: { codec: 'zlib' | 'lz4'; level?: number } }][] = [
+      [['--compress', 'lz4'], { compress: { codec: 'lz4' }, chunkCompress: { codec: 'lz4' } }],
+      [['--chunk-compress', 'zlib', '--level', '6'], { chunkCompress: { codec: 'zlib', level: 6 } }],
+      [['--compress', 'zlib', '--chunk-compress', 'none'], { compress: { codec: 'zlib' } }],
+    ];
+    for (const [flags, options] of cases) {
+      const want = transcodeBytes(block.stream, { blockChunk: 65536, diskSizes: { 'ide0-hd1': size }, ...options });
+      for (const workers of ['0', '2']) {
+        const out = join(work, `chunks-${workers}.stream`);
+        const r = run(['transcode', src, out, '--chunk', '64KiB', '--disk-size', `ide0-hd1=${size}`, ...flags, '--workers', workers]);
+        expect(r.code, r.stderr).toBe(0);
+        expect(sameBytes(readFileSync(out), want), `${flags.join(' ')} on ${workers} workers`).toBe(true);
+      }
+      const json = JSON.parse(run(['inspect', join(work, 'chunks-0.stream'), '--json']).stdout);
+      const dev = json.blockDevices[0];
+      const names = json.manifest.extensions.map((e: { name: string }) => e.name);
+      if (options.chunkCompress) {
+        expect(names).toContain('chunk-compression');
+        expect(dev.compressedChunks).toBeGreaterThan(0);
+        expect(dev.bytes).toBeLessThan(dev.compressedChunkBytes);
+        expect(run(['inspect', join(work, 'chunks-0.stream')]).stdout).toMatch(/compressed/);
+      } else {
+        expect(names).not.toContain('chunk-compression');
+        expect(dev.compressedChunks).toBe(0);
+      }
+    }
   });
 });

@@ -6,6 +6,7 @@ import { loadFixture, runIncoming } from '../fixtures/qemu/lib.mjs';
 import { encodeDumps, readTemplate } from '../src/stream/dump-encoder.js';
 import { WriteLogDiskSource } from '../src/stream/disk-source.js';
 import { concatChunks, transcodeBytes } from '../src/stream/transcode.js';
+import { encodeDumpsPooled } from '../src/stream/pool/drivers.js';
 import { dumpSeries } from './support/dumps.js';
 import { sameBytes } from './support/build.js';
 import { fixtureNames } from './support/fixtures.js';
@@ -101,6 +102,30 @@ describe.skipIf(!gate.run)('real QEMU 7.2 loads `transcode` output', () => {
     const streamPath = join(work, 'block-encode.stream');
     writeFileSync(streamPath, concatChunks(parts));
     const r = await runIncoming({ config: fx.config, streamPath, workDir: join(work, 'block-encode'), timeoutMs: 90_000 });
+    expect(sameBytes(readFileSync(r.ramPath), dumps.at(-1)!)).toBe(true);
+    expect(sameBytes(readFileSync(r.diskPaths['ide0-hd1']!).subarray(0, size), final)).toBe(true);
+  });
+  it('block: our encoder on 2 workers with LZ4-compressed 16 KiB chunks and LZ4 pages, transcoded back to QEMU mode, loads byte-exact', async () => {
+    const fx = loadFixture('block');
+    const size = fx.config.disk!.size;
+    const image = new Uint8Array(fx.disks['ide0-hd1']!);
+    const final = image.slice();
+    const groups = [[{ offset: 2 * 2 ** 20 + 12288, data: new Uint8Array(20000).fill(0x61) }], [{ offset: 512, data: new Uint8Array(4096).fill(0x62) }]];
+    for (const g of groups) for (const w of g) final.set(w.data, w.offset);
+    const dumps = dumpSeries(new Uint8Array(fx.ram), 3);
+    const parts: Uint8Array[] = [];
+    await encodeDumpsPooled([{ idstr: 'pc.ram', dumps }], (c) => void parts.push(c.slice()), {
+      template: readTemplate(fx.stream),
+      disks: [new WriteLogDiskSource('ide0-hd1', image, groups)],
+      blockChunkSize: 16384,
+      chunkCompress: { codec: 'lz4' },
+      compress: { codec: 'lz4' },
+      workers: 2,
+    });
+    const packed = concatChunks(parts);
+    const streamPath = join(work, 'block-lz4-chunks.stream');
+    writeFileSync(streamPath, transcodeBytes(packed, { diskSizes: { 'ide0-hd1': size } }));
+    const r = await runIncoming({ config: fx.config, streamPath, workDir: join(work, 'block-lz4-chunks'), timeoutMs: 90_000 });
     expect(sameBytes(readFileSync(r.ramPath), dumps.at(-1)!)).toBe(true);
     expect(sameBytes(readFileSync(r.diskPaths['ide0-hd1']!).subarray(0, size), final)).toBe(true);
   });

@@ -45,6 +45,9 @@ export function compressOption(values: Record<string, unknown>): CompressCli | u
   // Variable-size chunks follow --compress unless told otherwise.
   const chunkCodec = explicitChunk ?? (chunked ? codec : undefined);
   const codecs = [codec, chunkCodec];
+  if ((level !== undefined || acceleration !== undefined) && !codecs.some((c) => c === 'zlib' || c === 'lz4')) {
+    throw new UsageError('--level and --acceleration need --compress (or --chunk-compress)');
+  }
   if (level !== undefined && !codecs.includes('zlib')) throw new UsageError('--level is for --compress zlib (or --chunk-compress zlib)');
   if (acceleration !== undefined && !codecs.includes('lz4')) throw new UsageError('--acceleration is for --compress lz4 (or --chunk-compress lz4)');
   const specOf = (c: string | undefined) => (c === 'zlib' || c === 'lz4' ? resolveSpec({ codec: c, level, acceleration }) : undefined);

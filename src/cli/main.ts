@@ -24,6 +24,8 @@ commands:
                                                --xbzrle re-sends pages as deltas (cache SIZE, default 64MiB);
                                                --compress zlib: QEMU's compressed pages (level, default 1);
                                                lz4: migstream's extension (acceleration, default 1);
+                                               --chunk: variable-size disk chunks (4KiB..1MiB, migstream's extension),
+                                               compressed like --compress unless --chunk-compress says otherwise;
                                                --workers: compress/decompress on N worker threads;
                                                --digest: per-iteration digests (migstream's extension);
                                                an input's digests are checked, and dropped without it

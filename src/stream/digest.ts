@@ -6,7 +6,7 @@ import type { RamStore } from './ram-image.js';
 
 /**
  * Per-iteration digests (extension "iteration-digests",
- * docs/extension-format.md §4): for each RAMBlock, in each RAM section, a
+ * docs/extension-format.md §5): for each RAMBlock, in each RAM section, a
  * count of the page records sent for it and XXH64 over
  * `be64 offset ‖ page content after the record` for each of them, in send
  * order. The writer (RamSender) and the reader (VerifyingRamStore) share

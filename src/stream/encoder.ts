@@ -252,7 +252,7 @@ export class StreamEncoder implements StreamWriter {
 
   /**
    * migstream's digest record (extension "iteration-digests",
-   * docs/extension-format.md §4): names its RAMBlock like a page record
+   * docs/extension-format.md §5): names its RAMBlock like a page record
    * (CONTINUE when it is the last one named), then be64 count, u8 length
    * and the digest.
    */

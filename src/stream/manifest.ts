@@ -88,7 +88,7 @@ export function checkChunkCompression(m: ExtensionManifest, offset: number): voi
   }
 }
 
-/** Parameters of the "iteration-digests" extension (per-iteration page digests, docs/extension-format.md §4). */
+/** Parameters of the "iteration-digests" extension (per-iteration page digests, docs/extension-format.md §5). */
 export interface IterationDigestsParams {
   /** RAM record flag of a digest record (0x800). */
   flag: number;
