@@ -32,6 +32,16 @@ export interface BlockIterationStats {
   compressedChunks: number;
 }
 
+/** Chunk bytes between two pauses of the stepwise sends. */
+const PAUSE_BYTES = 256 * 1024;
+
+function runSteps<T>(steps: Generator<unknown, T, void>): T {
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+  }
+}
+
 /**
  * The block-migration sender: a bulk pass over every chunk of every disk,
  * then the chunks written since, found through a hierarchical dirty bitmap
@@ -66,21 +76,31 @@ export class BlockSender {
 
   /** Iteration 0: every chunk, with PROGRESS records as the percentage grows (as QEMU does). */
   bulk(): BlockIterationStats {
+    return runSteps(this.bulkSteps());
+  }
+
+  /** bulk(), pausing after about every 256 KiB of chunks: where a pooled driver waits for room. */
+  *bulkSteps(): Generator<'pages', BlockIterationStats, void> {
     const stats = this.begin();
     const total = this.disks.reduce((n, d) => n + Math.ceil(d.size / this.chunk), 0);
     let done = 0;
     let shown = -1;
-    this.disks.forEach((disk, k) => {
-      for (let chunk = 0; chunk * this.chunk < disk.size; chunk++) {
+    let since = 0;
+    for (let k = 0; k < this.disks.length; k++) {
+      for (let chunk = 0; chunk * this.chunk < this.disks[k]!.size; chunk++) {
         const percent = Math.floor((done * 100) / total);
         if (percent !== shown) {
           this.enc.blockProgress(percent);
           shown = percent;
         }
-        this.sendChunk(k, chunk, stats);
+        since += this.sendChunk(k, chunk, stats);
         done++;
+        if (since >= PAUSE_BYTES) {
+          since = 0;
+          yield 'pages';
+        }
       }
-    });
+    }
     return this.end(stats);
   }
 
@@ -94,18 +114,30 @@ export class BlockSender {
 
   /** Sends and clears every dirty chunk; `complete` adds QEMU's final PROGRESS 100. */
   sendDirty(complete = false): BlockIterationStats {
+    return runSteps(this.sendDirtySteps(complete));
+  }
+
+  /** sendDirty(), pausing like bulkSteps(). */
+  *sendDirtySteps(complete = false): Generator<'pages', BlockIterationStats, void> {
     const stats = this.begin();
-    this.dirty.forEach((map, k) => {
+    let since = 0;
+    for (let k = 0; k < this.dirty.length; k++) {
+      const map = this.dirty[k]!;
       for (let c = map.findNext(0); c >= 0; c = map.findNext(c + 1)) {
-        this.sendChunk(k, c, stats);
+        since += this.sendChunk(k, c, stats);
         map.clear(c);
+        if (since >= PAUSE_BYTES) {
+          since = 0;
+          yield 'pages';
+        }
       }
-    });
+    }
     if (complete) this.enc.blockProgress(100);
     return this.end(stats);
   }
 
-  private sendChunk(k: number, chunk: number, stats: BlockIterationStats): void {
+  /** Sends one chunk; returns the bytes it covers. */
+  private sendChunk(k: number, chunk: number, stats: BlockIterationStats): number {
     const disk = this.disks[k]!;
     const start = chunk * this.chunk;
     const len = Math.min(this.chunk, disk.size - start);
@@ -135,6 +167,7 @@ export class BlockSender {
       }
     }
     stats.chunks++;
+    return len;
   }
 
   private begin(): BlockIterationStats {

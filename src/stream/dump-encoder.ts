@@ -168,10 +168,10 @@ export function* encodeSteps(series: DumpSeries[], enc: DumpWriter, options: Dum
     if (last) enc.sectionEnd(blockSection.sectionId);
     else enc.sectionPart(blockSection.sectionId);
     yield 'settle';
-    if (what === 'bulk') blockSender.bulk();
+    if (what === 'bulk') yield* blockSender.bulkSteps();
     else {
       if (what === 'writes') disks.forEach((d, k) => blockSender.markDirty(k, d.advance()));
-      blockSender.sendDirty(last);
+      yield* blockSender.sendDirtySteps(last);
     }
     yield 'settle';
     blockSender.settle();
