@@ -11,6 +11,7 @@ const SUITES = {
   pool: 'bench/pool.bench.mjs',
   bitmap: 'bench/bitmap.bench.mjs',
   amplification: 'bench/amplification.bench.mjs',
+  chunks: 'bench/chunks.bench.mjs',
   e2e: 'bench/e2e.bench.mjs',
   'qemu-compare': 'bench/qemu-compare.mjs',
   scale: 'bench/scale.mjs',

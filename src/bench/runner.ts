@@ -4,7 +4,7 @@ import { decodeAll } from '../stream/decoder.js';
 import { encodeDumps, type DumpSeries } from '../stream/dump-encoder.js';
 import type { StreamEvent } from '../stream/events.js';
 import { resolveSpec } from '../stream/page-codecs.js';
-import { decodePooled, transcodePooled } from '../stream/pool/drivers.js';
+import { decodePooled, encodeDumpsPooled } from '../stream/pool/drivers.js';
 import { RamImage } from '../stream/ram-image.js';
 import type { XbzrleIterationStats } from '../stream/ram-sender.js';
 import { concatBytes } from '../codec/concat.js';
@@ -55,8 +55,6 @@ export interface BenchResult {
   /** Raw page bytes (MB) per second. */
   encodeMBps: number | null;
   decodeMBps: number | null;
-  /** With workers: the plain encode and the pooled recompression that make up encodeMs. */
-  encodeStagesMs?: { plain: number; pool: number };
   sha256: string | null;
   records: RecordCounts | null;
   /** XBZRLE cache: hits (XBZRLE records, overflows, unchanged pages) and misses over the whole series. */
@@ -148,7 +146,6 @@ interface Encoded {
   /** The stream's length, kept after the stream is dropped. */
   bytes?: number;
   ms: number;
-  stages?: { plain: number; pool: number };
   history: XbzrleIterationStats[];
   pagesSent: number[];
 }
@@ -162,22 +159,10 @@ async function encode(setting: BenchSetting, series: DumpSeries[]): Promise<Enco
     const ms = performance.now() - t0;
     return { stream: concatBytes(sink.parts), ms, history: r.xbzrle, pagesSent: r.iterations.map((i) => i.pagesSent) };
   }
-  // As `migstream encode --workers N`: plain records first, then the pages recompressed on the pool
-  // (XBZRLE decided by the transcoder, in order); the bytes equal encodeDumps' with the same options.
-  const plainSink = new ChunkSink();
-  const r = encodeDumps(series, plainSink.write, {});
-  const plain = concatBytes(plainSink.parts);
-  const t1 = performance.now();
+  // As `migstream encode --workers N`: pages compress on the pool, records in call order (the bytes equal encodeDumps').
   const sink = new ChunkSink();
-  const p = await transcodePooled(plain, sink.write, { compress: spec, xbzrle: setting.xbzrle, workers: setting.workers });
-  const t2 = performance.now();
-  return {
-    stream: concatBytes(sink.parts),
-    ms: t2 - t0,
-    stages: { plain: t1 - t0, pool: t2 - t1 },
-    history: p.xbzrle,
-    pagesSent: r.iterations.map((i) => i.pagesSent),
-  };
+  const r = await encodeDumpsPooled(series, sink.write, { xbzrle: setting.xbzrle, compress: spec, workers: setting.workers });
+  return { stream: concatBytes(sink.parts), ms: performance.now() - t0, history: r.xbzrle, pagesSent: r.iterations.map((i) => i.pagesSent) };
 }
 
 async function decode(stream: Uint8Array, workers: number, idstr: string): Promise<{ ms: number; ram: Uint8Array | undefined }> {
@@ -278,7 +263,6 @@ function summarise(setting: BenchSetting, runs: Measurement[], rawBytes: number,
     sha256: ok[0]!.sha256,
     records: sumRecords(e.history),
   };
-  if (e.stages) result.encodeStagesMs = e.stages;
   if (setting.xbzrle) {
     let hits = 0;
     let misses = 0;
