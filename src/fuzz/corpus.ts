@@ -490,6 +490,10 @@ export function buildCorpus(opts: CorpusOptions = {}): { seeds: Seed[]; fixtures
   try {
     const out = transcodeBytes(block!.bytes, { blockChunk: 65536 } as TranscodeOptions);
     if (out.length !== block!.bytes.length) add('syn/block-commands+transcode-chunks', out, 2);
+    for (const codec of ['lz4', 'zlib'] as const) {
+      const packed = transcodeBytes(block!.bytes, { blockChunk: 16384, chunkCompress: { codec } } as TranscodeOptions);
+      add(`syn/block-commands+transcode-chunks-${codec}`, packed, 2);
+    }
   } catch {
     // not in this tree (yet)
   }

@@ -100,7 +100,7 @@ export function makeCase(r: Rng, corpus: Corpus, extract = false): MadeCase {
           transcode: true,
           xbzrle: r.chance(0.3),
           ...(r.chance(0.2) ? { compress: r.pick(['zlib', 'lz4'] as const) } : {}),
-          ...(r.chance(0.1) ? { blockChunk: r.pick([4096, 65536, 262144]) } : {}),
+          ...(r.chance(0.1) ? { blockChunk: r.pick([4096, 65536, 262144]), ...(r.chance(0.5) ? { chunkCompress: r.pick(['zlib', 'lz4'] as const) } : {}) } : {}),
           ...(extract && r.chance(0.05) ? { fileRam: true } : {}),
           ...(r.chance(0.1) ? { digest: true } : {}),
         }

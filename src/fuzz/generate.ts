@@ -12,6 +12,7 @@ import { compressBound } from '../stream/constants.js';
 import type { RamBlockInfo } from '../stream/events.js';
 import { RAM_SECTION, BLOCK_SECTION, SeedWriter } from './corpus.js';
 import { Rng } from './rng.js';
+import { Lz4Compressor } from '../codec/lz4-block.js';
 
 const TEXT = new TextEncoder();
 
@@ -195,10 +196,13 @@ export function msgpack(v: unknown, w = new ByteWriter(128)): ByteWriter {
 export function hostileManifest(r: Rng, pageSize: number): Uint8Array {
   const lz4 = { name: 'lz4-pages', version: 1, params: { flag: 0x400, pageSize, acceleration: 1, compressor: 'lz4_flex' } };
   const chunks = { name: 'block-chunks', version: 1, params: {} };
+  const packed = { name: 'chunk-compression', version: 1, params: { flag: r.pick([0x20, 0x20, 0x20, 0x10]), codec: 'lz4', level: 1 } };
   const m = (extensions: unknown, more: Record<string, unknown> = {}): Uint8Array => msgpack({ extensions, format: 'migstream', version: 1, ...more }).take();
-  switch (r.int(16)) {
+  switch (r.int(17)) {
     case 0:
       return m([lz4, chunks]);
+    case 16:
+      return m(r.chance(0.8) ? [chunks, packed] : [packed]);
     case 1:
       return m([{ ...lz4, params: { ...lz4.params, flag: r.pick([0x200, 0x800, 0x400 + 1]) } }]);
     case 2:
@@ -380,6 +384,8 @@ function ramRecords(r: Rng, w: SeedWriter, st: GenState, first: boolean): void {
   if (r.chance(0.95)) w.eos();
 }
 
+const LZ4 = new Lz4Compressor(1);
+
 function blockRecords(r: Rng, w: SeedWriter): void {
   const count = r.int(6);
   for (let i = 0; i < count; i++) {
@@ -402,6 +408,15 @@ function blockRecords(r: Rng, w: SeedWriter): void {
       const len = r.pick([512, 4096, 0, 511, 1 << 20, (1 << 20) + 512, 0xffffffff, 512 * (1 + r.int(16))]);
       w.w.be32(len);
       if (!zero) w.w.bytes(new Uint8Array(Math.min(len, r.chance(0.9) ? 8192 : 100)));
+    } else if (roll === 8) {
+      // A compressed chunk (chunk-compression extension): length, codec byte, be32 clen, payload.
+      w.w.be64(sector * 512 + r.pick([0x31, 0x31, 0x39, 0x21, 0x35]));
+      rawStr8(r, w.w, 'ide0-hd1');
+      const len = r.pick([4096, 8192, 65536, 0, 511, 1 << 20, 0xffffffff]);
+      w.w.be32(len).u8(r.pick([1, 2, 2, 0, 3, 255]));
+      const payload = r.chance(0.5) ? LZ4.compress(new Uint8Array(Math.min(len, 8192)).fill(r.int(256))) : r.bytes(r.int(200));
+      w.w.be32(r.chance(0.8) ? payload.length : r.pick([0, len, len - 1, 0xffffffff]));
+      w.w.bytes(payload);
     } else {
       w.w.be64(sector * 512 + r.pick([0x10, 0x20, 0x40, 0x100, 0x03, 0x05, 0x0c, 0x1f0, 0x0a]));
     }

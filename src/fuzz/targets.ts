@@ -53,6 +53,8 @@ export interface StreamOptions {
   compress?: 'zlib' | 'lz4';
   /** Transcode with block chunks of this size (block-chunks extension). */
   blockChunk?: number;
+  /** With blockChunk: compress the chunks (chunk-compression extension). */
+  chunkCompress?: 'zlib' | 'lz4';
   /** Transcode with the RAM in sparse temporary files (AutoRamStore past 64 KiB), as the CLI does for large guests. */
   fileRam?: boolean;
   /** Transcode writing per-iteration digests (extension iteration-digests). */
@@ -339,7 +341,7 @@ export function runStreamCase(bytes: Uint8Array, opts: StreamOptions): CaseResul
   }
 
   if (opts.transcode) {
-    const target = `transcode${opts.xbzrle ? '-xbzrle' : ''}${opts.compress ? `-${opts.compress}` : ''}${opts.blockChunk ? '-chunks' : ''}${opts.fileRam ? '-file-ram' : ''}${opts.digest ? '-digest' : ''}`;
+    const target = `transcode${opts.xbzrle ? '-xbzrle' : ''}${opts.compress ? `-${opts.compress}` : ''}${opts.blockChunk ? `-chunks${opts.chunkCompress ? `-${opts.chunkCompress}` : ''}` : ''}${opts.fileRam ? '-file-ram' : ''}${opts.digest ? '-digest' : ''}`;
     let out: Uint8Array | undefined;
     const ramStore = opts.fileRam ? new AutoRamStore(64 << 10) : undefined;
     try {
@@ -349,6 +351,7 @@ export function runStreamCase(bytes: Uint8Array, opts: StreamOptions): CaseResul
         ...(opts.xbzrle ? { xbzrle: { cacheBytes: 64 << 10 } } : {}),
         ...(opts.compress ? { compress: { codec: opts.compress } } : {}),
         ...(opts.blockChunk ? { blockChunk: opts.blockChunk } : {}),
+        ...(opts.blockChunk && opts.chunkCompress ? { chunkCompress: { codec: opts.chunkCompress } } : {}),
         ...(opts.digest ? { digest: 'xxh64' } : {}),
       } as TranscodeOptions);
     } catch (e) {
