@@ -104,6 +104,20 @@ describe('migstream CLI', () => {
     expect(run(['extract', out, '--out', dir]).code).toBe(0);
     expect(sameBytes(readFileSync(join(dir, 'vd0.img')), img)).toBe(true);
     expect(run(['encode', '--dumps', d, '--out', out, '--disk', `vd0=${imgPath}`, '--chunk', '3000']).code).toBe(2);
+    // the same with compressed chunks on 2 workers: same disk back, same bytes as in the main thread
+    const packed = join(work, 'chunks-lz4.stream');
+    const flags = ['--disk', `vd0=${imgPath}`, '--chunk', '64KiB', '--chunk-compress', 'lz4'];
+    expect(run(['encode', '--dumps', d, '--out', packed, ...flags, '--workers', '2']).code).toBe(0);
+    const inline = join(work, 'chunks-lz4-0.stream');
+    expect(run(['encode', '--dumps', d, '--out', inline, ...flags]).code).toBe(0);
+    expect(sameBytes(readFileSync(packed), readFileSync(inline))).toBe(true);
+    const p = JSON.parse(run(['inspect', packed, '--json']).stdout.toString());
+    expect(p.blockDevices[0]).toMatchObject({ device: 'vd0', chunks: 4, zeroChunks: 3, compressedChunks: 1, compressedChunkBytes: 65536 });
+    expect(p.blockDevices[0].bytes).toBeLessThan(1000);
+    const px = join(work, 'chunks-lz4-x');
+    expect(run(['extract', packed, '--out', px]).code).toBe(0);
+    expect(sameBytes(readFileSync(join(px, 'vd0.img')), img)).toBe(true);
+    expect(run(['verify', packed, '--against', px]).code).toBe(0);
   });
 
   it('exits 2 on usage errors and 3 with one line naming the byte offset on a bad stream', () => {
