@@ -2,7 +2,7 @@ import { MigstreamError } from '../codec/errors.js';
 import { createPageCache, type CachePolicy } from '../xbzrle/page-cache.js';
 import { StreamDecoder } from './decoder.js';
 import { StreamEncoder, type StreamWriter } from './encoder.js';
-import { chunkExtensions, encoderCompressor, extensionsFor, resolveSpec, type CompressionSpec } from './page-codecs.js';
+import { chunkExtensions, encoderCompressors, extensionsFor, resolveSpecs, type CompressionSpec } from './page-codecs.js';
 import type { RamBlockInfo, SectionInfo, StreamEvent } from './events.js';
 import { RamImage } from './ram-image.js';
 import { RamSender, type XbzrleIterationStats } from './ram-sender.js';
@@ -80,13 +80,7 @@ export type EncodeStep = 'pages' | 'settle';
  * configuration and device state frame the result so QEMU can load it.
  */
 export function encodeDumps(series: DumpSeries[], out: (chunk: Uint8Array) => void, options: DumpEncodeOptions = {}): DumpEncodeResult {
-  const spec = options.compress ? resolveSpec(options.compress) : undefined;
-  const chunkSpec = options.chunkCompress ? resolveSpec(options.chunkCompress) : undefined;
-  const enc = new StreamEncoder(out, {
-    pageSize: options.pageSize ?? 4096,
-    compressor: spec && encoderCompressor(spec),
-    chunkCompressor: chunkSpec && encoderCompressor(chunkSpec),
-  });
+  const enc = new StreamEncoder(out, { pageSize: options.pageSize ?? 4096, ...encoderCompressors(resolveSpecs(options)) });
   const steps = encodeSteps(series, enc, options);
   for (;;) {
     const r = steps.next();
@@ -122,8 +116,7 @@ export function* encodeSteps(series: DumpSeries[], enc: DumpWriter, options: Dum
     if (!b) throw new RangeError(`RAMBlock ${s.idstr} is not in the template's MEM_SIZE`);
     if (b.length !== s.dumps[0]!.length) throw new RangeError(`RAMBlock ${s.idstr}: dump of ${s.dumps[0]!.length} bytes, template block of ${b.length}`);
   }
-  const spec = options.compress ? resolveSpec(options.compress) : undefined;
-  const chunkSpec = options.chunkCompress ? resolveSpec(options.chunkCompress) : undefined;
+  const { spec, chunkSpec } = resolveSpecs(options);
   if (chunkSpec && options.blockChunkSize === undefined) throw new RangeError('chunkCompress needs blockChunkSize: QEMU\'s 1 MiB chunks cannot be compressed');
   const x = options.xbzrle;
   const sender = new RamSender(enc, {

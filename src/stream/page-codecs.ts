@@ -147,6 +147,24 @@ export function chunkExtensions(chunkSize: number, chunkSpec: ResolvedSpec | und
   return entries;
 }
 
+/** What the writers compress with: pages (`compress`) and variable-size block chunks (`chunkCompress`). */
+export interface ResolvedSpecs {
+  spec?: ResolvedSpec;
+  chunkSpec?: ResolvedSpec;
+}
+
+export function resolveSpecs(options: { compress?: CompressionSpec; chunkCompress?: CompressionSpec }): ResolvedSpecs {
+  return {
+    spec: options.compress ? resolveSpec(options.compress) : undefined,
+    chunkSpec: options.chunkCompress ? resolveSpec(options.chunkCompress) : undefined,
+  };
+}
+
+/** StreamEncoder options for `specs`: its page and chunk compressors. */
+export function encoderCompressors({ spec, chunkSpec }: ResolvedSpecs): { compressor?: PageCompressorFn; chunkCompressor?: PageCompressorFn } {
+  return { compressor: spec && encoderCompressor(spec), chunkCompressor: chunkSpec && encoderCompressor(chunkSpec) };
+}
+
 /** The encoder-side compressor for `spec`. */
 export function encoderCompressor(spec: ResolvedSpec): PageCompressorFn {
   return { codec: spec.codec, compress: pageCompressor(spec) };

@@ -7,7 +7,7 @@ import { StreamEncoder, type StreamWriter } from './encoder.js';
 import type { StreamEvent } from './events.js';
 import { VerifyingRamStore, type DigestAlgorithm } from './digest.js';
 import { encodeManifest, iterationDigestsEntry } from './manifest.js';
-import { chunkExtensions, encoderCompressor, extensionsFor, resolveSpec, type CompressionSpec } from './page-codecs.js';
+import { chunkExtensions, encoderCompressors, extensionsFor, resolveSpecs, type CompressionSpec } from './page-codecs.js';
 import { RamImage, type RamStore } from './ram-image.js';
 import { RamSender, type XbzrleIterationStats } from './ram-sender.js';
 
@@ -83,13 +83,10 @@ export class Transcoder {
   constructor(out: ((chunk: Uint8Array) => void) | StreamWriter, options: TranscodeOptions = {}) {
     this.ram = new VerifyingRamStore(options.ramStore ?? new RamImage(options.maxRamBytes));
     this.zeroPage = new Uint8Array(options.pageSize ?? 4096);
-    const spec = options.compress ? resolveSpec(options.compress) : undefined;
-    const chunkSpec = options.chunkCompress ? resolveSpec(options.chunkCompress) : undefined;
+    const specs = resolveSpecs(options);
+    const { spec, chunkSpec } = specs;
     const pageSize = options.pageSize ?? 4096;
-    this.enc =
-      typeof out === 'function'
-        ? new StreamEncoder(out, { pageSize, compressor: spec && encoderCompressor(spec), chunkCompressor: chunkSpec && encoderCompressor(chunkSpec) })
-        : out;
+    this.enc = typeof out === 'function' ? new StreamEncoder(out, { pageSize, ...encoderCompressors(specs) }) : out;
     const extensions = extensionsFor(spec, pageSize);
     if (options.blockChunk !== undefined) {
       checkChunkSize(options.blockChunk);

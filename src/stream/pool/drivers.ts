@@ -4,7 +4,7 @@ import { encodeSteps, type DumpEncodeOptions, type DumpEncodeResult, type DumpSe
 import type { EventHandler } from '../events.js';
 import { VerifyingRamStore } from '../digest.js';
 import type { RamStore } from '../ram-image.js';
-import { resolveSpec } from '../page-codecs.js';
+import { resolveSpecs } from '../page-codecs.js';
 import type { XbzrleIterationStats } from '../ram-sender.js';
 import { Transcoder, type TranscodeOptions, concatChunks } from '../transcode.js';
 import { DecompressQueue } from './decompress-queue.js';
@@ -114,8 +114,7 @@ export async function transcodePooled(
   options: TranscodeOptions & PoolOptions = {},
 ): Promise<PooledTranscodeResult> {
   return withPool(options, async (pool) => {
-    const spec = options.compress ? resolveSpec(options.compress) : undefined;
-    const chunkSpec = options.chunkCompress ? resolveSpec(options.chunkCompress) : undefined;
+    const { spec, chunkSpec } = resolveSpecs(options);
     const pageSize = options.pageSize ?? 4096;
     let outBytes = 0;
     const count = (chunk: Uint8Array) => {
@@ -162,9 +161,7 @@ export async function encodeDumpsPooled(
   options: DumpEncodeOptions & PoolOptions = {},
 ): Promise<DumpEncodeResult> {
   return withPool(options, async (pool) => {
-    const spec = options.compress ? resolveSpec(options.compress) : undefined;
-    const chunkSpec = options.chunkCompress ? resolveSpec(options.chunkCompress) : undefined;
-    const writer = new PooledEncoder(sink, { spec, chunkSpec, pool, pageSize: options.pageSize ?? 4096, batchPages: options.batchPages, maxInFlight: options.maxInFlight });
+    const writer = new PooledEncoder(sink, { ...resolveSpecs(options), pool, pageSize: options.pageSize ?? 4096, batchPages: options.batchPages, maxInFlight: options.maxInFlight });
     const steps = encodeSteps(series, writer, options);
     for (;;) {
       const r = steps.next();
