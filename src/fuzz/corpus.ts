@@ -42,6 +42,7 @@ export const FIXTURE_NAMES = [
   'block-zero',
   'suppress-vmdesc',
   'ignore-shared',
+  'dirty-bitmap',
 ];
 
 export const RAM_SECTION = { sectionId: 2, idstr: 'ram', instanceId: 0, versionId: 4 };
@@ -183,6 +184,8 @@ interface FixtureParts {
   xbzrle: { block: string; offset: number; data: Uint8Array }[];
   compressed: { block: string; offset: number; data: Uint8Array }[];
   chunks: { device: string; sector: number; data: Uint8Array | undefined }[];
+  /** The dirty-bitmap section's records as QEMU wrote them, per section occurrence. */
+  bitmaps: { kind: 'start' | 'part' | 'end' | 'full'; section: { sectionId: number; idstr: string; instanceId: number; versionId: number }; records: Uint8Array[] }[];
   tail: Uint8Array;
   ignoreShared: boolean;
 }
@@ -207,6 +210,7 @@ function readFixture(dir: string, name: string): FixtureParts | undefined {
     xbzrle: [],
     compressed: [],
     chunks: [],
+    bitmaps: [],
     tail: new Uint8Array(0),
     ignoreShared: false,
   };
@@ -240,6 +244,12 @@ function readFixture(dir: string, name: string): FixtureParts | undefined {
           if (parts.chunks.length < 6 && (ev.zero || parts.chunks.filter((c) => c.data).length < 1)) {
             parts.chunks.push({ device: ev.device, sector: ev.sector, data: ev.zero ? undefined : ev.data.slice() });
           }
+          return;
+        case 'section':
+          if (ev.section.idstr === 'dirty-bitmap') parts.bitmaps.push({ kind: ev.kind, section: ev.section, records: [] });
+          return;
+        case 'dirty-bitmap':
+          parts.bitmaps.at(-1)?.records.push(ev.record.raw.slice());
           return;
         case 'device-state':
           tail.push(ev.bytes.slice());
@@ -466,6 +476,18 @@ export function buildCorpus(opts: CorpusOptions = {}): { seeds: Seed[]; fixtures
         for (const c of f.chunks) w.blockChunk(c.device, c.sector, c.data);
         w.blockEos().footer(1).end(1).blockEos().footer(1).raw(reduceTail(f.tail));
         add(`${name}/block`, w.take(), f.chunks.some((c) => c.data) ? 0.1 : 1);
+      }
+      if (f.bitmaps.length) {
+        // QEMU's own dirty-bitmap records, in their sections, without the RAM around them
+        const w = new SeedWriter().header().raw(f.config);
+        for (const g of f.bitmaps) {
+          if (g.kind === 'start') w.start(g.section);
+          else if (g.kind === 'end') w.end(g.section.sectionId);
+          else w.part(g.section.sectionId);
+          for (const r of g.records) w.raw(r);
+          w.footer(g.section.sectionId);
+        }
+        add(`${name}/dirty-bitmap`, w.raw(reduceTail(f.tail)).take(), 2);
       }
     }
   }
