@@ -335,4 +335,30 @@ describe('dirty-bitmap section', () => {
     const empty = dbmStream((w) => w.u8(0x18).u8(0));
     expect(errorOf(empty).message).toContain('Unable to read node alias string');
   });
+
+  it('checks a BITS buffer against the granularity its START gave, allowing QEMU\'s padding to 32 bytes', () => {
+    // 2048 sectors (1 MiB) at 4 KiB granularity: 256 bits, 32 bytes; at 64 KiB: 16 bits, 8 bytes padded to 32
+    const bits = (granularity: number, size: number) =>
+      dbmStream((w) => {
+        w.u8(0x1c).str8('d').str8('b').be32(granularity).u8(0x01).u8(0x01).u8(0x7e).be32(5).u8(0x03).be32(5);
+        w.u8(0x40).be64(0).be32(2048).be64(size).bytes(new Uint8Array(size));
+        w.u8(0x21).u8(0x7e).be32(5).u8(0);
+      });
+    expect(() => decodeEvents(bits(4096, 32))).not.toThrow();
+    expect(() => decodeEvents(bits(65536, 32))).not.toThrow();
+    for (const [granularity, size] of [
+      [4096, 24],
+      [4096, 64],
+      [65536, 0],
+      [65536, 40],
+    ]) {
+      const bytes = bits(granularity!, size!);
+      const e = errorOf(bytes);
+      expect(e.code).toBe('BAD_SECTION');
+      expect(e.message).toContain("Migrated bitmap granularity doesn't match");
+      // the offset names the be64 buffer size: 8 bytes before the bits
+      const sizeAt = bytes.length - 1 - 4 - 1 - 1 - size! - 8;
+      expect(e.offset).toBe(sizeAt);
+    }
+  });
 });

@@ -49,7 +49,7 @@ import { lz4WasmDecompress } from './lz4-wasm.js';
 import type { BlockChunkEvent, EventHandler, PageKind, RamBlockInfo, SectionInfo, SectionKind, StreamEvent } from './events.js';
 import { inflatePageNode, type PageInflater } from './inflate.js';
 import { parseTail } from './tail.js';
-import { DBM_EOS, readDirtyBitmapRecord } from './dirty-bitmap.js';
+import { DBM_EOS, readDirtyBitmapRecord, type DirtyBitmapRecord } from './dirty-bitmap.js';
 import { xbzrleDecode } from '../xbzrle/decode.js';
 
 /**
@@ -180,6 +180,11 @@ export class StreamDecoder {
   private postcopyHugePages = false;
   private ramSections = 0;
   private scratch: Uint8Array = EMPTY;
+  /** Dirty-bitmap section: the aliases a record without names refers to, and each bitmap's granularity from its START. */
+  private bitmapNode = '';
+  private bitmapName = '';
+  private readonly bitmapGranularity = new Map<string, number>();
+
   /** Extensions of ours the stream's manifest declared; none in a QEMU stream. */
   private readonly extensions = new Set<string>();
 
@@ -305,7 +310,9 @@ export class StreamDecoder {
             this.readRamRecord(r);
             break;
           case 'dirty-bitmap': {
+            const at = r.offset;
             const rec = readDirtyBitmapRecord(r);
+            this.checkBitmapRecord(rec, at);
             this.emit({ type: 'dirty-bitmap', record: rec });
             if (rec.flags & DBM_EOS) this.state = 'footer';
             break;
@@ -817,6 +824,26 @@ export class StreamDecoder {
     if (flags & BLK_EOS) {
       this.emit({ type: 'block-eos' });
       this.state = 'footer';
+    }
+  }
+
+  // QEMU's dirty_bitmap_load_bits: the bits buffer must hold exactly the bitmap's serialisation of
+  // the range, padded to 32 bytes as send_bitmap_bits pads it (checked once START gave the granularity).
+  private checkBitmapRecord(rec: DirtyBitmapRecord, at: number): void {
+    this.bitmapNode = rec.node ?? this.bitmapNode;
+    this.bitmapName = rec.bitmap ?? this.bitmapName;
+    const key = `${this.bitmapNode}\u0000${this.bitmapName}`;
+    if (rec.kind === 'start') this.bitmapGranularity.set(key, rec.granularity!);
+    const granularity = this.bitmapGranularity.get(key);
+    if (rec.kind !== 'bits' || rec.data === undefined || !granularity) return;
+    const needed = Math.ceil(Math.ceil((rec.sectors! * 512) / granularity) / 64) * 8;
+    if (rec.data.length < needed || rec.data.length > Math.ceil(needed / 32) * 32) {
+      throw new MigstreamError(
+        'BAD_SECTION',
+        at + rec.raw.length - rec.data.length - 8,
+        `Migrated bitmap granularity doesn't match the destination bitmap '${this.bitmapName}' granularity: ${rec.sectors} sectors at granularity ${granularity} need ${needed} bytes of bits (up to ${Math.ceil(needed / 32) * 32} padded), the record carries ${rec.data.length}`,
+        { section: 'dirty-bitmap' },
+      );
     }
   }
 
