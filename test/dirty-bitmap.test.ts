@@ -93,6 +93,13 @@ describe('the real-QEMU dirty-bitmap fixture', () => {
     }
   });
 
+  it('inspect reports both bitmaps with QEMU\'s query-block counts and states', () => {
+    const { stats } = decodeRam(stream);
+    const got = stats.summary.dirtyBitmaps.map((b) => ({ name: b.bitmap, node: b.node, granularity: b.granularity, count: b.dirtyGranules * b.granularity, recording: b.enabled, persistent: b.persistent, complete: b.complete }));
+    const want = truth.bitmaps.map((t) => ({ name: t.name, node: truth.device, granularity: t.granularity, count: t.count, recording: t.recording, persistent: t.persistent, complete: true }));
+    expect(got.sort((a, b) => a.name.localeCompare(b.name))).toEqual(want.sort((a, b) => a.name.localeCompare(b.name)));
+  });
+
   it('a flipped bit in a BITS record changes the rebuilt bitmap (the comparison can fail)', () => {
     const { raw, dataLengths } = rebuild(stream);
     const k = dataLengths.findIndex((n) => n > 0); // a BITS record with data

@@ -80,6 +80,15 @@ export function renderSummary(s: StreamSummary): string {
       ]),
     );
   }
+  if (s.dirtyBitmaps.length) {
+    out.push('', 'dirty bitmaps:');
+    out.push(
+      table([
+        ['node', 'bitmap', 'granularity', 'enabled', 'persistent', 'dirty bytes', 'complete'],
+        ...s.dirtyBitmaps.map((b) => [b.node, b.bitmap, formatBytes(b.granularity), b.enabled ? 'yes' : 'no', b.persistent ? 'yes' : 'no', b.dirtyGranules * b.granularity, b.complete ? 'yes' : 'no']),
+      ]),
+    );
+  }
   if (s.commands.length) out.push('', `commands: ${s.commands.map((c) => c.name).join(', ')}`);
   if (s.devices) {
     out.push('', `device sections: ${s.devices.length}${s.vmdesc ? ` (vmdesc: ${s.vmdescBytes} bytes)` : ' (no vmdesc)'}`);

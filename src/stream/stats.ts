@@ -56,6 +56,22 @@ export interface BlockDeviceStats {
   chunkSizes: number[];
 }
 
+/** One block dirty bitmap of the dirty-bitmap section (QEMU's dirty-bitmaps capability). */
+export interface DirtyBitmapStats {
+  /** Node (device) alias and bitmap alias as the stream names them. */
+  node: string;
+  bitmap: string;
+  granularity: number;
+  /** START flags: recording on the source, persistent (qcow2). */
+  enabled: boolean;
+  persistent: boolean;
+  /** Granules marked dirty in the BITS records (× granularity: QEMU's query-block `count`). */
+  dirtyGranules: number;
+  bitsRecords: number;
+  /** A COMPLETE record arrived. */
+  complete: boolean;
+}
+
 export interface StreamSummary {
   streamBytes: number;
   version: number;
@@ -79,6 +95,8 @@ export interface StreamSummary {
   compression: { zlib: CompressionStats; lz4: CompressionStats };
   /** Iteration digests, or null when the stream does not declare them. */
   digests: DigestStats | null;
+  /** Block dirty bitmaps (the dirty-bitmap section), in the order of their START records. */
+  dirtyBitmaps: DirtyBitmapStats[];
 }
 
 const newCounts = (): PageCounts => ({
@@ -89,8 +107,17 @@ const newCounts = (): PageCounts => ({
   lz4: { pages: 0, bytes: 0 },
 });
 
+const POPCOUNT = Uint8Array.from({ length: 256 }, (_, v) => {
+  let n = 0;
+  for (; v; v &= v - 1) n++;
+  return n;
+});
+
 /** Collects what `migstream inspect` reports, from the event stream alone. */
 export class StatsCollector {
+  /** The dirty-bitmap aliases a record without names refers to. */
+  private bitmapNode = '';
+  private bitmapName = '';
   readonly summary: StreamSummary = {
     streamBytes: 0,
     version: 0,
@@ -111,6 +138,7 @@ export class StatsCollector {
     manifest: null,
     compression: { zlib: { pages: 0, payloadBytes: 0, ratio: 0 }, lz4: { pages: 0, payloadBytes: 0, ratio: 0 } },
     digests: null,
+    dirtyBitmaps: [],
   };
   private current: IterationStats | undefined;
   private readonly disks = new Map<string, BlockDeviceStats>();
@@ -196,6 +224,34 @@ export class StatsCollector {
       case 'block-progress':
         s.blockProgress = ev.percent;
         return;
+      case 'dirty-bitmap': {
+        const r = ev.record;
+        this.bitmapNode = r.node ?? this.bitmapNode;
+        this.bitmapName = r.bitmap ?? this.bitmapName;
+        const find = () => s.dirtyBitmaps.find((b) => b.node === this.bitmapNode && b.bitmap === this.bitmapName);
+        if (r.kind === 'start') {
+          s.dirtyBitmaps.push({
+            node: this.bitmapNode,
+            bitmap: this.bitmapName,
+            granularity: r.granularity!,
+            enabled: (r.bitmapFlags! & 0x01) !== 0,
+            persistent: (r.bitmapFlags! & 0x02) !== 0,
+            dirtyGranules: 0,
+            bitsRecords: 0,
+            complete: false,
+          });
+        } else if (r.kind === 'bits') {
+          const b = find();
+          if (b) {
+            b.bitsRecords++;
+            if (r.data) for (const byte of r.data) b.dirtyGranules += POPCOUNT[byte]!;
+          }
+        } else if (r.kind === 'complete') {
+          const b = find();
+          if (b) b.complete = true;
+        }
+        return;
+      }
       case 'device-state':
         s.deviceStateBytes += ev.bytes.length;
         return;
