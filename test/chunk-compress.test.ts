@@ -11,7 +11,7 @@ import type { BlockChunkEvent, StreamEvent } from '../src/stream/events.js';
 import { blockChunksEntry, chunkCompressionEntry, encodeManifest } from '../src/stream/manifest.js';
 import { StatsCollector } from '../src/stream/stats.js';
 import { concatChunks, transcodeBytes } from '../src/stream/transcode.js';
-import { decodePooled, encodeDumpsPooled, transcodeBytesPooled } from '../src/stream/pool/drivers.js';
+import { decodePooled, encodeDumpsPooled, transcodeBytesPooled, transcodePooled } from '../src/stream/pool/drivers.js';
 import { InlinePool, ThreadPool } from '../src/stream/pool/thread-pool.js';
 import { runTask } from '../src/stream/pool/tasks.js';
 import { nodeZlib } from '../src/stream/zlib-node.js';
@@ -159,6 +159,18 @@ describe('compressed variable-size chunks (extension "chunk-compression")', () =
         expect(r.blocks.every((b) => b.bytes > 0)).toBe(true);
       }
     }
+  });
+
+  it('a sink that returns a non-promise (`(c) => parts.push(c)`) works with every pooled driver', async () => {
+    const options: DumpEncodeOptions = { blockChunkSize: 64 * KiB, chunkCompress: { codec: 'lz4' }, compress: { codec: 'zlib' } };
+    const parts: Uint8Array[] = [];
+    await encodeDumpsPooled(ram(), (c) => parts.push(c.slice()), { ...options, disks: [new WriteLogDiskSource('vd0', diskImage(), writes())], workers: 1 });
+    const encoded = concatChunks(parts);
+    expect(sameBytes(encoded, encode(options))).toBe(true);
+    const out: Uint8Array[] = [];
+    await transcodePooled(encoded, (c) => out.push(c.slice()), { workers: 1 });
+    await transcodePooled(encoded, (c) => out.push(c.slice()), { workers: 1, compress: { codec: 'lz4' } });
+    expect(out.length).toBeGreaterThan(0);
   });
 
   it('block byte counts of the pooled encoder equal the synchronous encoder\'s', async () => {

@@ -10,6 +10,7 @@ import { Transcoder, type TranscodeOptions, concatChunks } from '../transcode.js
 import { DecompressQueue } from './decompress-queue.js';
 import { PooledEncoder } from './pooled-encoder.js';
 import { ThreadPool, type PagePool } from './thread-pool.js';
+import { isThenable } from './thenable.js';
 
 /** How the pooled paths use their workers. */
 export interface PoolOptions {
@@ -130,7 +131,7 @@ export async function transcodePooled(
       writer ??
         ((chunk: Uint8Array) => {
           const p = count(chunk);
-          if (p) pending.push(p);
+          if (isThenable(p)) pending.push(Promise.resolve(p).then(() => undefined));
         }),
       options,
     );

@@ -5,6 +5,7 @@ import type { CompressResult } from './tasks.js';
 import type { PagePool } from './thread-pool.js';
 import { Wakeup } from './wakeup.js';
 import { compactQueue } from './compact.js';
+import { isThenable } from './thenable.js';
 
 export interface PooledEncoderOptions extends Omit<EncoderOptions, 'compressor' | 'chunkCompressor'> {
   /** How compressPage() compresses; undefined: compressPage() is not available. */
@@ -91,7 +92,7 @@ export class PooledEncoder implements StreamWriter {
     this.enc = new StreamEncoder(
       (chunk) => {
         const p = sink(chunk);
-        if (p) this.sinkWrites.push(p.catch((e: unknown) => this.setFailure(e as Error)));
+        if (isThenable(p)) this.sinkWrites.push(Promise.resolve(p).then(undefined, (e: unknown) => this.setFailure(e as Error)));
       },
       { pageSize: this.pageSize, chunkSize: options.chunkSize },
     );

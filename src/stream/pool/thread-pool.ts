@@ -35,6 +35,14 @@ interface Slot {
   jobs: Job[];
 }
 
+/**
+ * The parent's Node flags minus those a worker refuses: `--input-type` (a
+ * parent run as `node --input-type=module -e …`) makes every worker fail to start.
+ */
+export function workerExecArgv(): string[] {
+  return process.execArgv.filter((a) => !a.startsWith('--input-type'));
+}
+
 /** Batches posted ahead to each worker, so it never waits for the main thread between two. */
 const DEPTH = 2;
 
@@ -61,7 +69,7 @@ export class ThreadPool implements PagePool {
     if (!Number.isInteger(size) || size < 1) throw new RangeError(`a pool needs at least one worker, got ${size}`);
     this.size = size;
     for (let i = 0; i < size; i++) {
-      const worker = new Worker(url);
+      const worker = new Worker(url, { execArgv: workerExecArgv() });
       const slot: Slot = { worker, jobs: [] };
       worker.on('message', (msg: { id: number; result?: PoolResult; error?: string }) => this.done(slot, msg));
       worker.on('error', (e) => this.fail(new PoolError(`page worker failed: ${e.message}`)));
