@@ -81,7 +81,7 @@ export function checkChunkCompression(m: ExtensionManifest, offset: number): voi
   const e = m.extensions.find((x) => x.name === 'chunk-compression');
   if (!e) return;
   if (e.params.flag !== BLK_COMPRESSED) {
-    throw new MigstreamError('BAD_MANIFEST', offset, `chunk-compression: record flag ${String(e.params.flag)}, expected 0x${BLK_COMPRESSED.toString(16)}`);
+    throw new MigstreamError('BAD_MANIFEST', offset, `chunk-compression: record flag ${show(e.params.flag)}, expected 0x${BLK_COMPRESSED.toString(16)}`);
   }
   if (!m.extensions.some((x) => x.name === 'block-chunks')) {
     throw new MigstreamError('BAD_MANIFEST', offset, 'chunk-compression compresses block-chunks records, but the manifest does not declare "block-chunks"');
@@ -122,7 +122,7 @@ export function digestParams(m: ExtensionManifest, offset: number, pageSize: num
     );
   }
   if (p.flag !== RAM_DIGEST) {
-    throw new MigstreamError('BAD_MANIFEST', offset, `iteration-digests: record flag ${String(p.flag)}, expected 0x${RAM_DIGEST.toString(16)}`);
+    throw new MigstreamError('BAD_MANIFEST', offset, `iteration-digests: record flag ${show(p.flag)}, expected 0x${RAM_DIGEST.toString(16)}`);
   }
   if (pageSize <= RAM_DIGEST) {
     throw new MigstreamError('BAD_MANIFEST', offset, `iteration-digests needs pages above ${RAM_DIGEST} bytes for its record flag, the stream has ${pageSize}`);
@@ -159,7 +159,7 @@ export function decodeManifest(
   if (!isMap(raw)) return bad('expected a map');
   if (raw.format !== MANIFEST_FORMAT) bad(`expected format "${MANIFEST_FORMAT}", found ${JSON.stringify(raw.format)}`);
   if (raw.version !== MANIFEST_VERSION) {
-    throw new MigstreamError('UNSUPPORTED_EXTENSION', offset, `extension manifest version ${String(raw.version)}: this migstream reads version ${MANIFEST_VERSION}`);
+    throw new MigstreamError('UNSUPPORTED_EXTENSION', offset, `extension manifest version ${show(raw.version)}: this migstream reads version ${MANIFEST_VERSION}`);
   }
   if (!Array.isArray(raw.extensions)) return bad('expected an "extensions" array');
   const extensions: ExtensionEntry[] = [];
@@ -173,7 +173,7 @@ export function decodeManifest(
     const required = e.required !== false;
     const have = supported[e.name];
     if (required && (have === undefined || (e.version as number) > have)) {
-      const why = have === undefined ? 'which this migstream does not support' : `version ${String(e.version)}, newer than the supported ${have}`;
+      const why = have === undefined ? 'which this migstream does not support' : `version ${show(e.version)}, newer than the supported ${have}`;
       throw new MigstreamError('UNSUPPORTED_EXTENSION', offset, `the stream uses extension "${e.name}" ${why}`);
     }
     extensions.push({ name: e.name, version: e.version as number, required, params: e.params });
@@ -187,14 +187,26 @@ export function lz4Params(m: ExtensionManifest, offset: number, pageSize: number
   if (!e) return undefined;
   const p = e.params as Partial<Lz4PagesParams>;
   if (p.flag !== RAM_LZ4_PAGE) {
-    throw new MigstreamError('BAD_MANIFEST', offset, `lz4-pages: record flag ${String(p.flag)}, expected 0x${RAM_LZ4_PAGE.toString(16)}`);
+    throw new MigstreamError('BAD_MANIFEST', offset, `lz4-pages: record flag ${show(p.flag)}, expected 0x${RAM_LZ4_PAGE.toString(16)}`);
   }
   if (p.pageSize !== pageSize) {
-    throw new MigstreamError('BAD_MANIFEST', offset, `lz4-pages: page size ${String(p.pageSize)} differs from the stream's ${pageSize}`);
+    throw new MigstreamError('BAD_MANIFEST', offset, `lz4-pages: page size ${show(p.pageSize)} differs from the stream's ${pageSize}`);
   }
   return p as Lz4PagesParams;
 }
 
 function isMap(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array);
+}
+
+/** A manifest value as a message shows it: JSON (maps and arrays included), at most 80 characters. */
+function show(v: unknown): string {
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? `${x}n` : x instanceof Uint8Array ? `<${x.length} bytes>` : x));
+  } catch {
+    text = undefined;
+  }
+  text ??= String(v);
+  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
 }
