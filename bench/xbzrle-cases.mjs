@@ -1,19 +1,9 @@
 // Page pairs for the XBZRLE benchmark, generated from a fixed seed so every
 // run (and the C baseline, which reads them from a file) sees the same bytes.
 
-export const PAGE_SIZE = 4096;
+import { mulberry32 } from '../dist/fuzz/rng.js';
 
-/** mulberry32: tiny, seedable, good enough for test data. */
-export function prng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const PAGE_SIZE = 4096;
 
 function randomPage(rand, size) {
   const page = new Uint8Array(size);
@@ -60,7 +50,7 @@ function scatter(rand, old, p) {
  * @returns {{name: string, pairs: {old: Uint8Array, new: Uint8Array}[]}[]}
  */
 export function makeCases(pairsPerCase = 64, seed = 0x5eed) {
-  const rand = prng(seed);
+  const rand = mulberry32(seed); // src/fuzz/rng.ts, the same generator the tests use
   return Object.entries(mutators).map(([name, mutate]) => {
     const pairs = [];
     for (let p = 0; p < pairsPerCase; p++) {

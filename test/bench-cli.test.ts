@@ -1,20 +1,16 @@
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { pageRanges } from '../src/cli/bench.js';
 import { benchSettings, PLAIN } from '../src/bench/settings.js';
 import { runBench } from '../src/bench/runner.js';
+import { requireBuiltCli, runCli } from './support/cli.js';
 
-const CLI = join(import.meta.dirname, '..', 'dist', 'cli', 'main.js');
 const work = mkdtempSync(join(tmpdir(), 'migstream-bench-cli-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-function run(args: string[]) {
-  const r = spawnSync(process.execPath, [CLI, ...args], { maxBuffer: 64 << 20 });
-  return { code: r.status, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
-}
+const run = runCli;
 
 const PAGE = 4096;
 const MiB = 1 << 20;
@@ -65,9 +61,7 @@ function changedPages(a: Uint8Array, b: Uint8Array): number {
   return n;
 }
 
-beforeAll(() => {
-  if (!existsSync(CLI)) throw new Error('dist/ is missing: run `npm run build`');
-});
+requireBuiltCli();
 
 describe('migstream bench', () => {
   const dumps = syntheticDumps();

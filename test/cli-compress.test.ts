@@ -1,27 +1,21 @@
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { loadFixture } from '../fixtures/qemu/lib.mjs';
 import { encodeManifest } from '../src/stream/manifest.js';
 import { StreamEncoder } from '../src/stream/encoder.js';
 import { concatChunks, transcodeBytes } from '../src/stream/transcode.js';
 import { sameBytes } from './support/build.js';
 import { dumpSeries } from './support/dumps.js';
+import { requireBuiltCli, runCli } from './support/cli.js';
 
-const CLI = join(import.meta.dirname, '..', 'dist', 'cli', 'main.js');
 const work = mkdtempSync(join(tmpdir(), 'migstream-cli-compress-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-function run(args: string[]) {
-  const r = spawnSync(process.execPath, [CLI, ...args], { maxBuffer: 256 << 20 });
-  return { code: r.status, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
-}
+const run = runCli;
 
-beforeAll(() => {
-  if (!existsSync(CLI)) throw new Error('dist/ is missing: run `npm run build`');
-});
+requireBuiltCli();
 
 describe('migstream CLI: --compress and --workers', () => {
   const fx = loadFixture('plain');

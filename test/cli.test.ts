@@ -1,25 +1,18 @@
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { loadFixture } from '../fixtures/qemu/lib.mjs';
 import { transcodeBytes } from '../src/stream/transcode.js';
 import { sameBytes, smallStream } from './support/build.js';
 import { dumpSeries } from './support/dumps.js';
+import { requireBuiltCli, runCli } from './support/cli.js';
 
-const CLI = join(import.meta.dirname, '..', 'dist', 'cli', 'main.js');
 const work = mkdtempSync(join(tmpdir(), 'migstream-cli-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-function run(args: string[], input?: Uint8Array) {
-  const r = spawnSync(process.execPath, [CLI, ...args], { input, maxBuffer: 256 << 20 });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr.toString() };
-}
-
-beforeAll(() => {
-  if (!existsSync(CLI)) throw new Error('dist/ is missing: run `npm run build` (npm ci does it through `prepare`)');
-});
+const run = runCli;
+requireBuiltCli();
 
 describe('migstream CLI', () => {
   const fx = loadFixture('plain');
@@ -44,7 +37,7 @@ describe('migstream CLI', () => {
   it('reads stdin and writes stdout with "-"', () => {
     const r = run(['transcode', '-', '-'], fx.stream);
     expect(r.code).toBe(0);
-    expect(sameBytes(r.stdout, transcodeBytes(fx.stream))).toBe(true);
+    expect(sameBytes(r.stdoutBytes, transcodeBytes(fx.stream))).toBe(true);
     const i = run(['inspect', '-', '--json'], fx.stream);
     expect(JSON.parse(i.stdout.toString()).streamBytes).toBe(fx.stream.length);
   });

@@ -1,10 +1,9 @@
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { encode } from '@msgpack/msgpack';
 import { xxhash64 } from 'hash-wasm';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { loadFixture } from '../fixtures/qemu/lib.mjs';
 import { ByteWriter } from '../src/codec/byte-writer.js';
 import { MigstreamError } from '../src/codec/errors.js';
@@ -21,6 +20,7 @@ import { StatsCollector } from '../src/stream/stats.js';
 import { concatChunks, transcodeBytes } from '../src/stream/transcode.js';
 import { decodeEvents, deviceTail, page, RAM, sameBytes } from './support/build.js';
 import { dumpSeries } from './support/dumps.js';
+import { requireBuiltCli, runCli } from './support/cli.js';
 
 const fx = loadFixture('plain');
 const plainQemu = transcodeBytes(fx.stream);
@@ -312,16 +312,10 @@ describe('iteration digests: the record and its declaration', () => {
 });
 
 describe('iteration digests on the command line', () => {
-  const CLI = join(import.meta.dirname, '..', 'dist', 'cli', 'main.js');
   const work = mkdtempSync(join(tmpdir(), 'migstream-digest-'));
   afterAll(() => rmSync(work, { recursive: true, force: true }));
-  beforeAll(() => {
-    if (!existsSync(CLI)) throw new Error('dist/ is missing: run `npm run build`');
-  });
-  const run = (args: string[]) => {
-    const r = spawnSync(process.execPath, [CLI, ...args], { maxBuffer: 256 << 20 });
-    return { code: r.status, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
-  };
+  requireBuiltCli();
+  const run = runCli;
 
   it('transcode --digest writes them, inspect shows and checks them, transcode without drops them', () => {
     const src = join(work, 'plain.stream');

@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { ByteWriter } from '../src/codec/byte-writer.js';
 import { MigstreamError } from '../src/codec/errors.js';
 import { cutRealStream, RAM_SECTION, SeedWriter, syntheticTail } from '../src/fuzz/corpus.js';
-import { chunkPlan } from '../src/fuzz/targets.js';
+import { chunkPlan, pushPieces } from '../src/fuzz/targets.js';
 import { Rng } from '../src/fuzz/rng.js';
 import { StreamDecoder, decodeAll } from '../src/stream/decoder.js';
 import type { StreamEvent } from '../src/stream/events.js';
@@ -38,15 +38,7 @@ function run(bytes: Uint8Array, chunks?: number[]): { events: string[]; error?: 
     events.push(JSON.stringify(ev, (_k, v: unknown) => (v instanceof Uint8Array ? Buffer.from(v).toString('hex') : v)));
   });
   try {
-    if (!chunks) d.push(bytes);
-    else {
-      let at = 0;
-      for (const n of chunks) {
-        d.push(bytes.subarray(at, at + n));
-        at += n;
-      }
-    }
-    d.end();
+    pushPieces(d, bytes, chunks);
   } catch (e) {
     if (!(e instanceof MigstreamError)) throw e;
     return { events, error: e };

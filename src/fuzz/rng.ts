@@ -80,3 +80,18 @@ export function caseSeed(seed: number, index: number): number {
   h = Math.imul(h ^ (h >>> 13), 0xc2b2ae3d);
   return (h ^ (h >>> 16)) >>> 0;
 }
+
+/**
+ * mulberry32: a tiny seedable generator of floats in [0, 1) for reproducible
+ * test and benchmark data (test/support/prng.ts, bench/xbzrle-cases.mjs).
+ */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}

@@ -219,6 +219,19 @@ export function chunkPlan(seed: number, len: number): number[] {
   return sizes;
 }
 
+/** Feeds `bytes` to `decoder` in pieces of the given sizes (all at once without them), then ends it. */
+export function pushPieces(decoder: StreamDecoder, bytes: Uint8Array, sizes?: number[]): void {
+  if (!sizes) decoder.push(bytes);
+  else {
+    let at = 0;
+    for (const n of sizes) {
+      decoder.push(bytes.subarray(at, at + n));
+      at += n;
+    }
+  }
+  decoder.end();
+}
+
 function decodeStream(bytes: Uint8Array, chunks: number[] | undefined, findings: Finding[], target: string, trace = true): StreamOutcome {
   const out: StreamOutcome = { trace: [], ram: new SparseRam(), blocks: [], deviceState: [], deviceStateBytes: 0 };
   const stats = new StatsCollector();
@@ -238,15 +251,7 @@ function decodeStream(bytes: Uint8Array, chunks: number[] | undefined, findings:
     }
   });
   try {
-    if (!chunks) d.push(bytes);
-    else {
-      let at = 0;
-      for (const n of chunks) {
-        d.push(bytes.subarray(at, at + n));
-        at += n;
-      }
-    }
-    d.end();
+    pushPieces(d, bytes, chunks);
   } catch (e) {
     out.error = e;
     checkError(e, bytes.length, findings, target);
