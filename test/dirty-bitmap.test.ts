@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { DIRTY_BITMAP_CONFIG, FIXTURES_DIR, decompressFixture, runIncoming, type QmpClient } from '../fixtures/qemu/lib.mjs';
 import { decodeAll } from '../src/stream/decoder.js';
-import { DBM_ZEROES, type DirtyBitmapRecord } from '../src/stream/dirty-bitmap.js';
+import { DBM_START_ENABLED, DBM_START_PERSISTENT, DBM_ZEROES, type DirtyBitmapRecord } from '../src/stream/dirty-bitmap.js';
 import { transcodeBytes } from '../src/stream/transcode.js';
 import { decodeRam, sameBytes } from './support/build.js';
 import { qemuGate } from './support/qemu.js';
@@ -21,9 +21,6 @@ const truth = JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')) as {
 };
 const stream = new Uint8Array(decompressFixture(join(dir, 'stream.bin.br')));
 const ram = new Uint8Array(decompressFixture(join(dir, 'ram.bin.br')));
-/** migration/block-dirty-bitmap.c: DIRTY_BITMAP_MIG_START_FLAG_ENABLED / _PERSISTENT. */
-const START_ENABLED = 0x01;
-const START_PERSISTENT = 0x02;
 
 interface Rebuilt {
   granularity: number;
@@ -38,16 +35,12 @@ function rebuild(bytes: Uint8Array): { bitmaps: Map<string, Rebuilt>; raw: Uint8
   const bitmaps = new Map<string, Rebuilt>();
   const raw: Uint8Array[] = [];
   const dataLengths: number[] = [];
-  let node = '';
-  let name = '';
   decodeAll(bytes, (ev) => {
     if (ev.type !== 'dirty-bitmap') return;
     const r: DirtyBitmapRecord = ev.record;
     raw.push(r.raw.slice());
     dataLengths.push(r.data?.length ?? 0);
-    node = r.node ?? node;
-    name = r.bitmap ?? name;
-    const key = `${node}/${name}`;
+    const key = `${ev.node}/${ev.bitmap}`;
     if (r.kind === 'start') {
       const bits = Math.ceil(truth.diskSize / r.granularity!);
       bitmaps.set(key, { granularity: r.granularity!, flags: r.bitmapFlags!, words: new Uint8Array(Math.ceil(bits / 64) * 8), completed: false });
@@ -86,8 +79,8 @@ describe('the real-QEMU dirty-bitmap fixture', () => {
       const b = bitmaps.get(`${truth.device}/${t.name}`)!;
       expect(b.completed).toBe(true);
       expect(b.granularity).toBe(t.granularity);
-      expect((b.flags & START_ENABLED) !== 0).toBe(t.recording);
-      expect((b.flags & START_PERSISTENT) !== 0).toBe(t.persistent);
+      expect((b.flags & DBM_START_ENABLED) !== 0).toBe(t.recording);
+      expect((b.flags & DBM_START_PERSISTENT) !== 0).toBe(t.persistent);
       expect(popcount(b.words) * t.granularity).toBe(t.count);
       expect(sha(b.words)).toBe(t.sha256);
     }

@@ -312,8 +312,11 @@ export class StreamDecoder {
           case 'dirty-bitmap': {
             const at = r.offset;
             const rec = readDirtyBitmapRecord(r);
+            // a record without names refers to the last ones named, as in QEMU's loader
+            this.bitmapNode = rec.node ?? this.bitmapNode;
+            this.bitmapName = rec.bitmap ?? this.bitmapName;
             this.checkBitmapRecord(rec, at);
-            this.emit({ type: 'dirty-bitmap', record: rec });
+            this.emit({ type: 'dirty-bitmap', record: rec, node: this.bitmapNode, bitmap: this.bitmapName });
             if (rec.flags & DBM_EOS) this.state = 'footer';
             break;
           }
@@ -830,8 +833,6 @@ export class StreamDecoder {
   // QEMU's dirty_bitmap_load_bits: the bits buffer must hold exactly the bitmap's serialisation of
   // the range, padded to 32 bytes as send_bitmap_bits pads it (checked once START gave the granularity).
   private checkBitmapRecord(rec: DirtyBitmapRecord, at: number): void {
-    this.bitmapNode = rec.node ?? this.bitmapNode;
-    this.bitmapName = rec.bitmap ?? this.bitmapName;
     const key = `${this.bitmapNode}\u0000${this.bitmapName}`;
     if (rec.kind === 'start') this.bitmapGranularity.set(key, rec.granularity!);
     const granularity = this.bitmapGranularity.get(key);

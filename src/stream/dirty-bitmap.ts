@@ -11,6 +11,9 @@ export const DBM_COMPLETE = 0x20;
 export const DBM_BITS = 0x40;
 const DBM_EXTRA_FLAGS = 0x80;
 const DBM_START_RESERVED = 0xf8;
+/** The START record's bitmap flags: recording on the source, persistent (kept in a qcow2 image). */
+export const DBM_START_ENABLED = 0x01;
+export const DBM_START_PERSISTENT = 0x02;
 /** QEMU refuses a bits buffer over 10 × its 1 KiB chunk. */
 export const DBM_MAX_BUFFER = 10 * 1024;
 

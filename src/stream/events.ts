@@ -128,8 +128,11 @@ export type StreamEvent =
   | BlockChunkEvent
   | { type: 'block-progress'; percent: number }
   | { type: 'block-eos' }
-  /** A record of the dirty-bitmap section (block dirty bitmaps), kept with its raw bytes. */
-  | { type: 'dirty-bitmap'; record: DirtyBitmapRecord }
+  /**
+   * A record of the dirty-bitmap section (block dirty bitmaps), kept with its raw bytes;
+   * `node`/`bitmap`: the aliases it refers to, also when the record reuses the previous ones.
+   */
+  | { type: 'dirty-bitmap'; record: DirtyBitmapRecord; node: string; bitmap: string }
   /** Device state after the last iterable section, passed through verbatim, in pieces. */
   | { type: 'device-state'; bytes: Uint8Array }
   | { type: 'end'; tail: TailInfo };

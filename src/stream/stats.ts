@@ -1,5 +1,6 @@
 import type { DeviceSection, PageKind, RamBlockInfo, StreamEvent } from './events.js';
 import type { ExtensionManifest } from './manifest.js';
+import { DBM_START_ENABLED, DBM_START_PERSISTENT } from './dirty-bitmap.js';
 
 /** Compressed pages of one codec: how much they took against the pages they carry. */
 export interface CompressionStats {
@@ -115,9 +116,6 @@ const POPCOUNT = Uint8Array.from({ length: 256 }, (_, v) => {
 
 /** Collects what `migstream inspect` reports, from the event stream alone. */
 export class StatsCollector {
-  /** The dirty-bitmap aliases a record without names refers to. */
-  private bitmapNode = '';
-  private bitmapName = '';
   readonly summary: StreamSummary = {
     streamBytes: 0,
     version: 0,
@@ -226,30 +224,25 @@ export class StatsCollector {
         return;
       case 'dirty-bitmap': {
         const r = ev.record;
-        this.bitmapNode = r.node ?? this.bitmapNode;
-        this.bitmapName = r.bitmap ?? this.bitmapName;
-        const find = () => s.dirtyBitmaps.find((b) => b.node === this.bitmapNode && b.bitmap === this.bitmapName);
         if (r.kind === 'start') {
           s.dirtyBitmaps.push({
-            node: this.bitmapNode,
-            bitmap: this.bitmapName,
+            node: ev.node,
+            bitmap: ev.bitmap,
             granularity: r.granularity!,
-            enabled: (r.bitmapFlags! & 0x01) !== 0,
-            persistent: (r.bitmapFlags! & 0x02) !== 0,
+            enabled: (r.bitmapFlags! & DBM_START_ENABLED) !== 0,
+            persistent: (r.bitmapFlags! & DBM_START_PERSISTENT) !== 0,
             dirtyGranules: 0,
             bitsRecords: 0,
             complete: false,
           });
-        } else if (r.kind === 'bits') {
-          const b = find();
-          if (b) {
-            b.bitsRecords++;
-            if (r.data) for (const byte of r.data) b.dirtyGranules += POPCOUNT[byte]!;
-          }
-        } else if (r.kind === 'complete') {
-          const b = find();
-          if (b) b.complete = true;
+          return;
         }
+        const b = s.dirtyBitmaps.find((x) => x.node === ev.node && x.bitmap === ev.bitmap);
+        if (!b) return;
+        if (r.kind === 'bits') {
+          b.bitsRecords++;
+          if (r.data) for (const byte of r.data) b.dirtyGranules += POPCOUNT[byte]!;
+        } else if (r.kind === 'complete') b.complete = true;
         return;
       }
       case 'device-state':
