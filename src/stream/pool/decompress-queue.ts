@@ -45,8 +45,9 @@ interface Batch {
   bytes: number;
   /** Block chunks: each one's decompressed size (pages are all pageSize). */
   outSizes?: number[];
-  /** Block chunks: where each lands in result.pages. */
+  /** Block chunks: where each lands in result.pages, and their total. */
   outStarts?: number[];
+  outBytes?: number;
   result?: DecompressResult;
   error?: Error;
 }
@@ -137,15 +138,17 @@ export class DecompressQueue {
       // Chunks apply in stream order (never landing order): a batch of about batchPages pages' worth of output.
       const codec = ev.codec!;
       if (this.fillingChunks && this.fillingChunks.codec !== codec) this.submitChunks();
-      this.fillingChunks ??= { codec, sizes: [], parts: [], bytes: 0, outSizes: [] };
+      this.fillingChunks ??= { codec, sizes: [], parts: [], bytes: 0, outSizes: [], outStarts: [], outBytes: 0 };
       const b = this.fillingChunks;
       const data = ev.data.slice();
       this.add(b, data);
       b.outSizes!.push(ev.length);
+      b.outStarts!.push(b.outBytes!);
+      b.outBytes! += ev.length;
       const units = this.units(ev.length);
       this.queue.push({ ev: { ...ev, data }, batch: b, index: b.sizes.length - 1, units });
       this.pagesQueued += units;
-      if (b.outSizes!.reduce((n, x) => n + x, 0) >= this.batchPages * this.pageSize) this.submitChunks();
+      if (b.outBytes! >= this.batchPages * this.pageSize) this.submitChunks();
       return;
     }
     if (this.head === this.queue.length && this.canPass(ev)) {
@@ -203,13 +206,6 @@ export class DecompressQueue {
     const b = this.fillingChunks;
     if (!b) return;
     this.fillingChunks = undefined;
-    const starts: number[] = [];
-    let at = 0;
-    for (const n of b.outSizes!) {
-      starts.push(at);
-      at += n;
-    }
-    b.outStarts = starts;
     this.dispatch(b);
   }
 

@@ -34,15 +34,14 @@ interface Batch {
   /** Records of the batch written so far: at `count` its buffer goes back to the free list. */
   written?: number;
   result?: CompressResult;
-  /** Start of each item's payload in result.data, and of each item in `pages`. */
+  /** Start of each item's payload in result.data. */
   starts?: number[];
-  inputStarts?: number[];
 }
 
 type Op =
   | { call: (enc: StreamEncoder) => void }
   | { batch: Batch; index: number; idstr: string; offset: number }
-  | { batch: Batch; index: number; device: string; sector: number };
+  | { batch: Batch; index: number; device: string; sector: number; at: number; size: number };
 
 /**
  * A StreamWriter whose compressPage() hands pages to a worker pool in
@@ -232,12 +231,12 @@ export class PooledEncoder implements StreamWriter {
       b = { kind: 'chunks', pages: this.buffer(Math.max(capacity, data.length)), count: 0, used: 0, sizes: [], units: 0 };
       this.fillingChunks = b;
     }
+    this.queue.push({ batch: b, index: b.count++, device, sector, at: b.used, size: data.length });
     b.pages.set(data, b.used);
     b.used += data.length;
     b.sizes.push(data.length);
     const units = Math.ceil(data.length / this.pageSize);
     b.units += units;
-    this.queue.push({ batch: b, index: b.count++, device, sector });
     this.pagesQueued += units;
     if (b.used >= capacity) this.submitChunks();
     return this;
@@ -313,7 +312,6 @@ export class PooledEncoder implements StreamWriter {
         b.result = result;
         b.pages = result.pages; // ours again: it went to the worker and back without a copy
         b.starts = offsets(result.sizes);
-        b.inputStarts = b.kind === 'chunks' ? offsets(b.sizes) : undefined;
         this.pump();
         this.wakeup.notify();
       },
@@ -341,10 +339,8 @@ export class PooledEncoder implements StreamWriter {
           const start = b.starts![op.index]!;
           const payload = b.result.data.subarray(start, start + b.result.sizes[op.index]!);
           if ('device' in op) {
-            const at = b.inputStarts![op.index]!;
-            const size = b.sizes[op.index]!;
-            this.enc.compressedChunk(this.chunkSpec!.codec, op.device, op.sector, b.pages.subarray(at, at + size), payload);
-            this.pagesQueued -= Math.ceil(size / this.pageSize);
+            this.enc.compressedChunk(this.chunkSpec!.codec, op.device, op.sector, b.pages.subarray(op.at, op.at + op.size), payload);
+            this.pagesQueued -= Math.ceil(op.size / this.pageSize);
           } else {
             const page = b.pages.subarray(op.index * this.pageSize, (op.index + 1) * this.pageSize);
             this.enc.compressedPage(this.spec!.codec, op.idstr, op.offset, page, payload);
