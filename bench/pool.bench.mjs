@@ -56,3 +56,40 @@ for (const workers of [1, 2]) {
 }
 console.log(`| pool | workers | MB/s (${spec.codec} level 1, ${BATCH}-page batches) |\n|---|---|---|`);
 for (const r of rows) console.log(`| ${r.name} | ${r.workers} | ${r.mbps.toFixed(1)} |`);
+
+// Batch buffers: a fresh (zeroed, later collected) 256 KiB buffer per batch against buffers reused
+// once they come back, through an echo worker that does nothing else: the cost PooledEncoder's
+// buffer reuse removes from the main thread. Best of ROUNDS, 4096 round trips, 8 in flight.
+const { Worker } = await import('node:worker_threads');
+const echo = new Worker(`require('node:worker_threads').parentPort.on('message', (m) => require('node:worker_threads').parentPort.postMessage(m, [m.pages.buffer]));`, { eval: true });
+async function roundTrips(recycle) {
+  const N = 4096;
+  const free = [];
+  let sent = 0;
+  let got = 0;
+  const t0 = performance.now();
+  await new Promise((resolve) => {
+    const send = () => {
+      while (sent - got < 8 && sent < N) {
+        const b = (recycle && free.pop()) || new Uint8Array(BATCH * PAGE);
+        echo.postMessage({ id: sent++, pages: b }, [b.buffer]);
+      }
+    };
+    echo.on('message', (m) => {
+      if (recycle) free.push(m.pages);
+      if (++got === N) resolve();
+      else send();
+    });
+    send();
+  });
+  echo.removeAllListeners('message');
+  return performance.now() - t0;
+}
+const buffers = { fresh: Infinity, recycled: Infinity };
+for (let r = 0; r < ROUNDS; r++) {
+  buffers.fresh = Math.min(buffers.fresh, await roundTrips(false));
+  buffers.recycled = Math.min(buffers.recycled, await roundTrips(true));
+}
+await echo.terminate();
+console.log(`\n| batch buffers (${BATCH} pages) | 4096 round trips to an echo worker |\n|---|---:|`);
+console.log(`| fresh per batch | ${buffers.fresh.toFixed(0)} ms |\n| reused | ${buffers.recycled.toFixed(0)} ms |`);

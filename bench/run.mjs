@@ -9,6 +9,7 @@ const SUITES = {
   policies: 'bench/xbzrle-policies.mjs',
   compress: 'bench/compress.bench.mjs',
   pool: 'bench/pool.bench.mjs',
+  'encode-paths': 'bench/encode-paths.mjs',
   bitmap: 'bench/bitmap.bench.mjs',
   amplification: 'bench/amplification.bench.mjs',
   chunks: 'bench/chunks.bench.mjs',

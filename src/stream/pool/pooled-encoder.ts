@@ -74,9 +74,8 @@ export class PooledEncoder implements StreamWriter {
   private readonly sinkWrites: Promise<void>[] = [];
   /**
    * Batch input buffers whose records are written, for reuse: a fresh 256 KiB
-   * buffer per batch (zeroed, then collected) cost the main thread about as
-   * much as the round trip to the worker (measured: 4096 round trips 414 ms
-   * fresh, 81 ms recycled).
+   * buffer per batch (zeroed, then collected) costs the main thread several
+   * times the round trip itself (bench/pool.bench.mjs, "batch buffers").
    */
   private readonly freeBuffers: ArrayBuffer[] = [];
   private readonly wakeup = new Wakeup();
