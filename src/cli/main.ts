@@ -7,7 +7,7 @@ import type { CachePolicy } from '../xbzrle/page-cache.js';
 import { runEncode, runExtract, runInspect, runTranscode } from './commands.js';
 import { parseSize, UsageError } from './io.js';
 import { runVerify } from './verify.js';
-import { checkChunkSize } from '../stream/block-rewriter.js';
+import { checkChunkSize } from '../stream/chunk-size.js';
 import { COMPRESS_FLAGS, COMPRESS_USAGE, compressOption } from './compression.js';
 import { BENCH_HELP, runBenchCommand } from './bench.js';
 

@@ -1,13 +1,7 @@
 import { isZeroPage } from '../codec/zero.js';
-import { BLK_CHUNK_SIZE, VAR_CHUNK_MAX, VAR_CHUNK_MIN } from './constants.js';
+import { BLK_CHUNK_SIZE } from './constants.js';
 import type { StreamWriter } from './encoder.js';
 import type { BlockChunkEvent } from './events.js';
-
-export function checkChunkSize(size: number): void {
-  if (!Number.isInteger(size) || size < VAR_CHUNK_MIN || size > VAR_CHUNK_MAX || (size & (size - 1)) !== 0) {
-    throw new RangeError(`block chunk size must be a power of two from 4 KiB to 1 MiB, got ${size}`);
-  }
-}
 
 /**
  * Re-writes block chunks for the transcoder, in either direction:

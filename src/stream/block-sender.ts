@@ -1,6 +1,7 @@
 import { HierarchicalBitmap } from '../codec/hbitmap.js';
 import { isZeroPage } from '../codec/zero.js';
-import { BLK_CHUNK_SIZE, VAR_CHUNK_MAX, VAR_CHUNK_MIN } from './constants.js';
+import { BLK_CHUNK_SIZE } from './constants.js';
+import { checkChunkCompression, checkChunkSize } from './chunk-size.js';
 import type { DiskSource, Extent } from './disk-source.js';
 import type { StreamWriter } from './encoder.js';
 
@@ -67,10 +68,8 @@ export class BlockSender {
     this.variable = options.chunkSize !== undefined;
     this.chunk = options.chunkSize ?? BLK_CHUNK_SIZE;
     this.compress = options.compress ?? false;
-    if (this.compress && !this.variable) throw new RangeError("QEMU's 1 MiB chunks cannot be compressed: compress needs a chunkSize");
-    if (this.chunk < VAR_CHUNK_MIN || this.chunk > VAR_CHUNK_MAX || (this.chunk & (this.chunk - 1)) !== 0) {
-      throw new RangeError(`chunk size must be a power of two from 4 KiB to 1 MiB, got ${this.chunk}`);
-    }
+    checkChunkCompression(options.chunkSize, this.compress);
+    checkChunkSize(this.chunk);
     this.dirty = disks.map((d) => new HierarchicalBitmap(Math.ceil(d.size / this.chunk)));
   }
 

@@ -2,6 +2,7 @@ import { MigstreamError } from '../codec/errors.js';
 import { createPageCache, type CachePolicy } from '../xbzrle/page-cache.js';
 import { StreamDecoder } from './decoder.js';
 import { StreamEncoder, type StreamWriter } from './encoder.js';
+import { checkChunkCompression } from './chunk-size.js';
 import { chunkExtensions, encoderCompressors, extensionsFor, resolveSpecs, type CompressionSpec } from './page-codecs.js';
 import type { RamBlockInfo, SectionInfo, StreamEvent } from './events.js';
 import { RamImage } from './ram-image.js';
@@ -117,7 +118,7 @@ export function* encodeSteps(series: DumpSeries[], enc: DumpWriter, options: Dum
     if (b.length !== s.dumps[0]!.length) throw new RangeError(`RAMBlock ${s.idstr}: dump of ${s.dumps[0]!.length} bytes, template block of ${b.length}`);
   }
   const { spec, chunkSpec } = resolveSpecs(options);
-  if (chunkSpec && options.blockChunkSize === undefined) throw new RangeError('chunkCompress needs blockChunkSize: QEMU\'s 1 MiB chunks cannot be compressed');
+  checkChunkCompression(options.blockChunkSize, chunkSpec !== undefined);
   const x = options.xbzrle;
   const sender = new RamSender(enc, {
     cache: x ? createPageCache(x.policy ?? 'lru', x.cacheBytes, pageSize) : undefined,

@@ -1,7 +1,8 @@
 import { concatBytes } from '../codec/concat.js';
 import { createPageCache, type CachePolicy } from '../xbzrle/page-cache.js';
 import { MigstreamError } from '../codec/errors.js';
-import { BlockRewriter, checkChunkSize } from './block-rewriter.js';
+import { BlockRewriter } from './block-rewriter.js';
+import { checkChunkCompression, checkChunkSize } from './chunk-size.js';
 import { StreamDecoder, type DecoderOptions } from './decoder.js';
 import { StreamEncoder, type StreamWriter } from './encoder.js';
 import type { StreamEvent } from './events.js';
@@ -88,11 +89,10 @@ export class Transcoder {
     const pageSize = options.pageSize ?? 4096;
     this.enc = typeof out === 'function' ? new StreamEncoder(out, { pageSize, ...encoderCompressors(specs) }) : out;
     const extensions = extensionsFor(spec, pageSize);
+    checkChunkCompression(options.blockChunk, chunkSpec !== undefined);
     if (options.blockChunk !== undefined) {
       checkChunkSize(options.blockChunk);
       extensions.push(...chunkExtensions(options.blockChunk, chunkSpec));
-    } else if (chunkSpec) {
-      throw new RangeError("chunkCompress needs blockChunk: QEMU's 1 MiB chunks cannot be compressed");
     }
     if (options.digest) extensions.push(iterationDigestsEntry(options.digest));
     this.blocks = new BlockRewriter(this.enc, options.blockChunk, options.diskSizes ?? {}, chunkSpec !== undefined);
