@@ -1,7 +1,8 @@
 /**
  * CI's fuzz smoke: the harness of `npm run fuzz` for a fixed seed and a time
  * budget (MIGSTREAM_FUZZ_SECONDS; default 60 s under CI=true, 5 s otherwise).
- * It asserts what the fuzzer checks — nothing but MigstreamError escapes, no
+ * It asserts the harness has its teeth (every page codec loaded, every target
+ * reached, no case that failed to build) and what the fuzzer checks — nothing but MigstreamError escapes, no
  * chunking, transcode, extract or page-decoder disagreement, no slow case,
  * and fresh decoders still decode the reference streams exactly — not how
  * fast it ran. A failure names the case: reproduce it with
@@ -13,7 +14,7 @@ import { join } from 'node:path';
 import { afterAll, expect, it } from 'vitest';
 import { buildCorpus } from '../src/fuzz/corpus.js';
 import { prepareCorpus, runLoop, takeReferences } from '../src/fuzz/engine.js';
-import { loadExtraCodecs, setScratchDir, type Finding } from '../src/fuzz/targets.js';
+import { ALL_TARGETS, EXPECTED_CODECS, loadExtraCodecs, setScratchDir, type Finding } from '../src/fuzz/targets.js';
 
 const SEED = 0x6d696773;
 const seconds = Number(process.env.MIGSTREAM_FUZZ_SECONDS ?? (process.env.CI === 'true' ? 60 : 5));
@@ -27,12 +28,18 @@ it(`fuzzes the decoder, transcode, extract sinks and page decoders for ${seconds
   // Every seed is a complete stream the decoder reads cleanly: the references of the run.
   expect(corpus.references.map((r) => r.seed.name)).toEqual(corpus.seeds.map((s) => s.name));
   setScratchDir(scratch);
+  // Every differential partner is there: a missing codec would leave its target checking nothing.
+  const extras = await loadExtraCodecs();
+  expect(extras.zlib.map((z) => z.name)).toEqual(EXPECTED_CODECS.zlib);
+  expect(extras.lz4.map((z) => z.name)).toEqual(EXPECTED_CODECS.lz4);
   const found: { finding: Finding; index: number; how: string }[] = [];
   const stats = await runLoop({
     seed: SEED,
     corpus,
-    extras: await loadExtraCodecs(),
+    extras,
     deadline: Date.now() + seconds * 1000,
+    coverTargets: ALL_TARGETS, // past the deadline until each target had a case (rare ones are ~1%)
+    maxCases: 50_000,
     slowMs: 250, // CI machines are shared: the long run uses 100 ms
     extract: true,
     referenceEvery: 2000,
@@ -41,6 +48,9 @@ it(`fuzzes the decoder, transcode, extract sinks and page decoders for ${seconds
   const report = found.map((f) => `case ${f.index} (${f.how}): ${f.finding.kind} in ${f.finding.target}: ${f.finding.message}`);
   expect(report, `seed ${SEED}`).toEqual([]);
   expect(stats.cases).toBeGreaterThan(seconds * 20);
+  // Each target produced cases, and no case failed to build (that would be a 'harness' finding above).
+  for (const t of ALL_TARGETS) expect(stats.targets[t] ?? 0, `cases for ${t}`).toBeGreaterThan(0);
+  expect(stats.kinds.harness ?? 0).toBe(0);
   // The mix reaches both clean decodes and many kinds of typed errors.
   expect(stats.outcomes.ok).toBeGreaterThan(0);
   expect(Object.keys(stats.outcomes).length).toBeGreaterThan(8);

@@ -16,7 +16,7 @@ import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
 import { buildCorpus } from './corpus.js';
 import { caseFor, prepareCorpus, saveRegression, type LoopStats } from './engine.js';
-import { loadExtraCodecs, runCase, setScratchDir, type Finding, type FuzzCase } from './targets.js';
+import { ALL_TARGETS, loadExtraCodecs, runCase, setScratchDir, type Finding, type FuzzCase } from './targets.js';
 import type { WorkerInput } from './worker.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -70,7 +70,7 @@ const deadline = started + seconds * 1000;
 
 log(`migstream fuzz: engine ${engine}, seed ${seed}, ${maxCases !== undefined ? `${maxCases} cases or ` : ''}${seconds} s`);
 
-const total: LoopStats = { cases: 0, ms: 0, findings: 0, bugs: 0, outcomes: {}, kinds: {}, slowest: { index: -1, ms: 0, how: '' }, nextIndex: 0 };
+const total: LoopStats = { cases: 0, ms: 0, findings: 0, bugs: 0, outcomes: {}, kinds: {}, targets: {}, slowest: { index: -1, ms: 0, how: '' }, nextIndex: 0 };
 const saved: string[] = [];
 let peakRss = 0;
 let casesBefore = 0; // cases finished by earlier workers of this run
@@ -168,6 +168,7 @@ async function runWorker(startIndex: number, casesLeft: number | undefined): Pro
         total.findings += s.findings;
         for (const [k, v] of Object.entries(s.outcomes)) total.outcomes[k] = (total.outcomes[k] ?? 0) + v;
         for (const [k, v] of Object.entries(s.kinds)) total.kinds[k] = (total.kinds[k] ?? 0) + v;
+        for (const [k, v] of Object.entries(s.targets)) total.targets[k] = (total.targets[k] ?? 0) + v;
         if (s.slowest.ms > total.slowest.ms) total.slowest = s.slowest;
         void worker.terminate().then(() => resolveRun({ next: s.nextIndex, done: true }));
       }
@@ -210,12 +211,16 @@ const summary = {
   distinctFindings: total.bugs,
   findingKinds: total.kinds,
   outcomes: total.outcomes,
+  targets: total.targets,
   slowest: { ...total.slowest, ms: Number(total.slowest.ms.toFixed(1)) },
   peakRssMiB: Math.round(peakRss / 2 ** 20),
   saved,
 };
 log(`${summary.cases} cases in ${summary.loopSeconds} s (${summary.wallSeconds} s wall): ${summary.casesPerSecond} cases/s; ${summary.findings} findings (${summary.distinctFindings} distinct)`);
 log(`outcomes: ${Object.entries(total.outcomes).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+log(`targets: ${ALL_TARGETS.map((t) => `${t} ${total.targets[t] ?? 0}`).join(', ')}`);
+const idle = ALL_TARGETS.filter((t) => !total.targets[t]);
+if (idle.length) log(`WARNING: no case reached ${idle.join(', ')}: run longer`);
 log(`slowest case: ${summary.slowest.ms} ms (#${summary.slowest.index}, ${summary.slowest.how}); peak RSS ${summary.peakRssMiB} MiB`);
 if (values.json) process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
 process.exit(total.bugs > 0 ? 1 : 0);

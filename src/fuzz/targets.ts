@@ -20,6 +20,10 @@ import { transcodeBytes, type TranscodeOptions } from '../stream/transcode.js';
 import { xbzrleDecode } from '../xbzrle/decode.js';
 import { Rng } from './rng.js';
 import { concatBytes } from '../codec/concat.js';
+import { lz4DecompressInto } from '../codec/lz4-block.js';
+import { fflateZlib } from '../codec/zlib-page.js';
+import { lz4WasmDecompress } from '../stream/lz4-wasm.js';
+import { nodeZlib } from '../stream/zlib-node.js';
 
 export type FindingKind =
   | 'escape' // something other than MigstreamError was thrown
@@ -32,6 +36,7 @@ export type FindingKind =
   | 'extract' // the file sinks wrote other bytes than the in-memory image
   | 'page-decoder' // XBZRLE / zlib / LZ4 decoder disagrees with its reference or wrote out of bounds
   | 'reference' // a fresh decoder no longer decodes a reference stream exactly
+  | 'harness' // the fuzzer itself failed: a case that could not be built, a differential target without its decoders
   | 'slow'
   | 'hang'
   | 'memory';
@@ -69,7 +74,7 @@ export type FuzzCase =
   | { kind: 'zlib'; bytes: Uint8Array; pageSize: number }
   | { kind: 'lz4'; bytes: Uint8Array; pageSize: number };
 
-/** Optional decoders of other engineers' modules, loaded when present. */
+/** The page decoders compared against each other (and against inflatePageNode for zlib). */
 export interface ExtraCodecs {
   zlib: { name: string; inflate(src: Uint8Array, pageSize: number): Uint8Array }[];
   lz4: { name: string; decode(src: Uint8Array, pageSize: number): Uint8Array }[];
@@ -77,41 +82,28 @@ export interface ExtraCodecs {
 
 export const NO_EXTRAS: ExtraCodecs = { zlib: [], lz4: [] };
 
-/** Loads the zlib and LZ4 page codecs if this tree has them. */
+/** Names of every page decoder a fuzz run must have: the smoke test asserts they all loaded. */
+export const EXPECTED_CODECS = { zlib: ['fflate', 'node:zlib'], lz4: ['lz4-block', 'lz4-wasm'] } as const;
+
+/**
+ * The zlib and LZ4 page decoders of this tree. They are imported statically: a codec that fails
+ * to load fails the run, instead of silently leaving a differential target without a partner.
+ */
 export async function loadExtraCodecs(): Promise<ExtraCodecs> {
-  const extras: ExtraCodecs = { zlib: [], lz4: [] };
-  const tryImport = async (path: string): Promise<Record<string, unknown> | undefined> => {
-    try {
-      return (await import(path)) as Record<string, unknown>;
-    } catch {
-      return undefined;
-    }
-  };
-  const here = import.meta.url;
-  const ext = here.endsWith('.ts') ? '.ts' : '.js';
-  const zp = await tryImport(new URL(`../codec/zlib-page${ext}`, here).href);
-  const zn = await tryImport(new URL(`../stream/zlib-node${ext}`, here).href);
-  for (const c of [zp?.fflateZlib, zn?.nodeZlib]) {
-    const codec = c as { name?: string; inflate?: (s: Uint8Array, n: number) => Uint8Array } | undefined;
-    if (codec && typeof codec.inflate === 'function') extras.zlib.push({ name: codec.name ?? 'zlib', inflate: codec.inflate.bind(codec) });
-  }
-  const lb = await tryImport(new URL(`../codec/lz4-block${ext}`, here).href);
-  if (typeof lb?.lz4DecompressInto === 'function') {
-    const f = lb.lz4DecompressInto as (s: Uint8Array, o: Uint8Array) => void;
-    extras.lz4.push({
-      name: 'lz4-block',
-      decode: (s, n) => {
-        const out = new Uint8Array(n);
-        f(s, out);
-        return out;
+  return {
+    zlib: [fflateZlib, nodeZlib].map((z) => ({ name: z.name, inflate: z.inflate.bind(z) })),
+    lz4: [
+      {
+        name: 'lz4-block',
+        decode: (src, pageSize) => {
+          const out = new Uint8Array(pageSize);
+          lz4DecompressInto(src, out);
+          return out;
+        },
       },
-    });
-  }
-  const lw = await tryImport(new URL(`../stream/lz4-wasm${ext}`, here).href);
-  if (typeof lw?.lz4WasmDecompress === 'function') {
-    extras.lz4.push({ name: 'lz4-wasm', decode: lw.lz4WasmDecompress as (s: Uint8Array, n: number) => Uint8Array });
-  }
-  return extras;
+      { name: 'lz4-wasm', decode: lz4WasmDecompress },
+    ],
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -537,9 +529,12 @@ function runXbzrleCase(c: Extract<FuzzCase, { kind: 'xbzrle' }>): Finding[] {
   return findings.slice(0, 1);
 }
 
-/** The decoder turns whatever a page codec throws into DECOMPRESS: any throw is a rejection. */
-function plainError(_e: unknown): boolean {
-  return true;
+/**
+ * The decoder turns whatever a page codec throws into DECOMPRESS, so the codecs must reject with a
+ * plain Error: a TypeError, RangeError or wasm trap is a bug the decoder would hide as a bad page.
+ */
+export function plainError(e: unknown): boolean {
+  return e instanceof Error && Object.getPrototypeOf(e) === Error.prototype;
 }
 
 function runCodecCase(
@@ -574,6 +569,43 @@ function runCodecCase(
   return [];
 }
 
+/** Every target a fuzz run can exercise: the decoder, each transcode option, extract, the page decoders. */
+export const ALL_TARGETS = [
+  'decoder',
+  'decoder-chunked',
+  'transcode',
+  'transcode-xbzrle',
+  'transcode-zlib',
+  'transcode-lz4',
+  'transcode-chunks',
+  'transcode-chunks-zlib',
+  'transcode-chunks-lz4',
+  'transcode-file-ram',
+  'transcode-digest',
+  'extract',
+  'xbzrle',
+  'zlib',
+  'lz4',
+] as const;
+
+/** The targets one case exercises (a transcode with several options counts for each). */
+export function targetsOf(c: FuzzCase): string[] {
+  if (c.kind !== 'stream') return [c.kind];
+  const o = c.opts;
+  const t = ['decoder'];
+  if (o.chunkSeed !== undefined) t.push('decoder-chunked');
+  if (o.transcode) {
+    t.push('transcode');
+    if (o.xbzrle) t.push('transcode-xbzrle');
+    if (o.compress) t.push(`transcode-${o.compress}`);
+    if (o.blockChunk) t.push(o.chunkCompress ? `transcode-chunks-${o.chunkCompress}` : 'transcode-chunks');
+    if (o.fileRam) t.push('transcode-file-ram');
+    if (o.digest) t.push('transcode-digest');
+  }
+  if (o.extract && scratchDir) t.push('extract');
+  return t;
+}
+
 export function runCase(c: FuzzCase, extras: ExtraCodecs = NO_EXTRAS): CaseResult {
   switch (c.kind) {
     case 'stream':
@@ -585,7 +617,9 @@ export function runCase(c: FuzzCase, extras: ExtraCodecs = NO_EXTRAS): CaseResul
       return { findings: runCodecCase('zlib', decoders, c.bytes, c.pageSize), outcome: 'zlib' };
     }
     case 'lz4':
-      return { findings: extras.lz4.length ? runCodecCase('lz4', extras.lz4, c.bytes, c.pageSize) : [], outcome: 'lz4' };
+      // a differential target needs two decoders: with fewer it would pass without checking anything
+      if (extras.lz4.length < 2) return { findings: [{ kind: 'harness', target: 'lz4', message: `${extras.lz4.length} LZ4 decoder(s) loaded, the check needs 2` }], outcome: 'lz4' };
+      return { findings: runCodecCase('lz4', extras.lz4, c.bytes, c.pageSize), outcome: 'lz4' };
   }
 }
 
