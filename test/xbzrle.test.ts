@@ -410,6 +410,74 @@ describe('against the plain references', () => {
     );
   });
 
+  // Real page sizes: QEMU's 4 KiB target pages and 64 KiB host pages, whole deltas of realistic
+  // writes, as the fixtures carry them (the properties above draw mostly other sizes).
+  const realPairArb = fc
+    .record({
+      size: fc.constantFrom(4096, 4096, 4096, 8192, 65536),
+      seed: fc.integer(),
+      changes: fc.integer({ min: 0, max: 400 }),
+      burst: fc.constantFrom(1, 3, 8, 33, 130, 700, 4096),
+      density: fc.constantFrom(1, 0.9, 0.5, 0.1),
+      zeros: fc.boolean(),
+    })
+    .map((p) => ({ ...p, ...pagePair(p.size, p.seed, p.changes, p.burst, p.density, p.zeros) }));
+
+  for (const [name, encode] of encoders) {
+    it(`${name} on 4 KiB and 64 KiB pages: the reference's bytes, and decode(encode) == new`, () => {
+      let fitted = 0;
+      fc.assert(
+        fc.property(realPairArb, ({ old, cur }) => {
+          const ref = new Uint8Array(cur.length);
+          const want = referenceEncode(old, cur, ref);
+          const got = run(encode, old, cur);
+          expect(got.n).toBe(want);
+          if (want < 0) return;
+          fitted++;
+          expectSame(got.enc, ref.subarray(0, want));
+          const page = old.slice();
+          expect(xbzrleDecode(got.enc, page)).toBeLessThanOrEqual(cur.length);
+          expectSame(page, cur, 'decoded page');
+          expectSame(referenceDecode(got.enc, old)!, cur, 'reference-decoded page');
+        }),
+        { numRuns: 300 },
+      );
+      expect(fitted).toBeGreaterThan(100);
+    });
+  }
+
+  it('the decoder agrees with the reference on 4 KiB and 64 KiB deltas, whole, damaged and cut', () => {
+    let accepted = 0;
+    let rejected = 0;
+    fc.assert(
+      fc.property(realPairArb, fc.array(fc.tuple(fc.nat(), fc.nat(255)), { maxLength: 3 }), fc.option(fc.nat()), ({ old, cur }, flips, cut) => {
+        const dst = new Uint8Array(cur.length);
+        const n = referenceEncode(old, cur, dst);
+        if (n <= 0) return;
+        let enc = dst.slice(0, n);
+        for (const [at, v] of flips) enc[at % n] = v;
+        if (cut !== null) enc = enc.subarray(0, cut % (n + 1));
+        const want = referenceDecode(enc, old);
+        const got = old.slice();
+        let ok = true;
+        try {
+          xbzrleDecode(enc, got);
+        } catch (e) {
+          expect(e).toBeInstanceOf(MigstreamError);
+          ok = false;
+        }
+        expect(ok, 'accepts exactly what QEMU accepts').toBe(want !== null);
+        if (want) {
+          accepted++;
+          expectSame(got, want);
+        } else rejected++;
+      }),
+      { numRuns: 1000 },
+    );
+    expect(accepted).toBeGreaterThan(100);
+    expect(rejected).toBeGreaterThan(50);
+  });
+
   it('the decoder copies runs of every length correctly (byte, word and native paths)', () => {
     for (let n = 1; n <= 700; n += n < 40 ? 1 : 37) {
       const page = new Uint8Array(2048);
