@@ -20,23 +20,53 @@ import { RamImage } from '../src/stream/ram-image.js';
 import { concatChunks, transcodeBytes } from '../src/stream/transcode.js';
 import { BLOCK, deviceTail, fullSection, page, RAM } from './support/build.js';
 
-type Outcome = { ok: true; events: StreamEvent[] } | { ok: false; code: string; offset: number; detail: string };
+type Outcome = { ok: true; events: StreamEvent[]; trace: string[] } | { ok: false; code: string; offset: number; detail: string };
+
+/** The trace with runs of device-state pieces joined (their split follows the input's chunks). */
+function mergeDeviceState(trace: string[]): string[] {
+  const out: string[] = [];
+  let state = '';
+  for (const t of trace) {
+    const piece = /^\{"type":"device-state","bytes":"([0-9a-f]*)"\}$/.exec(t);
+    if (piece) state += piece[1];
+    else {
+      if (state) out.push(`device-state ${state}`);
+      state = '';
+      out.push(t);
+    }
+  }
+  if (state) out.push(`device-state ${state}`);
+  return out;
+}
+
+/** An event as text, payload bytes included, taken while the event is handed out. */
+function traceOf(ev: StreamEvent): string {
+  return JSON.stringify(ev, (_k, v: unknown) => (v instanceof Uint8Array ? Buffer.from(v).toString('hex') : typeof v === 'bigint' ? `${v}n` : v));
+}
 
 /** The outcome of decoding `bytes` whole and in 7-byte pieces (asserted equal). */
 function decode(bytes: Uint8Array, limits: Partial<DecoderLimits> = {}): Outcome {
   const results = [Infinity, 7].map((chunk): Outcome => {
     const events: StreamEvent[] = [];
+    const trace: string[] = [];
     try {
-      decodeChunked(bytes, chunk, limits, (ev) => events.push(ev));
-      return { ok: true, events };
+      decodeChunked(bytes, chunk, limits, (ev) => {
+        events.push(ev);
+        trace.push(traceOf(ev));
+      });
+      return { ok: true, events, trace };
     } catch (e) {
       if (!(e instanceof MigstreamError)) throw e;
       return { ok: false, code: e.code, offset: e.offset, detail: e.detail };
     }
   });
   const [whole, pieces] = results as [Outcome, Outcome];
-  if (whole.ok) expect(pieces.ok).toBe(true);
-  else expect(pieces).toEqual(whole);
+  if (whole.ok) {
+    expect(pieces.ok, 'whole decodes, 7-byte pieces must too').toBe(true);
+    // the same events with the same payloads; device state may arrive in other pieces, so it is compared joined
+    const merged = (o: Outcome) => (o.ok ? mergeDeviceState(o.trace) : []);
+    expect(merged(pieces)).toEqual(merged(whole));
+  } else expect(pieces).toEqual(whole);
   return whole;
 }
 
