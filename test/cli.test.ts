@@ -63,8 +63,22 @@ describe('migstream CLI', () => {
     const out = join(work, 'x.stream');
     const r = run(['transcode', plain, out, '--xbzrle=16MiB', '--cache-policy', 'qemu', '--stats']);
     expect(r.code).toBe(0);
-    expect(r.stderr).toMatch(/xbzrle: pages [1-9]\d*, bytes \d+, cache miss \d+/);
+    const counters = /xbzrle: pages ([1-9]\d*), bytes (\d+), cache miss \d+, cache miss rate [\d.]+, overflow (\d+)/.exec(r.stderr);
+    expect(counters, r.stderr).not.toBeNull();
     expect(readFileSync(out).length).toBeLessThan(readFileSync(plain).length);
+    // the output decodes to the last dump, and carries exactly the XBZRLE pages the counters report
+    const dir = join(work, 'x-extract');
+    expect(run(['extract', out, '--out', dir]).code).toBe(0);
+    expect(sameBytes(readFileSync(join(dir, 'pc.ram.bin')), readFileSync(dumps[2]!))).toBe(true);
+    // QEMU's "pages" are cache hits: XBZRLE records + overflows + unchanged pages (the --stats table's columns)
+    const rows = r.stderr.split('\n').filter((l) => /^\s*\d+\s/.test(l)).map((l) => l.trim().split(/\s+/).map(Number));
+    const column = (i: number) => rows.reduce((n, row) => n + row[i]!, 0);
+    expect(rows.length, r.stderr).toBe(4); // QEMU's setup stage (iteration 0, no pages), then the three dumps
+    const records = column(3);
+    expect(records + column(4) + Number(counters![3])).toBe(Number(counters![1]));
+    const totals = JSON.parse(run(['inspect', out, '--json']).stdout.toString()).totals;
+    expect(totals.xbzrle.pages).toBe(records);
+    expect(records).toBeGreaterThan(250);
   });
 
   it('encode --dumps builds a stream whose last iteration is the last dump', () => {
