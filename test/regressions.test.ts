@@ -11,7 +11,10 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { MigstreamError } from '../src/codec/errors.js';
 import { decodeAll } from '../src/stream/decoder.js';
 import { transcodeBytes } from '../src/stream/transcode.js';
+import { timedRun } from '../src/fuzz/engine.js';
 import { loadExtraCodecs, runCase, setScratchDir, type FuzzCase } from '../src/fuzz/targets.js';
+
+const SLOW_MS = 250;
 
 const DIR = join(import.meta.dirname, 'regressions');
 
@@ -53,6 +56,12 @@ describe('fuzz regressions', () => {
     const c = { ...meta.case, bytes } as FuzzCase;
     const res = runCase(c, extras);
     expect(res.findings.map((f) => `${f.kind} ${f.target}: ${f.message}`)).toEqual([]);
+    if (meta.finding.kind === 'slow') {
+      // The fuzzer's own oracle, as the CI smoke applies it: 250 ms plus 250 ms per MiB, best of three.
+      const limit = SLOW_MS * (1 + bytes.length / 2 ** 20);
+      const best = Math.min(...[0, 1, 2].map(() => timedRun(c, extras).ms));
+      expect(best, `${file} took ${best.toFixed(0)} ms`).toBeLessThan(limit);
+    }
     if (c.kind !== 'stream') return;
     const code = outcome(() => decodeAll(bytes, () => {}));
     if (meta.expectedCode) expect(code).toBe(meta.expectedCode);
