@@ -35,6 +35,17 @@ describe('HierarchicalBitmap', () => {
     );
   });
 
+  it('clearing an unset bit in a word whose bit 31 is set leaves the count alone (found by the property above)', () => {
+    const b = new HierarchicalBitmap(13452);
+    b.set(959); // bit 31 of word 29
+    b.clear(928); // bit 0 of the same word, not set
+    expect(b.count).toBe(1);
+    expect(b.findNext(0)).toBe(959);
+    b.clear(959);
+    expect(b.count).toBe(0);
+    expect(b.findNext(0)).toBe(-1);
+  });
+
   it('agrees with a linear scan of the flat bitmap on a 1 TiB disk at 64 KiB chunks', () => {
     const size = 2 ** 40 / 2 ** 16; // 16 Mi chunks
     const h = new HierarchicalBitmap(size);

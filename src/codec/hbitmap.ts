@@ -50,7 +50,7 @@ export class HierarchicalBitmap {
     for (const level of this.levels) {
       const w = index >>> 5;
       const before = level[w]!;
-      const after = before & ~(1 << (index & 31));
+      const after = (before & ~(1 << (index & 31))) >>> 0; // unsigned, like the stored word (bit 31 set: a negative int32)
       level[w] = after;
       if (level === this.levels[0] && after !== before) this.setCount--;
       if (after !== 0) return;
