@@ -90,12 +90,12 @@ export function loadChartLibrary(): ChartLibrary {
   return { name: 'Chart.js', version: pkg.version, source };
 }
 
-function escapeHtml(s: string): string {
+export function escapeHtml(s: string): string {
   return s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 }
 
 /** Text safe inside <script>: no "</script" or "<!--" can end it early. */
-function scriptSafe(s: string): string {
+export function scriptSafe(s: string): string {
   return s.replace(/<\/(script)/gi, '<\\/$1').replace(/<!--/g, '<\\!--');
 }
 

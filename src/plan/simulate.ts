@@ -30,8 +30,12 @@ import type { Trace } from './trace.js';
  * - The stop-and-copy: one more sync, then every dirty page; the downtime
  *   is its bytes at the link's bandwidth (or the codec's speed if slower).
  *
- * Round time = max(bytes / bandwidth, pages / codec pages per second),
- * evaluated page by page so the sync can come mid-round as in QEMU.
+ * Time: a two-stage pipeline, page by page: the codec encodes at its
+ * pages/s, the link carries the bytes at the bandwidth, so a round takes
+ * about max(bytes / bandwidth, pages / codec rate) and no 100 ms window
+ * carries more than the bandwidth. The pending check comes when QEMU makes
+ * it: after each ram_save_iterate() call, i.e. each rate-limit window's
+ * bytes or 50 ms, or when the dirty pages run out.
  */
 export interface PlanOptions {
   /** Link bandwidth, bytes/s (QEMU's max-bandwidth). */
@@ -102,6 +106,7 @@ export interface PlanResult {
 
 const RAM_SECTION = { sectionId: 2, idstr: 'ram', instanceId: 0, versionId: 4 };
 const WINDOW = 0.1; // QEMU's BUFFER_DELAY, seconds
+const MAX_WAIT = 0.05; // ram.c's MAX_WAIT, seconds
 
 export function simulate(trace: Trace, setting: PlanSetting, options: PlanOptions): PlanResult {
   const bw = options.bandwidth;
@@ -214,17 +219,25 @@ export function simulate(trace: Trace, setting: PlanSetting, options: PlanOption
     enc.sectionPart(RAM_SECTION.sectionId);
     let sent = 0;
     let capped = false;
+    let step = { t, bytes: enc.bytesWritten };
     for (const p of list) {
+      const b0 = enc.bytesWritten;
       sendPage(p, resend, false);
       pending[p] = 0;
       pendingCount--;
       sent++;
-      advance(start + Math.max((enc.bytesWritten - bytesStart) / bw, sent / codec));
+      // two-stage pipeline: the codec has page `sent` ready at start + sent/codec, the link takes it after the previous one
+      advance(Math.max(t + (enc.bytesWritten - b0) / bw, start + sent / codec));
       if (t >= cap) {
         capped = true;
         break;
       }
-      if (pendingCount * ps < threshold) break; // ram_save_pending: time to sync
+      // ram_save_iterate returns after a rate-limit window's bytes (max-bandwidth / 10) or MAX_WAIT (50 ms);
+      // only then does migration_iteration_run look at the pending bytes (and sync when they are below the threshold)
+      if (enc.bytesWritten - step.bytes >= bw * WINDOW || t - step.t >= MAX_WAIT) {
+        step = { t, bytes: enc.bytesWritten };
+        if (pendingCount * ps < threshold) break;
+      }
     }
     enc.ramEos().footer(RAM_SECTION.sectionId);
     const stats = sender.endIteration();

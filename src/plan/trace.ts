@@ -129,7 +129,17 @@ export class Trace {
     return this.intervals * this.interval;
   }
 
-  /** Pages that changed in every interval: the trace's hot set, treated as dirtied continuously. */
+  /**
+   * Whether a page that changed in every interval counts as dirtied in any
+   * run of the guest, however short (written all the time), instead of once
+   * per interval like the rest. Off by default: with snapshots a second or
+   * more apart, "changed in every interval" rarely means "written every
+   * millisecond", and treating it so makes every short round re-dirty the
+   * whole hot set.
+   */
+  hotAlwaysDirty = false;
+
+  /** Pages that changed in every interval: the trace's hot set. */
   isHot(page: number): boolean {
     return this.intervals > 0 && this.timesDirty[page] === this.intervals;
   }
@@ -168,7 +178,8 @@ export class Trace {
    * Marks in `out` (one byte per page) every page dirtied while the guest ran
    * from guest time g0 to g1, and returns how many it newly marked. A page
    * changed in interval k counts when the guest passes its change moment
-   * (changeAt); a hot page counts whenever the run touches an interval.
+   * (changeAt); with hotAlwaysDirty, a hot page counts whenever the run
+   * touches an interval.
    */
   dirtied(g0: number, g1: number, out: Uint8Array): number {
     if (!(g1 > g0) || this.intervals === 0) return 0;
@@ -205,7 +216,7 @@ export class Trace {
       for (const p of this.dirty[k]!) {
         if (out[p] !== 0) continue;
         const u = this.changeAt(p, k);
-        if (this.isHot(p) || (u >= lo && u < hi) || (hi === 1 && u === 1)) {
+        if ((this.hotAlwaysDirty && this.isHot(p)) || (u >= lo && u < hi)) {
           out[p] = 1;
           marked++;
         }
