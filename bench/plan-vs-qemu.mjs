@@ -97,6 +97,7 @@ async function main() {
 
     // Dumps: stop, copy the memory-backend file (it is pc.ram), cont; INTERVAL s of running time apart.
     const files = [];
+    const captureFrom = consoleMark(consolePath);
     for (let i = 0; i < DUMPS; i++) {
       if (i > 0) await sleep(INTERVAL * 1000);
       await qmp.execute('stop');
@@ -105,7 +106,10 @@ async function main() {
       files.push(file);
       await qmp.execute('cont');
     }
-    log(`captured ${DUMPS} dumps ${INTERVAL} s apart`);
+    await sleep(1500); // one more heartbeat into the window
+    const captureSpeed = dirtierSpeed(consolePath, captureFrom, consoleMark(consolePath));
+    report.captureDirtierStepsPerSecond = captureSpeed;
+    log(`captured ${DUMPS} dumps ${INTERVAL} s apart; dirtier ${captureSpeed?.toFixed(2)} MiB/s of guest time`);
     const source = new FileDumpSource(files);
     const trace = Trace.build(source, INTERVAL);
     const rates = dirtyRateReport(trace);
@@ -117,8 +121,12 @@ async function main() {
       const setting = parseSetting(s.plan);
       const codecRate = measureCodecRate(trace, setting);
       for (const bw of BANDWIDTHS) {
-        const r = simulate(trace, setting, { bandwidth: bw * MiB, downtimeLimitMs: DOWNTIME_MS, autoConverge: s.autoConverge, timeCap: CAP, codecRate });
-        predictions.set(`${s.name}@${bw}`, r);
+        const opts = { bandwidth: bw * MiB, downtimeLimitMs: DOWNTIME_MS, autoConverge: s.autoConverge, timeCap: CAP, codecRate };
+        predictions.set(`${s.name}@${bw}`, simulate(trace, setting, opts));
+        // the other reading of the trace: pages that changed in every interval dirtied all the time
+        trace.hotAlwaysDirty = true;
+        predictions.set(`${s.name}@${bw}:hot`, simulate(trace, setting, opts));
+        trace.hotAlwaysDirty = false;
       }
     }
     log('predictions done; migrating with QEMU');
@@ -126,7 +134,18 @@ async function main() {
     for (const bw of BANDWIDTHS) {
       for (const s of SETTINGS) {
         const p = predictions.get(`${s.name}@${bw}`);
+        const h = predictions.get(`${s.name}@${bw}:hot`);
+        const from = consoleMark(consolePath);
         const q = await migrate(qmp, s, bw);
+        q.dirtierStepsPerSecond = dirtierSpeed(consolePath, from, consoleMark(consolePath));
+        // The same prediction with the trace replayed at the guest's speed during this run (after the fact:
+        // it shows how much of a miss is the guest running slower or faster than when it was captured).
+        let adjusted = null;
+        if (captureSpeed && q.dirtierStepsPerSecond) {
+          const scaled = Trace.build(source, INTERVAL * (captureSpeed / q.dirtierStepsPerSecond));
+          const a = simulate(scaled, parseSetting(s.plan), { bandwidth: bw * MiB, downtimeLimitMs: DOWNTIME_MS, autoConverge: s.autoConverge, timeCap: CAP, codecRate: p.codecRate });
+          adjusted = { converged: a.converged, totalTimeMs: Math.round(a.totalTime * 1000), transferred: a.wireBytes, dirtySyncCount: a.dirtySyncCount, throttle: a.throttle.final };
+        }
         const row = {
           bandwidthMiBps: bw,
           setting: s.name,
@@ -141,10 +160,12 @@ async function main() {
             sinkDowntimeMs: p.final ? Math.round((p.final.pages / p.codecRate.delta) * 1000) : null,
             throttle: p.throttle.final,
           },
+          hotAlwaysDirty: { converged: h.converged, totalTimeMs: Math.round(h.totalTime * 1000), transferred: h.wireBytes, dirtySyncCount: h.dirtySyncCount, throttle: h.throttle.final },
           qemu: q,
+          adjusted,
         };
         report.runs.push(row);
-        log(`${bw} MiB/s ${s.name}: predicted ${fmt(row.predicted)} | QEMU ${fmt(q)}`);
+        log(`${bw} MiB/s ${s.name}: predicted ${fmt(row.predicted)} | QEMU ${fmt(q)} | dirtier ${q.dirtierStepsPerSecond?.toFixed(2)} MiB/s${adjusted ? ` | at that speed: ${fmt(adjusted)}` : ''}`);
       }
     }
     source.close();
@@ -156,6 +177,24 @@ async function main() {
   writeFileSync(out, JSON.stringify(report, null, 2) + '\n');
   process.stdout.write(markdown(report) + '\n');
   log(`done in ${((Date.now() - t0) / 1000).toFixed(0)} s; ${out}`);
+}
+
+/** Console bytes so far: marks a window for dirtierSpeed(). */
+function consoleMark(path) {
+  return existsSync(path) ? readFileSync(path, 'latin1').length : 0;
+}
+
+/**
+ * The guest dirtier's speed (1 MiB steps per second of guest running time) between two console
+ * marks, from the first and last heartbeat in the window; null with fewer than two heartbeats.
+ */
+function dirtierSpeed(path, from, to) {
+  const text = readFileSync(path, 'latin1').slice(from, to);
+  const ticks = [...text.matchAll(/steps=(\d+) uptime=([\d.]+)/g)].map((m) => ({ steps: Number(m[1]), uptime: Number(m[2]) }));
+  if (ticks.length < 2) return null;
+  const a = ticks[0];
+  const b = ticks[ticks.length - 1];
+  return b.uptime > a.uptime ? (b.steps - a.steps) / (b.uptime - a.uptime) : null;
 }
 
 function fmt(r) {
@@ -204,8 +243,8 @@ async function migrate(qmp, s, bw) {
 
 function markdown(report) {
   const rows = [
-    '| MiB/s | setting | converged (pred / QEMU) | total s (pred / QEMU) | MiB on the wire (pred / QEMU, error) | dirty syncs (pred / QEMU) | downtime ms (pred at link / pred at sink / QEMU) | throttle % (pred / QEMU) |',
-    '|---:|---|---|---|---|---|---|---|',
+    '| MiB/s | setting | converged (pred / QEMU) | total s (pred / QEMU) | MiB on the wire (pred / QEMU, error) | dirty syncs (pred / QEMU) | downtime ms (pred at link / pred at sink / QEMU) | throttle % (pred / QEMU) | guest dirtier MiB/s in the run (capture: ' + (report.captureDirtierStepsPerSecond?.toFixed(2) ?? '?') + ') | at the run\'s dirtier speed: converged, MiB |',
+    '|---:|---|---|---|---|---|---|---|---|---|',
   ];
   for (const r of report.runs) {
     const p = r.predicted;
@@ -213,7 +252,7 @@ function markdown(report) {
     const err = q.transferred ? `${(((p.transferred - q.transferred) / q.transferred) * 100).toFixed(0)}%` : '–';
     const yes = (b) => (b ? 'yes' : 'no');
     rows.push(
-      `| ${r.bandwidthMiBps} | ${r.setting} | ${yes(p.converged)} / ${yes(q.converged)}${p.converged === q.converged ? '' : ' **miss**'} | ${(p.totalTimeMs / 1000).toFixed(1)} / ${(q.totalTimeMs / 1000).toFixed(1)} | ${(p.transferred / MiB).toFixed(1)} / ${(q.transferred / MiB).toFixed(1)}, ${err} | ${p.dirtySyncCount} / ${q.dirtySyncCount} | ${p.downtimeMs ?? '–'} / ${p.sinkDowntimeMs ?? '–'} / ${q.downtimeMs ?? '–'} | ${p.throttle} / ${q.throttle} |`,
+      `| ${r.bandwidthMiBps} | ${r.setting} | ${yes(p.converged)} / ${yes(q.converged)}${p.converged === q.converged ? '' : ' **miss**'} | ${(p.totalTimeMs / 1000).toFixed(1)} / ${(q.totalTimeMs / 1000).toFixed(1)} | ${(p.transferred / MiB).toFixed(1)} / ${(q.transferred / MiB).toFixed(1)}, ${err} | ${p.dirtySyncCount} / ${q.dirtySyncCount} | ${p.downtimeMs ?? '–'} / ${p.sinkDowntimeMs ?? '–'} / ${q.downtimeMs ?? '–'} | ${p.throttle} / ${q.throttle} | ${q.dirtierStepsPerSecond?.toFixed(2) ?? '–'} | ${r.adjusted ? `${yes(r.adjusted.converged)}, ${(r.adjusted.transferred / MiB).toFixed(1)}` : '–'} |`,
     );
   }
   return rows.join('\n');
