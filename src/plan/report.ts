@@ -1,4 +1,4 @@
-import { escapeHtml, loadChartLibrary, scriptSafe, type ChartLibrary } from '../bench/report.js';
+import { escapeHtml, loadChartLibrary, reportHead, scriptSafe, type ChartLibrary } from '../bench/report.js';
 import type { DirtyRateReport } from './dirty-rate.js';
 import type { PlanOutcome } from './plan.js';
 import type { PlanResult } from './simulate.js';
@@ -103,40 +103,16 @@ const CHART_CODE = String.raw`
 })();
 `;
 
+const PLAN_CSS = `  .chart { position: relative; width: 100%; height: 380px; }
+  th:first-child, td:first-child { text-align: left; }`;
+
 /** A self-contained HTML report in the family of `bench --html`: table, two charts, Chart.js inlined. */
 export function renderPlanHtml(report: PlanReport, lib: ChartLibrary = loadChartLibrary()): string {
   const rows = report.results.map((r) => `<tr${r.converged ? '' : ' class="bad"'}>${resultRow(r).map((c) => `<td>${escapeHtml(c)}</td>`).join('')}</tr>`).join('\n');
   const defs = Object.entries(report.definitions).map(([k, v]) => `<dt>${escapeHtml(k)}</dt><dd>${escapeHtml(v)}</dd>`).join('');
   const rec = report.recommended ? `<b>${escapeHtml(report.recommended.label)}</b>: ${escapeHtml(report.recommended.why)}` : `none: ${escapeHtml(report.advice ?? '')}`;
   const data = JSON.stringify(report).replace(/</g, '\\u003c');
-  return `<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="generator" content="migstream plan ${escapeHtml(report.version)}; ${lib.name} ${lib.version} inlined">
-<title>migstream plan: ${escapeHtml(report.date)}</title>
-<style>
-  body { font: 14px/1.45 system-ui, sans-serif; color: #1f2937; margin: 24px auto; max-width: 1100px; padding: 0 16px; }
-  h1 { font-size: 22px; margin-bottom: 4px; }
-  h2 { font-size: 17px; margin-top: 28px; }
-  .meta { color: #4b5563; margin: 2px 0; }
-  code { background: #f3f4f6; padding: 1px 4px; border-radius: 3px; }
-  .chart { position: relative; width: 100%; height: 380px; }
-  table { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nums; }
-  th, td { padding: 3px 8px; border-bottom: 1px solid #e5e7eb; text-align: right; white-space: nowrap; }
-  th:first-child, td:first-child { text-align: left; }
-  th { background: #f9fafb; }
-  tr.bad td { color: #b91c1c; }
-  dt { font-weight: 600; margin-top: 6px; }
-  dd { margin-left: 16px; color: #374151; }
-  #rendered { color: #9ca3af; font-size: 12px; }
-</style>
-<script>/* ${lib.name} v${lib.version}, MIT License, https://www.chartjs.org: inlined so this page opens offline */
-${scriptSafe(lib.source)}
-</script>
-</head>
-<body>
+  return `${reportHead('plan', report.version, report.date, lib, PLAN_CSS)}<body>
 <h1>migstream plan</h1>
 <p class="meta"><code>${escapeHtml(report.command)}</code></p>
 <p class="meta">${escapeHtml(describeTrace(report))}</p>
