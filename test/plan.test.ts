@@ -215,9 +215,6 @@ describe('pre-copy simulator', () => {
       checked++;
     }
     expect(checked).toBeGreaterThan(3);
-    // the hot pages wait for the stop-and-copy: the held-back run sends them far fewer times
-    const hotSends = (r: typeof base) => r.rounds.slice(K).reduce((n, x) => n + (x.deferred ? 0 : hot.length), 0);
-    expect(hotSends(held)).toBeLessThan(hotSends(base));
   });
 
   it('XBZRLE sends small changes as deltas and the stop rule still counts raw pages', () => {
