@@ -70,6 +70,16 @@ describe('trace', () => {
         if (whole[p]) expect(trace.snapshotAt(p, cut)).toBe(a[p] ? 1 : 0);
       }
     }
+    // windows that end exactly on a lap boundary of a duration with no exact binary form
+    // (a trace of 3 × 0.1 s) neither hang nor lose pages: over whole back-and-forth laps every page is marked
+    const odd = Trace.build(new MemoryDumpSource(series(512, 4, (k) => range(k * 100, 150))), 0.1);
+    for (let lap = 0; lap < 40; lap++) {
+      const seen = new Uint8Array(512);
+      const T = odd.duration;
+      let n = 0;
+      for (let j = 0; j < 7; j++) n += odd.dirtied(2 * lap * T + (j * 2 * T) / 7, 2 * lap * T + ((j + 1) * 2 * T) / 7, seen);
+      expect(n).toBe(new Set([...range(0, 150), ...range(100, 150), ...range(200, 150)]).size);
+    }
     // past the end the trace runs backwards: guest time 2.5 is position 1.5
     expect(trace.position(2.5)).toBe(1.5);
     const all = new Uint8Array(512);

@@ -191,14 +191,19 @@ export class Trace {
     }
     // Split [g0, g1) into monotone segments of trace position.
     let g = g0;
+    let lap = Math.floor(g0 / T);
+    while (lap > 0 && lap * T > g0) lap--;
     while (g < g1) {
-      const lap = Math.floor(g / T);
+      // laps are counted, not recomputed from g: (lap + 1) × T / T can round down to lap
+      while ((lap + 1) * T <= g) lap++;
       const lapEnd = Math.min(g1, (lap + 1) * T);
       const forward = lap % 2 === 0;
-      const xa = this.position(g);
-      const xb = forward ? lapEnd - lap * T : T - (lapEnd - lap * T);
+      const at = (x: number) => Math.min(T, Math.max(0, x - lap * T));
+      const xa = forward ? at(g) : T - at(g);
+      const xb = forward ? at(lapEnd) : T - at(lapEnd);
       marked += this.mark(Math.min(xa, xb), Math.max(xa, xb), out);
       g = lapEnd;
+      lap++;
     }
     return marked;
   }
