@@ -5,11 +5,11 @@
 // guest with QEMU to an `exec:cat > /dev/null` sink for each of them (one at a time, capped) and
 // prints prediction and QEMU's query-migrate side by side.
 //
-//   npm run build && nice -n 10 node bench/plan-vs-qemu.mjs [--cap SECONDS] [--dumps N] [--interval S]
-//                                                          [--bandwidths 8,32,128] [--json FILE]
+//   npm run build && nice -n 10 node bench/plan-vs-qemu.mjs [--cap SECONDS (90)] [--dumps N (7)] [--interval S (1)]
+//                                                          [--bandwidths 3,8,32,128] [--json FILE]
 //
 // Needs qemu-system-x86 7.2, busybox-static and a Debian kernel (as fixtures/dumps/capture.mjs).
-// Not run in CI: it takes 10 to 20 minutes. Results: docs/planner.md.
+// Not run in CI: it takes 15 to 20 minutes on 2 busy cores. Results: docs/planner.md.
 //
 // SPDX-License-Identifier: MIT
 
@@ -29,10 +29,10 @@ const RAM_MIB = 128;
 
 const { values } = parseArgs({
   options: {
-    cap: { type: 'string', default: '60' },
+    cap: { type: 'string', default: '90' },
     dumps: { type: 'string', default: '7' },
     interval: { type: 'string', default: '1' },
-    bandwidths: { type: 'string', default: '8,32,128' },
+    bandwidths: { type: 'string', default: '3,8,32,128' },
     json: { type: 'string' },
   },
 });
