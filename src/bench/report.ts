@@ -95,7 +95,7 @@ export function escapeHtml(s: string): string {
 }
 
 /** Text safe inside <script>: no "</script" or "<!--" can end it early. */
-export function scriptSafe(s: string): string {
+function scriptSafe(s: string): string {
   return s.replace(/<\/(script)/gi, '<\\/$1').replace(/<!--/g, '<\\!--');
 }
 
@@ -187,6 +187,28 @@ ${scriptSafe(lib.source)}
 `;
 }
 
+/** The end of the HTML reports: every setting's row, the definitions, the report as JSON, the chart code. */
+export function reportTail(header: string[], rows: string, definitions: Record<string, string>, dataId: string, data: unknown, chartCode: string): string {
+  const defs = Object.entries(definitions)
+    .map(([k, v]) => `<dt>${escapeHtml(k)}</dt><dd>${escapeHtml(v)}</dd>`)
+    .join('');
+  return `<h2>All settings</h2>
+<table>
+<thead><tr>${header.map((h) => `<th>${escapeHtml(h)}</th>`).join('')}</tr></thead>
+<tbody>
+${rows}
+</tbody>
+</table>
+<h2>Definitions</h2>
+<dl>${defs}</dl>
+<p id="rendered">charts not rendered (JavaScript off?)</p>
+<script type="application/json" id="${dataId}">${JSON.stringify(data).replace(/</g, '\\u003c')}</script>
+<script>${scriptSafe(chartCode)}</script>
+</body>
+</html>
+`;
+}
+
 const BENCH_CSS = `  .chart { position: relative; width: 100%; }
   th:first-child, td:first-child, th:last-child, td:last-child { text-align: left; }
   .legend span { margin-right: 14px; white-space: nowrap; }
@@ -199,10 +221,6 @@ export function renderHtml(report: BenchReport, lib: ChartLibrary = loadChartLib
   const rows = report.results
     .map((r) => `<tr${r.roundTrip ? '' : ' class="bad"'}>${resultRow(r).map((c) => `<td>${escapeHtml(c)}</td>`).join('')}</tr>`)
     .join('\n');
-  const defs = Object.entries(report.definitions)
-    .map(([k, v]) => `<dt>${escapeHtml(k)}</dt><dd>${escapeHtml(v)}</dd>`)
-    .join('');
-  const data = JSON.stringify(report).replace(/</g, '\\u003c');
   return `${reportHead('bench', report.version, report.date, lib, BENCH_CSS)}<body>
 <h1>migstream bench</h1>
 <p class="meta"><code>${escapeHtml(report.command)}</code></p>
@@ -218,19 +236,5 @@ export function renderHtml(report: BenchReport, lib: ChartLibrary = loadChartLib
 <div class="chart" style="height:${barHeight}px"><canvas id="chart-decode" role="img" aria-label="decode MB/s per setting"></canvas></div>
 <h2>Size against speed</h2>
 <div class="chart" style="height:380px"><canvas id="chart-tradeoff" role="img" aria-label="wire bytes against encode speed"></canvas></div>
-<h2>All settings</h2>
-<table>
-<thead><tr>${['setting', 'workers', 'wire bytes', 'ratio', 'encode MB/s', 'decode MB/s', 'cache hits', 'round trip'].map((h) => `<th>${h}</th>`).join('')}</tr></thead>
-<tbody>
-${rows}
-</tbody>
-</table>
-<h2>Definitions</h2>
-<dl>${defs}</dl>
-<p id="rendered">charts not rendered (JavaScript off?)</p>
-<script type="application/json" id="bench-data">${data}</script>
-<script>${scriptSafe(CHART_CODE)}</script>
-</body>
-</html>
-`;
+${reportTail(TABLE_HEADER, rows, report.definitions, 'bench-data', report, CHART_CODE)}`;
 }

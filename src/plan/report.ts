@@ -1,4 +1,4 @@
-import { escapeHtml, loadChartLibrary, reportHead, scriptSafe, type ChartLibrary } from '../bench/report.js';
+import { escapeHtml, loadChartLibrary, reportHead, reportTail, type ChartLibrary } from '../bench/report.js';
 import type { DirtyRateReport } from './dirty-rate.js';
 import type { PlanOutcome } from './plan.js';
 import type { PlanResult } from './simulate.js';
@@ -109,9 +109,7 @@ const PLAN_CSS = `  .chart { position: relative; width: 100%; height: 380px; }
 /** A self-contained HTML report in the family of `bench --html`: table, two charts, Chart.js inlined. */
 export function renderPlanHtml(report: PlanReport, lib: ChartLibrary = loadChartLibrary()): string {
   const rows = report.results.map((r) => `<tr${r.converged ? '' : ' class="bad"'}>${resultRow(r).map((c) => `<td>${escapeHtml(c)}</td>`).join('')}</tr>`).join('\n');
-  const defs = Object.entries(report.definitions).map(([k, v]) => `<dt>${escapeHtml(k)}</dt><dd>${escapeHtml(v)}</dd>`).join('');
   const rec = report.recommended ? `<b>${escapeHtml(report.recommended.label)}</b>: ${escapeHtml(report.recommended.why)}` : `none: ${escapeHtml(report.advice ?? '')}`;
-  const data = JSON.stringify(report).replace(/</g, '\\u003c');
   return `${reportHead('plan', report.version, report.date, lib, PLAN_CSS)}<body>
 <h1>migstream plan</h1>
 <p class="meta"><code>${escapeHtml(report.command)}</code></p>
@@ -122,19 +120,5 @@ export function renderPlanHtml(report: PlanReport, lib: ChartLibrary = loadChart
 <div class="chart"><canvas id="chart-rounds" role="img" aria-label="cumulative bytes per round"></canvas></div>
 <h2>Dirty pages left after each sync</h2>
 <div class="chart"><canvas id="chart-pending" role="img" aria-label="dirty pages after each sync"></canvas></div>
-<h2>All settings</h2>
-<table>
-<thead><tr>${PLAN_HEADER.map((h) => `<th>${h}</th>`).join('')}</tr></thead>
-<tbody>
-${rows}
-</tbody>
-</table>
-<h2>Definitions</h2>
-<dl>${defs}</dl>
-<p id="rendered">charts not rendered (JavaScript off?)</p>
-<script type="application/json" id="plan-data">${data}</script>
-<script>${scriptSafe(CHART_CODE)}</script>
-</body>
-</html>
-`;
+${reportTail(PLAN_HEADER, rows, report.definitions, 'plan-data', report, CHART_CODE)}`;
 }
