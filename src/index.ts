@@ -40,3 +40,4 @@ export { PooledEncoder, type PooledEncoderOptions } from './stream/pool/pooled-e
 export { DecompressQueue, type DecompressQueueOptions } from './stream/pool/decompress-queue.js';
 export { decodePooled, encodeDumpsPooled, transcodePooled, transcodeBytesPooled, fileSink, type PoolOptions, type ByteSource } from './stream/pool/drivers.js';
 export { PiscinaPool } from './stream/pool/piscina-pool.js';
+export * from './plan/index.js';

@@ -90,7 +90,7 @@ export function loadChartLibrary(): ChartLibrary {
   return { name: 'Chart.js', version: pkg.version, source };
 }
 
-function escapeHtml(s: string): string {
+export function escapeHtml(s: string): string {
   return s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 }
 
@@ -156,6 +156,64 @@ const CHART_CODE = String.raw`
 })();
 `;
 
+/** The <head> of the HTML reports (bench, plan): house style, Chart.js inlined so the page opens offline. */
+export function reportHead(tool: string, version: string, date: string, lib: ChartLibrary, css: string): string {
+  return `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="generator" content="migstream ${escapeHtml(tool)} ${escapeHtml(version)}; ${lib.name} ${lib.version} inlined">
+<title>migstream ${escapeHtml(tool)}: ${escapeHtml(date)}</title>
+<style>
+  body { font: 14px/1.45 system-ui, sans-serif; color: #1f2937; margin: 24px auto; max-width: 1100px; padding: 0 16px; }
+  h1 { font-size: 22px; margin-bottom: 4px; }
+  h2 { font-size: 17px; margin-top: 28px; }
+  .meta { color: #4b5563; margin: 2px 0; }
+  code { background: #f3f4f6; padding: 1px 4px; border-radius: 3px; }
+  table { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nums; }
+  th, td { padding: 3px 8px; border-bottom: 1px solid #e5e7eb; text-align: right; white-space: nowrap; }
+  th { background: #f9fafb; }
+  tr.bad td { color: #b91c1c; }
+  dt { font-weight: 600; margin-top: 6px; }
+  dd { margin-left: 16px; color: #374151; }
+  #rendered { color: #9ca3af; font-size: 12px; }
+${css}
+</style>
+<script>/* ${lib.name} v${lib.version}, MIT License, https://www.chartjs.org: inlined so this page opens offline */
+${scriptSafe(lib.source)}
+</script>
+</head>
+`;
+}
+
+/** The end of the HTML reports: every setting's row, the definitions, the report as JSON, the chart code. */
+export function reportTail(header: string[], rows: string, definitions: Record<string, string>, dataId: string, data: unknown, chartCode: string): string {
+  const defs = Object.entries(definitions)
+    .map(([k, v]) => `<dt>${escapeHtml(k)}</dt><dd>${escapeHtml(v)}</dd>`)
+    .join('');
+  return `<h2>All settings</h2>
+<table>
+<thead><tr>${header.map((h) => `<th>${escapeHtml(h)}</th>`).join('')}</tr></thead>
+<tbody>
+${rows}
+</tbody>
+</table>
+<h2>Definitions</h2>
+<dl>${defs}</dl>
+<p id="rendered">charts not rendered (JavaScript off?)</p>
+<script type="application/json" id="${dataId}">${JSON.stringify(data).replace(/</g, '\\u003c')}</script>
+<script>${scriptSafe(chartCode)}</script>
+</body>
+</html>
+`;
+}
+
+const BENCH_CSS = `  .chart { position: relative; width: 100%; }
+  th:first-child, td:first-child, th:last-child, td:last-child { text-align: left; }
+  .legend span { margin-right: 14px; white-space: nowrap; }
+  .legend i { display: inline-block; width: 12px; height: 12px; margin-right: 5px; vertical-align: -1px; border-radius: 2px; }`;
+
 /** A self-contained HTML report: the table, three charts, Chart.js inlined (opens offline). */
 export function renderHtml(report: BenchReport, lib: ChartLibrary = loadChartLibrary()): string {
   const ok = report.results.filter((r) => r.roundTrip).length;
@@ -163,40 +221,7 @@ export function renderHtml(report: BenchReport, lib: ChartLibrary = loadChartLib
   const rows = report.results
     .map((r) => `<tr${r.roundTrip ? '' : ' class="bad"'}>${resultRow(r).map((c) => `<td>${escapeHtml(c)}</td>`).join('')}</tr>`)
     .join('\n');
-  const defs = Object.entries(report.definitions)
-    .map(([k, v]) => `<dt>${escapeHtml(k)}</dt><dd>${escapeHtml(v)}</dd>`)
-    .join('');
-  const data = JSON.stringify(report).replace(/</g, '\\u003c');
-  return `<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="generator" content="migstream bench ${escapeHtml(report.version)}; ${lib.name} ${lib.version} inlined">
-<title>migstream bench: ${escapeHtml(report.date)}</title>
-<style>
-  body { font: 14px/1.45 system-ui, sans-serif; color: #1f2937; margin: 24px auto; max-width: 1100px; padding: 0 16px; }
-  h1 { font-size: 22px; margin-bottom: 4px; }
-  h2 { font-size: 17px; margin-top: 28px; }
-  .meta { color: #4b5563; margin: 2px 0; }
-  code { background: #f3f4f6; padding: 1px 4px; border-radius: 3px; }
-  .chart { position: relative; width: 100%; }
-  table { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nums; }
-  th, td { padding: 3px 8px; border-bottom: 1px solid #e5e7eb; text-align: right; white-space: nowrap; }
-  th:first-child, td:first-child, th:last-child, td:last-child { text-align: left; }
-  th { background: #f9fafb; }
-  tr.bad td { color: #b91c1c; }
-  dt { font-weight: 600; margin-top: 6px; }
-  dd { margin-left: 16px; color: #374151; }
-  #rendered { color: #9ca3af; font-size: 12px; }
-  .legend span { margin-right: 14px; white-space: nowrap; }
-  .legend i { display: inline-block; width: 12px; height: 12px; margin-right: 5px; vertical-align: -1px; border-radius: 2px; }
-</style>
-<script>/* ${lib.name} v${lib.version}, MIT License, https://www.chartjs.org: inlined so this page opens offline */
-${scriptSafe(lib.source)}
-</script>
-</head>
-<body>
+  return `${reportHead('bench', report.version, report.date, lib, BENCH_CSS)}<body>
 <h1>migstream bench</h1>
 <p class="meta"><code>${escapeHtml(report.command)}</code></p>
 <p class="meta">${escapeHtml(describeInput(report))}</p>
@@ -211,19 +236,5 @@ ${scriptSafe(lib.source)}
 <div class="chart" style="height:${barHeight}px"><canvas id="chart-decode" role="img" aria-label="decode MB/s per setting"></canvas></div>
 <h2>Size against speed</h2>
 <div class="chart" style="height:380px"><canvas id="chart-tradeoff" role="img" aria-label="wire bytes against encode speed"></canvas></div>
-<h2>All settings</h2>
-<table>
-<thead><tr>${['setting', 'workers', 'wire bytes', 'ratio', 'encode MB/s', 'decode MB/s', 'cache hits', 'round trip'].map((h) => `<th>${h}</th>`).join('')}</tr></thead>
-<tbody>
-${rows}
-</tbody>
-</table>
-<h2>Definitions</h2>
-<dl>${defs}</dl>
-<p id="rendered">charts not rendered (JavaScript off?)</p>
-<script type="application/json" id="bench-data">${data}</script>
-<script>${scriptSafe(CHART_CODE)}</script>
-</body>
-</html>
-`;
+${reportTail(TABLE_HEADER, rows, report.definitions, 'bench-data', report, CHART_CODE)}`;
 }

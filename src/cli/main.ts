@@ -10,6 +10,7 @@ import { runVerify } from './verify.js';
 import { checkChunkSize } from '../stream/chunk-size.js';
 import { COMPRESS_FLAGS, COMPRESS_USAGE, compressOption } from './compression.js';
 import { BENCH_HELP, runBenchCommand } from './bench.js';
+import { PLAN_HELP, runDirtyRate, runPlan } from './plan.js';
 
 const USAGE = `usage: migstream <command> [options]
 
@@ -37,6 +38,7 @@ commands:
                                                (exit 0 equal, 1 different, 3 bad stream)
   demo                                         transcode, extract and verify a bundled real-QEMU stream
 ${BENCH_HELP}
+${PLAN_HELP}
 
 STREAM, IN may be "-" (stdin); OUT may be "-" (stdout).
 exit status: 0 ok, 1 I/O or internal error, 2 usage error, 3 malformed or unsupported stream`;
@@ -117,6 +119,10 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'bench':
       return runBenchCommand(rest);
+    case 'dirty-rate':
+      return runDirtyRate(rest);
+    case 'plan':
+      return runPlan(rest);
     case 'demo':
       parse(rest, {});
       return runDemo();

@@ -1,0 +1,264 @@
+#!/usr/bin/env node
+// The planner against real QEMU 7.2: boots a 128 MiB Linux guest with a heavy dirtier
+// (bench/plan-guest-init), captures a dump series of it at a known interval, predicts pre-copy
+// for every (bandwidth, setting) with `migstream plan`'s library, then migrates the same running
+// guest with QEMU to an `exec:cat > /dev/null` sink for each of them (one at a time, capped) and
+// prints prediction and QEMU's query-migrate side by side.
+//
+//   npm run build && nice -n 10 node bench/plan-vs-qemu.mjs [--cap SECONDS (90)] [--dumps N (7)] [--interval S (1)]
+//                                                          [--bandwidths 3,8,32,128] [--json FILE]
+//
+// Needs qemu-system-x86 7.2, busybox-static and a Debian kernel (as fixtures/dumps/capture.mjs).
+// Not run in CI: it takes 15 to 20 minutes on 2 busy cores. Results: docs/planner.md.
+//
+// SPDX-License-Identifier: MIT
+
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { buildCpio, ensurePrerequisites } from '../fixtures/dumps/lib.mjs';
+import { connectQmp, quitQemu, sleep, startQemu, QEMU_BIN } from '../fixtures/qemu/lib.mjs';
+import { FileDumpSource, Trace, dirtyRateReport, measureCodecRate, parseSetting, simulate } from '../dist/plan/index.js';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const WORK = join(ROOT, '.cache', 'plan-vs-qemu');
+const MiB = 1 << 20;
+const RAM_MIB = 128;
+
+const { values } = parseArgs({
+  options: {
+    cap: { type: 'string', default: '90' },
+    dumps: { type: 'string', default: '7' },
+    interval: { type: 'string', default: '1' },
+    bandwidths: { type: 'string', default: '3,8,32,128' },
+    json: { type: 'string' },
+  },
+});
+const CAP = Number(values.cap);
+const DUMPS = Number(values.dumps);
+const INTERVAL = Number(values.interval);
+const BANDWIDTHS = values.bandwidths.split(',').map(Number);
+const DOWNTIME_MS = 300; // QEMU's default downtime-limit
+
+/** What is compared: QEMU capabilities/parameters and the planner setting that models them. */
+const SETTINGS = [
+  { name: 'plain', caps: {}, params: {}, plan: 'plain', autoConverge: false },
+  { name: 'plain + auto-converge', caps: { 'auto-converge': true }, params: {}, plan: 'plain', autoConverge: true },
+  { name: 'xbzrle 32 MiB', caps: { xbzrle: true }, params: { 'xbzrle-cache-size': 32 * MiB }, plan: 'xbzrle:32M:qemu', autoConverge: false },
+  { name: 'compress zlib 1, 2 threads', caps: { compress: true }, params: { 'compress-level': 1, 'compress-threads': 2 }, plan: 'zlib:1/w2', autoConverge: false },
+];
+const ALL_CAPS = ['auto-converge', 'xbzrle', 'compress'];
+
+const t0 = Date.now();
+const log = (m) => process.stderr.write(`[plan-vs-qemu ${((Date.now() - t0) / 1000).toFixed(0).padStart(4)}s] ${m}\n`);
+
+async function main() {
+  const pre = ensurePrerequisites(log);
+  rmSync(WORK, { recursive: true, force: true });
+  mkdirSync(WORK, { recursive: true });
+  const sockDir = mkdtempSync(join(tmpdir(), 'migstream-plan-'));
+  const memPath = join(WORK, 'pc.ram');
+  const initrd = join(WORK, 'initramfs.cpio');
+  const consolePath = join(WORK, 'console.log');
+  const qmpPath = join(sockDir, 'qmp.sock');
+  const entries = [];
+  for (const d of ['bin', 'sbin', 'usr', 'usr/bin', 'usr/sbin', 'dev', 'proc', 'sys', 'mnt', 'tmp', 'root', 'etc']) entries.push({ path: d, type: 'dir' });
+  entries.push({ path: 'dev/console', type: 'char', major: 5, minor: 1 });
+  entries.push({ path: 'bin/busybox', type: 'file', mode: 0o755, data: readFileSync(pre.busybox.path) });
+  entries.push({ path: 'bin/sh', type: 'symlink', target: 'busybox' });
+  entries.push({ path: 'init', type: 'file', mode: 0o755, data: readFileSync(join(ROOT, 'bench', 'plan-guest-init')) });
+  writeFileSync(initrd, buildCpio(entries));
+
+  const args = [
+    '-machine', 'pc-i440fx-7.2,memory-backend=pc.ram', '-accel', 'tcg', '-cpu', 'qemu64', '-smp', '1', '-m', `${RAM_MIB}M`,
+    '-object', `memory-backend-file,id=pc.ram,share=on,mem-path=${memPath},size=${RAM_MIB}M,x-use-canonical-path-for-ramblock-id=off`,
+    '-kernel', pre.kernel.path, '-initrd', initrd, '-append', 'console=ttyS0 loglevel=4 panic=-1 rdinit=/init',
+    '-nodefaults', '-no-user-config', '-no-reboot', '-display', 'none', '-serial', `file:${consolePath}`,
+    '-qmp', `unix:${qmpPath},server=on,wait=off`,
+  ];
+  const proc = startQemu(args);
+  let qmp;
+  const report = { date: new Date().toISOString(), qemu: pre.qemu.banner, kernel: pre.kernel.path, command: [QEMU_BIN, ...args].join(' '), cap: CAP, interval: INTERVAL, dumps: DUMPS, runs: [] };
+  try {
+    qmp = await connectQmp(qmpPath, { timeoutMs: 30000 });
+    log(`booting a ${RAM_MIB} MiB guest under TCG`);
+    const tBoot = Date.now();
+    for (;;) {
+      const text = existsSync(consolePath) ? readFileSync(consolePath, 'latin1') : '';
+      if (text.includes('MIGSTREAM-PLAN: READY')) break;
+      if (proc.child.exitCode !== null) throw new Error(`QEMU exited: ${proc.stderr()}\n${text.slice(-2000)}`);
+      if (/Kernel panic/.test(text) || Date.now() - tBoot > 300000) throw new Error(`guest did not get ready:\n${text.slice(-2000)}`);
+      await sleep(200);
+    }
+    log(`ready after ${((Date.now() - tBoot) / 1000).toFixed(1)} s; settling 3 s`);
+    await sleep(3000);
+
+    // Dumps: stop, copy the memory-backend file (it is pc.ram), cont; INTERVAL s of running time apart.
+    const files = [];
+    const captureFrom = consoleMark(consolePath);
+    for (let i = 0; i < DUMPS; i++) {
+      if (i > 0) await sleep(INTERVAL * 1000);
+      await qmp.execute('stop');
+      const file = join(WORK, `dump-${i}.ram`);
+      copyFileSync(memPath, file);
+      files.push(file);
+      await qmp.execute('cont');
+    }
+    await sleep(1500); // one more heartbeat into the window
+    const captureSpeed = dirtierSpeed(consolePath, captureFrom, consoleMark(consolePath));
+    report.captureDirtierStepsPerSecond = captureSpeed;
+    log(`captured ${DUMPS} dumps ${INTERVAL} s apart; dirtier ${captureSpeed?.toFixed(2)} MiB/s of guest time`);
+    const source = new FileDumpSource(files);
+    const trace = Trace.build(source, INTERVAL);
+    const rates = dirtyRateReport(trace);
+    report.dirtyRate = { perInterval: rates.intervals.map((r) => r.pages), meanMiBps: rates.mean.mibPerSecond, sampled: rates.sampling.estimates.map((e) => e.mibPerSecond), workingSet: rates.workingSet };
+    log(`dirty pages per interval: ${rates.intervals.map((r) => r.pages).join(' ')} (mean ${rates.mean.mibPerSecond.toFixed(1)} MiB/s; QEMU sampling ${rates.sampling.estimates.map((e) => e.mibPerSecond).join(' ')}); working set ${rates.workingSet.total} pages, hot ${rates.workingSet.hot}`);
+
+    const predictions = new Map();
+    for (const s of SETTINGS) {
+      const setting = parseSetting(s.plan);
+      const codecRate = measureCodecRate(trace, setting);
+      for (const bw of BANDWIDTHS) {
+        const opts = { bandwidth: bw * MiB, downtimeLimitMs: DOWNTIME_MS, autoConverge: s.autoConverge, timeCap: CAP, codecRate };
+        predictions.set(`${s.name}@${bw}`, simulate(trace, setting, opts));
+        // the other reading of the trace: pages that changed in every interval dirtied all the time
+        trace.hotAlwaysDirty = true;
+        predictions.set(`${s.name}@${bw}:hot`, simulate(trace, setting, opts));
+        trace.hotAlwaysDirty = false;
+      }
+    }
+    log('predictions done; migrating with QEMU');
+
+    for (const bw of BANDWIDTHS) {
+      for (const s of SETTINGS) {
+        const p = predictions.get(`${s.name}@${bw}`);
+        const h = predictions.get(`${s.name}@${bw}:hot`);
+        const from = consoleMark(consolePath);
+        const q = await migrate(qmp, s, bw);
+        q.dirtierStepsPerSecond = dirtierSpeed(consolePath, from, consoleMark(consolePath));
+        // The same prediction with the trace replayed at the guest's speed during this run (after the fact:
+        // it shows how much of a miss is the guest running slower or faster than when it was captured).
+        let adjusted = null;
+        if (captureSpeed && q.dirtierStepsPerSecond) {
+          const scaled = Trace.build(source, INTERVAL * (captureSpeed / q.dirtierStepsPerSecond));
+          const a = simulate(scaled, parseSetting(s.plan), { bandwidth: bw * MiB, downtimeLimitMs: DOWNTIME_MS, autoConverge: s.autoConverge, timeCap: CAP, codecRate: p.codecRate });
+          adjusted = { converged: a.converged, totalTimeMs: Math.round(a.totalTime * 1000), transferred: a.wireBytes, dirtySyncCount: a.dirtySyncCount, throttle: a.throttle.final };
+        }
+        const row = {
+          bandwidthMiBps: bw,
+          setting: s.name,
+          predicted: {
+            converged: p.converged,
+            totalTimeMs: Math.round(p.totalTime * 1000),
+            transferred: p.wireBytes,
+            dirtySyncCount: p.dirtySyncCount,
+            downtimeMs: p.final ? Math.round(p.final.downtimeMs) : null,
+            // QEMU lifts the rate limit for the stop-and-copy (migration_completion), and the sink is a pipe to /dev/null:
+            // there the downtime is the codec's time for the last pages, not the bandwidth's
+            sinkDowntimeMs: p.final ? Math.round((p.final.pages / p.codecRate.delta) * 1000) : null,
+            throttle: p.throttle.final,
+          },
+          hotAlwaysDirty: { converged: h.converged, totalTimeMs: Math.round(h.totalTime * 1000), transferred: h.wireBytes, dirtySyncCount: h.dirtySyncCount, throttle: h.throttle.final },
+          qemu: q,
+          adjusted,
+        };
+        report.runs.push(row);
+        log(`${bw} MiB/s ${s.name}: predicted ${fmt(row.predicted)} | QEMU ${fmt(q)} | dirtier ${q.dirtierStepsPerSecond?.toFixed(2)} MiB/s${adjusted ? ` | at that speed: ${fmt(adjusted)}` : ''}`);
+      }
+    }
+    source.close();
+  } finally {
+    await quitQemu(proc, qmp);
+    rmSync(sockDir, { recursive: true, force: true });
+  }
+  const out = values.json ?? join(WORK, 'results.json');
+  writeFileSync(out, JSON.stringify(report, null, 2) + '\n');
+  process.stdout.write(markdown(report) + '\n');
+  log(`done in ${((Date.now() - t0) / 1000).toFixed(0)} s; ${out}`);
+}
+
+/** Console bytes so far: marks a window for dirtierSpeed(). */
+function consoleMark(path) {
+  return existsSync(path) ? readFileSync(path, 'latin1').length : 0;
+}
+
+/**
+ * The guest dirtier's speed (1 MiB steps per second of guest running time) between two console
+ * marks, from the first and last heartbeat in the window; null with fewer than two heartbeats.
+ */
+function dirtierSpeed(path, from, to) {
+  const text = readFileSync(path, 'latin1').slice(from, to);
+  const ticks = [...text.matchAll(/steps=(\d+) uptime=([\d.]+)/g)].map((m) => ({ steps: Number(m[1]), uptime: Number(m[2]) }));
+  if (ticks.length < 2) return null;
+  const a = ticks[0];
+  const b = ticks[ticks.length - 1];
+  return b.uptime > a.uptime ? (b.steps - a.steps) / (b.uptime - a.uptime) : null;
+}
+
+function fmt(r) {
+  return `${r.converged ? 'converged' : 'NOT converged'} ${(r.totalTimeMs / 1000).toFixed(1)} s, ${(r.transferred / MiB).toFixed(1)} MiB, ${r.dirtySyncCount} syncs, downtime ${r.downtimeMs ?? '–'} ms, throttle ${r.throttle}%`;
+}
+
+/** One QEMU migration of the running guest to a null sink; cancelled at the cap. */
+async function migrate(qmp, s, bw) {
+  const caps = ALL_CAPS.map((c) => ({ capability: c, state: s.caps[c] === true }));
+  await qmp.execute('migrate-set-capabilities', { capabilities: caps });
+  await qmp.execute('migrate-set-parameters', { 'max-bandwidth': bw * MiB, 'downtime-limit': DOWNTIME_MS, ...s.params });
+  const start = Date.now();
+  await qmp.execute('migrate', { uri: 'exec:cat > /dev/null' });
+  let info;
+  for (;;) {
+    await sleep(200);
+    info = await qmp.execute('query-migrate');
+    if (info.status === 'completed' || info.status === 'failed') break;
+    if (Date.now() - start > CAP * 1000) {
+      await qmp.execute('migrate_cancel');
+      for (;;) {
+        await sleep(200);
+        const c = await qmp.execute('query-migrate');
+        if (c.status !== 'cancelling') break;
+      }
+      break;
+    }
+  }
+  const done = info.status === 'completed';
+  const result = {
+    converged: done,
+    status: done ? 'completed' : info.status === 'failed' ? `failed: ${info['error-desc'] ?? ''}` : 'cancelled at the cap',
+    totalTimeMs: done ? info['total-time'] : info['total-time'] ?? Date.now() - start,
+    transferred: info.ram?.transferred ?? 0,
+    dirtySyncCount: info.ram?.['dirty-sync-count'] ?? 0,
+    downtimeMs: done ? info.downtime : null,
+    throttle: info['cpu-throttle-percentage'] ?? 0,
+    expectedDowntimeMs: info['expected-downtime'] ?? null,
+  };
+  // The source is paused after a completed migration; let the workload run again before the next one.
+  const st = await qmp.execute('query-status');
+  if (!st.running) await qmp.execute('cont');
+  await sleep(4000);
+  return result;
+}
+
+function markdown(report) {
+  const rows = [
+    '| MiB/s | setting | converged (pred / QEMU) | total s (pred / QEMU) | MiB on the wire (pred / QEMU, error) | dirty syncs (pred / QEMU) | downtime ms (pred at link / pred at sink / QEMU) | throttle % (pred / QEMU) | guest dirtier MiB/s in the run (capture: ' + (report.captureDirtierStepsPerSecond?.toFixed(2) ?? '?') + ') | at the run\'s dirtier speed: converged, MiB |',
+    '|---:|---|---|---|---|---|---|---|---|---|',
+  ];
+  for (const r of report.runs) {
+    const p = r.predicted;
+    const q = r.qemu;
+    const err = q.transferred ? `${(((p.transferred - q.transferred) / q.transferred) * 100).toFixed(0)}%` : '–';
+    const yes = (b) => (b ? 'yes' : 'no');
+    rows.push(
+      `| ${r.bandwidthMiBps} | ${r.setting} | ${yes(p.converged)} / ${yes(q.converged)}${p.converged === q.converged ? '' : ' **miss**'} | ${(p.totalTimeMs / 1000).toFixed(1)} / ${(q.totalTimeMs / 1000).toFixed(1)} | ${(p.transferred / MiB).toFixed(1)} / ${(q.transferred / MiB).toFixed(1)}, ${err} | ${p.dirtySyncCount} / ${q.dirtySyncCount} | ${p.downtimeMs ?? '–'} / ${p.sinkDowntimeMs ?? '–'} / ${q.downtimeMs ?? '–'} | ${p.throttle} / ${q.throttle} | ${q.dirtierStepsPerSecond?.toFixed(2) ?? '–'} | ${r.adjusted ? `${yes(r.adjusted.converged)}, ${(r.adjusted.transferred / MiB).toFixed(1)}` : '–'} |`,
+    );
+  }
+  return rows.join('\n');
+}
+
+main().catch((e) => {
+  console.error(`plan-vs-qemu failed: ${e instanceof Error ? e.stack : e}`);
+  process.exit(1);
+});

@@ -1,0 +1,7 @@
+export { Trace, MemoryDumpSource, type DumpSource } from './trace.js';
+export { FileDumpSource } from './files.js';
+export { dirtyRateReport, exactRates, sampleRates, workingSet, crc32, type DirtyRateReport, type SampleOptions } from './dirty-rate.js';
+export { parseSetting, measureCodecRate, DEFAULT_SETTINGS, type PlanSetting, type CodecRate } from './settings.js';
+export { simulate, type PlanOptions, type PlanResult, type RoundResult, type AutoConvergeParams } from './simulate.js';
+export { planMigration, recommend, type PlanRunOptions, type PlanOutcome, type Recommendation } from './plan.js';
+export { renderPlanTable, renderPlanHtml, type PlanReport } from './report.js';
