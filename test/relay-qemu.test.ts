@@ -1,0 +1,169 @@
+import { cpSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { sleep } from '../fixtures/qemu/lib.mjs';
+import { requireBuiltCli, runCli } from './support/cli.js';
+import { qemuGate } from './support/qemu.js';
+import { readRam, startDestination, startRelay, startSource, waitMigration, within, type RelayProcess, type Vm } from './support/relay.js';
+import { replayInto } from './support/replay.js';
+
+const gate = qemuGate();
+requireBuiltCli();
+
+/** The relay pair of the issue: QEMU → relay A (--xbzrle --compress lz4) → tcp → relay B → QEMU, both recording. */
+async function relayPair(work: string, label: string) {
+  const recA = join(work, `${label}-recA`);
+  const recB = join(work, `${label}-recB`);
+  const dstUri = `unix:${join(work, `${label}-dst.sock`)}`;
+  const b = startRelay(['--listen', 'tcp:127.0.0.1:0', '--connect', dstUri, '--once', '--record', recB, '--json', '--idle-timeout', '60']);
+  running.push(b);
+  const bUri = await within(b.listening, 10000, 'relay B listening');
+  const aUri = `unix:${join(work, `${label}-a.sock`)}`;
+  const a = startRelay(['--listen', aUri, '--connect', bUri, '--xbzrle', '--compress', 'lz4', '--once', '--record', recA, '--json', '--idle-timeout', '60']);
+  running.push(a);
+  await within(a.listening, 10000, 'relay A listening');
+  return { a, b, aUri, bUri, dstUri, recA, recB };
+}
+
+const running: RelayProcess[] = [];
+const vms: Vm[] = [];
+let work = '';
+
+describe.skipIf(!gate.run)('relay pair between two real QEMU 7.2', () => {
+  beforeAll(() => {
+    work = mkdtempSync(join(tmpdir(), 'migstream-relay-'));
+  });
+  afterEach(async () => {
+    for (const r of running.splice(0)) r.kill();
+    for (const vm of vms.splice(0)) await vm.close();
+  });
+  afterAll(() => {
+    if (work) rmSync(work, { recursive: true, force: true });
+  });
+
+  for (const [label, caps] of [
+    ['precopy', {}],
+    ['return-path', { 'return-path': true }],
+  ] as const) {
+    it(`${label}: the destination's RAM equals a fresh destination fed the recorded source bytes, on fewer bytes between the relays`, async () => {
+      const p = await relayPair(work, label);
+      const dst = await startDestination(work, `${label}-dst`, caps, p.dstUri);
+      vms.push(dst);
+      const src = await startSource(work, caps, { 'max-bandwidth': 256 << 20, 'downtime-limit': 300 });
+      vms.push(src);
+      await src.qmp.execute('migrate', { uri: p.aUri });
+      const info = await waitMigration(src, 'source');
+      expect(info.status).toBe('completed');
+      expect((await waitMigration(dst, 'destination')).status).toBe('completed');
+      const [ra, rb] = await within(Promise.all([p.a.exited, p.b.exited]), 20000, 'relays exit after --once');
+      expect([ra.code, rb.code, ra.stderr + rb.stderr]).toEqual([0, 0, expect.not.stringMatching(/relay: (?!listening)/)]);
+      const sa = JSON.parse(ra.stdout);
+      const sb = JSON.parse(rb.stdout);
+      expect(sa.connections.map((c: { kind: string }) => c.kind)).toEqual(['main']);
+      // Relay A's recording is QEMU's stream; relay B's is what went between the relays.
+      const qemuBytes = statSync(join(p.recA, 'conn-0.s2d')).size;
+      const between = statSync(join(p.recB, 'conn-0.s2d')).size;
+      expect(sa.connections[0].s2dIn).toBe(qemuBytes);
+      expect(sa.connections[0].s2dOut).toBe(between);
+      expect(between).toBeLessThan(qemuBytes);
+      // The destination's answers came back through both relays unchanged.
+      expect(sb.connections[0].d2s).toBe(sa.connections[0].d2s);
+      if (label === 'return-path') expect(sa.connections[0].d2s).toBeGreaterThan(0);
+      else expect(sa.connections[0].d2s).toBe(0);
+
+      const oracle = await replayInto(work, `${label}-oracle`, caps, p.recA, vms);
+      const live = readRam(dst.memPath);
+      expect(live.subarray(8 << 20, (8 << 20) + 4096).some((b) => b !== 0)).toBe(true); // the guest's hot pages arrived
+      expect(live.equals(readRam(oracle.memPath))).toBe(true);
+      // Both recordings read as streams: extract gives the oracle's pc.ram, verify agrees for relay B's; an
+      // index.json-less copy with a stray file beside the conn-N files reads the same.
+      const out = join(work, `${label}-extract`);
+      expect(runCli(['extract', p.recA, '--out', out]).code).toBe(0);
+      expect(readRam(join(out, 'pc.ram.bin')).equals(live)).toBe(true);
+      const bare = join(work, `${label}-bare`);
+      cpSync(p.recB, bare, { recursive: true });
+      rmSync(join(bare, 'index.json'));
+      writeFileSync(join(bare, 'notes.txt'), 'not a connection');
+      expect(runCli(['verify', bare, '--against', out]).code).toBe(0);
+      console.log(`relay ${label}: QEMU ${qemuBytes} bytes, between relays ${between} (${((100 * between) / qemuBytes).toFixed(1)}%)`);
+    });
+  }
+
+  /** A slow migration through the pair, for the fault tests: 8 MiB/s, so it runs for seconds. */
+  async function slowMigration(label: string, via?: (aUri: string) => Promise<string>) {
+    const p = await relayPair(work, label);
+    const dst = await startDestination(work, `${label}-dst`, {}, p.dstUri);
+    vms.push(dst);
+    const src = await startSource(work, {}, { 'max-bandwidth': 8 << 20, 'downtime-limit': 1 });
+    vms.push(src);
+    await src.qmp.execute('migrate', { uri: via ? await via(p.aUri) : p.aUri });
+    await sleep(1500);
+    return { ...p, src, dst };
+  }
+
+  async function expectFailedEverywhere(m: Awaited<ReturnType<typeof slowMigration>>, relays: RelayProcess[]) {
+    expect((await waitMigration(m.src, 'source', 30000)).status).toBe('failed');
+    for (const r of relays) {
+      const x = await within(r.exited, 20000, 'relay exit');
+      if (x.code === 0) console.log("RELAY", JSON.stringify(x));
+      expect(x.code).not.toBe(0);
+      // one line: the reason
+      const lines = x.stderr.split('\n').filter((l) => l && !l.includes('listening on'));
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toMatch(/^migstream relay: /);
+    }
+  }
+
+  it('destination killed mid-migration: the source fails, both relays exit with a reason', async () => {
+    const m = await slowMigration('kill-dst');
+    await m.dst.proc.kill();
+    await expectFailedEverywhere(m, [m.a, m.b]);
+    expect((await m.b.exited).stderr).toMatch(/destination (closed|went away on) conn-0 before the migration stream ended/);
+  });
+
+  it('relay B killed mid-migration: the source fails, relay A exits with a reason, the destination is released', async () => {
+    const m = await slowMigration('kill-b');
+    m.b.kill();
+    await expectFailedEverywhere(m, [m.a]);
+    expect((await m.a.exited).stderr).toMatch(/destination (closed|went away on) conn-0/);
+    // Relay B's socket went with its process: the destination's load fails instead of waiting.
+    expect((await waitMigration(m.dst, 'destination', 30000).catch((e: Error) => ({ status: `gone: ${e.message}` }))).status).toMatch(/failed|gone/);
+  });
+
+  it('garbage into relay A: a typed error, exit 3, both sides closed, the source fails', async () => {
+    let proxy: Server | undefined;
+    const m = await slowMigration('garbage', async (aUri) => {
+      // Between QEMU and relay A: from byte 100,000 on, every byte becomes 0xee.
+      const path = join(work, 'garbage-proxy.sock');
+      proxy = createServer((s: Socket) => {
+        const up = createConnection(aUri.slice(5));
+        let seen = 0;
+        s.on('data', (d: Buffer) => {
+          const out = Buffer.from(d);
+          for (let i = 0; i < out.length; i++) if (seen + i >= 100000) out[i] = 0xee;
+          seen += d.length;
+          up.write(out);
+        });
+        up.on('data', (d) => s.write(d));
+        for (const [x, y] of [[s, up], [up, s]] as const) {
+          x.on('close', () => y.destroy());
+          x.on('error', () => {});
+        }
+      });
+      await new Promise<void>((r) => proxy!.listen(path, r));
+      return `unix:${path}`;
+    });
+    try {
+      await expectFailedEverywhere(m, [m.a, m.b]);
+      const a = await m.a.exited;
+      expect(a.code).toBe(3);
+      expect(a.stderr).toMatch(/bad stream on conn-0 \[[A-Z_]+\] .*(at|offset)/i);
+      const b = await m.b.exited;
+      expect([b.code, b.stderr]).toEqual([1, expect.stringMatching(/source closed conn-0 before the migration stream ended/)]);
+    } finally {
+      proxy?.close();
+    }
+  });
+});
