@@ -6,6 +6,7 @@ import { encoderCompressors, resolveSpecs } from '../stream/page-codecs.js';
 import { Transcoder, type TranscodeOptions } from '../stream/transcode.js';
 import { classify, type RecordedConnection, type RecordingIndexEntry, type RecordingWriter } from './recording.js';
 import { LatencyLog } from './latency.js';
+import { ReturnPathDecoder } from '../stream/return-path.js';
 
 /** Why a connection ended the relay: a one-line reason and the exit status (3: malformed stream). */
 export interface RelayFailure {
@@ -31,6 +32,14 @@ export class RelayConnection {
   d2s = 0;
   /** Per source chunk: ms from its arrival to its transcoded bytes handed to the destination socket. */
   readonly latency = new LatencyLog();
+  /** Pages the destination requested (postcopy): ms from the request passing this relay to the page leaving it… */
+  readonly requestToPage = new LatencyLog();
+  /** …and from the page's bytes arriving to their leaving (what this relay adds). */
+  readonly requestedAdded = new LatencyLog();
+  private rp: ReturnPathDecoder | undefined;
+  private readonly requests = new Map<string, number>();
+  /** Arrival time of the source chunk being decoded. */
+  private arrived = 0;
   private head: Uint8Array[] = [];
   private headBytes = 0;
   private decoder: StreamDecoder | undefined;
@@ -98,7 +107,27 @@ export class RelayConnection {
     const pageSize = this.options.pageSize ?? 4096;
     this.encoder = new StreamEncoder((c) => this.toDestination(c), { pageSize, ...encoderCompressors(resolveSpecs(this.options)) });
     const transcoder = new Transcoder(this.encoder, this.options);
-    this.decoder = new StreamDecoder(transcoder.handle, this.options);
+    this.decoder = new StreamDecoder((ev) => {
+      transcoder.handle(ev);
+      if (ev.type === 'page' && this.requests.size > 0) {
+        const key = `${ev.block.idstr}@${ev.offset}`;
+        const t = this.requests.get(key);
+        if (t !== undefined) {
+          // A vCPU waits for this page: out now, not after the rest of the chunk.
+          this.requests.delete(key);
+          this.encoder!.flush();
+          const now = performance.now();
+          this.requestToPage.add(now - t);
+          this.requestedAdded.add(now - this.arrived);
+        }
+      }
+    }, this.options);
+    // Requests are watched only to measure; a return path we cannot read is still copied.
+    this.rp = new ReturnPathDecoder((ev) => {
+      if (ev.type !== 'REQ_PAGES' && ev.type !== 'REQ_PAGES_ID') return;
+      const now = performance.now();
+      for (let o = ev.start; o < ev.start + ev.length && this.requests.size < 1 << 16; o += pageSize) this.requests.set(`${ev.block}@${o}`, now);
+    });
   }
 
   private forward(chunk: Uint8Array, arrived: number): void {
@@ -106,6 +135,7 @@ export class RelayConnection {
       this.toDestination(chunk);
       return;
     }
+    this.arrived = arrived;
     try {
       this.decoder.push(chunk);
       // Flush per arrival: a page a vCPU waits for must not sit in the encoder's buffer.
@@ -128,6 +158,11 @@ export class RelayConnection {
     this.d2s += chunk.length;
     if (this.record) this.recorder!.write(this.record, 'd2s', chunk);
     this.src.write(chunk.slice());
+    try {
+      this.rp?.push(chunk);
+    } catch {
+      this.rp = undefined;
+    }
   }
 
   private sourceEnded(): void {

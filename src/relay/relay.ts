@@ -28,6 +28,8 @@ export interface ConnectionSummary {
   d2s: number;
   /** Per source chunk: ms from its arrival to its bytes written to the destination socket. */
   addedLatency: ReturnType<RelayConnection['latency']['summary']>;
+  /** Postcopy: pages the destination requested, from the request passing the relay to the page leaving it, and the relay's own share. */
+  requestedPages: { requestToPage: ConnectionSummary['addedLatency']; added: ConnectionSummary['addedLatency'] };
 }
 
 export interface RelayResult {
@@ -171,5 +173,13 @@ export class Relay {
 }
 
 function summaryOf(c: RelayConnection): ConnectionSummary {
-  return { n: c.n, kind: c.kind ?? 'other', s2dIn: c.s2dIn, s2dOut: c.s2dOut, d2s: c.d2s, addedLatency: c.latency.summary() };
+  return {
+    n: c.n,
+    kind: c.kind ?? 'other',
+    s2dIn: c.s2dIn,
+    s2dOut: c.s2dOut,
+    d2s: c.d2s,
+    addedLatency: c.latency.summary(),
+    requestedPages: { requestToPage: c.requestToPage.summary(), added: c.requestedAdded.summary() },
+  };
 }

@@ -24,10 +24,12 @@ export interface Vm {
 
 const MiB = 1 << 20;
 
-async function startVm(work: string, name: string, incoming: boolean): Promise<Vm> {
+async function startVm(work: string, name: string, incoming: boolean, running = false): Promise<Vm> {
   const memPath = join(work, `${name}-ram.bin`);
   const qmpPath = join(work, `${name}-qmp.sock`);
-  const proc = startQemu(qemuArgs(getConfig('plain'), { memPath, qmpPath, incoming }));
+  const args = qemuArgs(getConfig('plain'), { memPath, qmpPath, incoming });
+  // A running destination starts its guest once the migration lets it (postcopy: at POSTCOPY_RUN).
+  const proc = startQemu(running ? args.filter((a) => a !== '-S') : args);
   let qmp: QmpClient;
   try {
     qmp = await connectQmp(qmpPath, { timeoutMs: 20000 });
@@ -67,9 +69,9 @@ export async function startSource(work: string, caps: Record<string, boolean>, p
   return vm;
 }
 
-/** A paused destination (`-incoming defer -S`) listening on `uri`. */
-export async function startDestination(work: string, name: string, caps: Record<string, boolean>, uri: string): Promise<Vm> {
-  const vm = await startVm(work, name, true);
+/** A paused destination (`-incoming defer -S`, or without -S when `running`) listening on `uri`. */
+export async function startDestination(work: string, name: string, caps: Record<string, boolean>, uri: string, running = false): Promise<Vm> {
+  const vm = await startVm(work, name, true, running);
   await vm.qmp.execute('migrate-set-capabilities', { capabilities: capabilityList(caps) });
   await vm.qmp.execute('migrate-incoming', { uri });
   return vm;
