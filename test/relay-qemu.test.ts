@@ -178,10 +178,11 @@ describe.skipIf(!gate.run)('relay pair between two real QEMU 7.2', () => {
       const p = await relayPair(work, label);
       const dst = await startDestination(work, `${label}-dst`, caps, p.dstUri, running);
       vms.push(dst);
-      const src = await startSource(work, caps, { 'max-bandwidth': 8 << 20, 'downtime-limit': 1 });
+      // Postcopy's background push slowed down, so the running guest's faults race it and win.
+      const src = await startSource(work, caps, { 'max-bandwidth': 8 << 20, 'downtime-limit': 1, ...(running ? { 'max-postcopy-bandwidth': 2 << 20 } : {}) });
       vms.push(src);
       await src.qmp.execute('migrate', { uri: p.aUri });
-      await pollMigrate(src.qmp, (i: any) => i.ram?.['dirty-sync-count'] >= 2 || i.status !== 'active', { deadline: Date.now() + 60000, intervalMs: 50, what: 'first round' });
+      await pollMigrate(src.qmp, (i: any) => i.ram?.['dirty-sync-count'] >= 2 || !['setup', 'active'].includes(i.status), { deadline: Date.now() + 60000, intervalMs: 50, what: 'first round' });
       await src.qmp.execute('migrate-start-postcopy');
       const info = await waitMigration(src, 'source');
       expect(info.status).toBe('completed');
@@ -219,10 +220,25 @@ describe.skipIf(!gate.run)('relay pair between two real QEMU 7.2', () => {
       const x = runCli(['extract', p.recA, '--out', out]);
       expect([x.code, x.stderr]).toEqual([0, expect.stringMatching(/^extracted \d+ files/)]);
       expect(readRam(join(out, 'pc.ram.bin')).equals(source)).toBe(true);
+      // inspect shows the switch as QEMU 7.2's postcopy_start writes it, and the return path.
+      const ins = runCli(['inspect', p.recA, '--json']);
+      expect(ins.code).toBe(0);
+      const mig = JSON.parse(ins.stdout).migration;
+      const names: string[] = mig.commands.map((c: { name: string }) => c.name);
+      const discards = names.filter((n) => n === 'POSTCOPY_RAM_DISCARD').length;
+      expect(discards).toBeGreaterThan(0);
+      expect(names).toEqual(['OPEN_RETURN_PATH', 'PING', 'POSTCOPY_ADVISE', ...Array(discards).fill('POSTCOPY_RAM_DISCARD'), 'PING', 'PACKAGED', 'PING']);
+      expect(mig.commands.find((c: { name: string }) => c.name === 'PACKAGED').nested).toEqual(['POSTCOPY_LISTEN', 'PING 3', 'POSTCOPY_RUN']);
+      expect([mig.phases.precopyRamSections > 0, mig.phases.precopyPages > 0]).toEqual([true, true]);
+      expect(mig.phases.postcopyPages + mig.phases.preemptPages).toBeGreaterThan(0);
+      // With postcopy-preempt, requested pages that were still to be sent went on the second channel.
+      if (label.startsWith('preempt')) expect(mig.phases.preemptPages).toBeGreaterThan(0);
+      expect([...mig.returnPath.pongs].sort()).toEqual([1, 2, 3, 4]);
+      expect([mig.returnPath.shut, mig.returnPath.requestedPages > 0]).toEqual([0, running]);
       const pa = sa.connections[0].requestedPages;
       console.log(
         `relay ${label}: QEMU ${qemuBytes} bytes, between relays ${between} (${((100 * between) / qemuBytes).toFixed(1)}%); ` +
-          `return path ${JSON.stringify(rp)}; requested pages at relay A: ${JSON.stringify(pa)}, at relay B: ${JSON.stringify(sb.connections[0].requestedPages)}`,
+          `return path ${JSON.stringify(rp)}; phases ${JSON.stringify(mig.phases)}; requested pages at relay A: ${JSON.stringify(pa)}, at relay B: ${JSON.stringify(sb.connections[0].requestedPages)}`,
       );
     });
   }

@@ -549,7 +549,7 @@ export class StreamDecoder {
     const info = commandInfo(command, payload, at, this.pageSize);
     if (info.name === 'POSTCOPY_ADVISE' && info.hostPageSizes !== undefined && info.hostPageSizes !== this.pageSize) this.postcopyHugePages = true;
     const pkg = info.name === 'PACKAGED' ? readPackage(r, info.length, this.limits.maxTailBytes, this.pageSize) : undefined;
-    this.emit(pkg ? { type: 'command', command, name, payload, info, package: pkg } : { type: 'command', command, name, payload, info });
+    this.emit(pkg ? { type: 'command', command, name, payload, info, package: pkg, offset: at } : { type: 'command', command, name, payload, info, offset: at });
   }
 
   // migstream's extension manifest: msgpack, before any section, at most once.

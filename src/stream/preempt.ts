@@ -41,7 +41,10 @@ export class PreemptDecoder {
     } catch (e) {
       if (!(e instanceof NeedMoreData)) throw e;
     }
-    if (this.ended) done = r.pos;
+    if (this.ended) {
+      done = r.pos;
+      if (r.remaining > 0) throw new MigstreamError('TRAILING_DATA', r.offset, 'expected the end of the preempt channel after its EOS, found more bytes');
+    }
     this.base += done;
     this.buf = this.buf.subarray(done).slice();
   }
