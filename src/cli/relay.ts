@@ -37,7 +37,18 @@ export async function runRelay(o: RelayCli): Promise<number> {
   const onSignal = (sig: NodeJS.Signals) => relay.stop(`stopped by ${sig}`, sig === 'SIGINT' ? 130 : 143);
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  // On a terminal, one progress line, rewritten each second.
+  const progress = process.stderr.isTTY
+    ? setInterval(() => {
+        const line = relay.live().map((c) => `conn-${c.n} ${formatBytes(c.s2dIn)} in → ${formatBytes(c.s2dOut)} out, ${formatBytes(c.d2s)} back`).join('; ');
+        if (line) process.stderr.write(`\r\x1b[K${line}`);
+      }, 1000)
+    : undefined;
   const result = await relay.done;
+  if (progress) {
+    clearInterval(progress);
+    process.stderr.write('\r\x1b[K');
+  }
   process.off('SIGINT', onSignal);
   process.off('SIGTERM', onSignal);
   report(result, o.json);

@@ -77,6 +77,11 @@ export class Relay {
     return a && typeof a === 'object' ? a.port : undefined;
   }
 
+  /** Bytes moved so far by the open connections (for a progress line). */
+  live(): { n: number; s2dIn: number; s2dOut: number; d2s: number }[] {
+    return this.conns.map((c) => ({ n: c.n, s2dIn: c.s2dIn, s2dOut: c.s2dOut, d2s: c.d2s }));
+  }
+
   /** SIGINT/SIGTERM and the like: close both sides of everything. */
   stop(reason: string, code: number): void {
     this.fail({ reason, code });
