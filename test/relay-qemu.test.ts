@@ -109,7 +109,6 @@ describe.skipIf(!gate.run)('relay pair between two real QEMU 7.2', () => {
     expect((await waitMigration(m.src, 'source', 30000)).status).toBe('failed');
     for (const r of relays) {
       const x = await within(r.exited, 20000, 'relay exit');
-      if (x.code === 0) console.log("RELAY", JSON.stringify(x));
       expect(x.code).not.toBe(0);
       // one line: the reason
       const lines = x.stderr.split('\n').filter((l) => l && !l.includes('listening on'));
