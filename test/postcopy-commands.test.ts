@@ -109,6 +109,8 @@ describe('postcopy commands', () => {
     const garbage = cat(encodeCommand({ name: 'POSTCOPY_LISTEN' }), new Uint8Array([0x33]));
     const g = failure(() => events(cat(head, encodePackaged(garbage))));
     expect([g.code, g.offset]).toEqual(['BAD_SECTION', full + 9 + 5]);
+    const big = failure(() => decodeAll(cat(head, encodePackaged(nested)), () => {}, { limits: { maxTailBytes: nested.length - 1 } }));
+    expect([big.code, big.offset]).toEqual(['LIMIT', full + 5]);
     const colo = cat(head, new Uint8Array([8, 0, 8, 0, 0]));
     expect(failure(() => events(colo)).code).toBe('UNSUPPORTED');
   });

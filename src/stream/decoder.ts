@@ -68,7 +68,7 @@ export interface DecoderLimits {
   /**
    * Most bytes of device state after the last iterable section (FULL
    * sections, EOF, vmdesc): the decoder keeps them to split them at the end.
-   * Default 64 MiB.
+   * Also bounds a postcopy PACKAGED blob. Default 64 MiB.
    */
   maxTailBytes: number;
   /** Most bytes of the vmdesc JSON trailer (its be32 length). Default 16 MiB. */
