@@ -206,7 +206,8 @@ describe.skipIf(!gate.run)('relay pair between two real QEMU 7.2', () => {
       } else {
         // The guest ran on the destination during postcopy: it faulted pages through both relays.
         expect(rp.requests).toBeGreaterThan(0);
-        expect(sb.connections[0].requestedPages.requestToPage.count + (sb.connections[1]?.d2s ?? 0)).toBeGreaterThan(0);
+        // Without preempt, requested pages come on the main channel: relay B saw some of them go out (with preempt they take conn-1).
+        if (!label.startsWith('preempt')) expect(sb.connections[0].requestedPages.requestToPage.count).toBeGreaterThan(0);
         // What the guest does not write must be the source's, and it keeps running (its hot pages change).
         for (const [at, n] of [[2 << 20, 256 << 10], [3 << 20, 1 << 20]] as const) expect(dest.subarray(at, at + n).equals(source.subarray(at, at + n))).toBe(true);
         const hot = () => readRam(dst.memPath).subarray(8 << 20, (8 << 20) + 512 * 4096);
