@@ -31,11 +31,11 @@ while true; do
 done
 `;
 
-const work = mkdtempSync(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'migstream-relay-linux-'));
+let work = '';
 const cleanup: (() => unknown)[] = [];
 afterAll(async () => {
   for (const c of cleanup.reverse()) await c();
-  if (!process.env.KEEP) rmSync(work, { recursive: true, force: true });
+  if (work && !process.env.KEEP) rmSync(work, { recursive: true, force: true });
 });
 
 async function linuxVm(name: string, kernel: string, initrd: string, incoming: boolean): Promise<Vm & { console: string }> {
@@ -67,6 +67,7 @@ const linux = process.env.MIGSTREAM_LINUX_GUEST === '1';
 
 describe.skipIf(!gate.run || !linux)('postcopy of a Linux guest through the relay pair', () => {
   it('the guest keeps running on the destination and its own memory check passes', async () => {
+    work = mkdtempSync(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'migstream-relay-linux-'));
     const pre = ensurePrerequisites(() => {});
     const initrd = join(work, 'initrd.cpio');
     writeFileSync(
