@@ -41,3 +41,12 @@ export { DecompressQueue, type DecompressQueueOptions } from './stream/pool/deco
 export { decodePooled, encodeDumpsPooled, transcodePooled, transcodeBytesPooled, fileSink, type PoolOptions, type ByteSource } from './stream/pool/drivers.js';
 export { PiscinaPool } from './stream/pool/piscina-pool.js';
 export * from './plan/index.js';
+export { commandInfo, decodePackage, type CommandInfo, type PackageInfo, type PackagedCommand } from './stream/commands.js';
+export { encodeCommand, encodePackaged, encodeReturnPath } from './stream/command-encoder.js';
+export { ReturnPathDecoder, type ReturnPathEvent } from './stream/return-path.js';
+export { PreemptDecoder } from './stream/preempt.js';
+export { Relay, type RelayOptions, type RelayResult, type ConnectionSummary } from './relay/relay.js';
+export { replayRecording, type ReplayResult } from './relay/replay.js';
+export { decodeRecording } from './relay/decode-recording.js';
+export { readRecording, type RecordedConnection } from './relay/recording.js';
+export { parseUri, type SocketAddress } from './relay/uri.js';

@@ -9,6 +9,8 @@ import { VerifyingRamStore, type DigestAlgorithm } from '../stream/digest.js';
 import { StatsCollector, type StreamSummary } from '../stream/stats.js';
 import { Transcoder, type TranscodeOptions } from '../stream/transcode.js';
 import { formatBytes, OutputFile, table, UsageError } from './io.js';
+import { inspectMigration, renderMigration } from '../relay/inspect-migration.js';
+import { isRecordingDir } from '../relay/recording.js';
 import { encodeCompressed, renderCompression, transcodeWithPool, type CompressCli } from './compression.js';
 
 export async function inspectFile(path: string): Promise<StreamSummary> {
@@ -29,7 +31,9 @@ export async function inspectFile(path: string): Promise<StreamSummary> {
 
 export async function runInspect(path: string, opts: { json: boolean }): Promise<number> {
   const s = await inspectFile(path);
-  process.stdout.write(opts.json ? `${JSON.stringify(s, null, 2)}\n` : `${renderSummary(s)}\n`);
+  // Phases, discards and the return path: for migrations with commands and relay recordings (src/relay/inspect-migration.ts).
+  const m = s.commands.length > 0 || isRecordingDir(path) ? await inspectMigration(path) : undefined;
+  process.stdout.write(opts.json ? `${JSON.stringify(m ? { ...s, migration: m } : s, null, 2)}\n` : `${[renderSummary(s), ...(m ? renderMigration(m) : [])].join('\n')}\n`);
   return 0;
 }
 

@@ -11,6 +11,7 @@ import { checkChunkSize } from '../stream/chunk-size.js';
 import { COMPRESS_FLAGS, COMPRESS_USAGE, compressOption } from './compression.js';
 import { BENCH_HELP, runBenchCommand } from './bench.js';
 import { PLAN_HELP, runDirtyRate, runPlan } from './plan.js';
+import { RELAY_USAGE, runRelay, runReplay } from './relay.js';
 
 const USAGE = `usage: migstream <command> [options]
 
@@ -37,6 +38,7 @@ commands:
   verify STREAM --against DIR [--json]         compare decoded RAMBlocks and disks with extract-named files
                                                (exit 0 equal, 1 different, 3 bad stream)
   demo                                         transcode, extract and verify a bundled real-QEMU stream
+${RELAY_USAGE}
 ${BENCH_HELP}
 ${PLAN_HELP}
 
@@ -116,6 +118,45 @@ async function main(argv: string[]): Promise<number> {
       const { values, positionals } = parse(rest, { against: { type: 'string' }, json: { type: 'boolean' } });
       if (typeof values.against !== 'string') throw new UsageError('verify needs --against DIR');
       return runVerify(one(positionals, 'STREAM'), values.against, values.json === true);
+    }
+    case 'relay': {
+      const { values } = parse(withOptionalValue(rest, '--xbzrle'), {
+        listen: { type: 'string' },
+        connect: { type: 'string' },
+        record: { type: 'string' },
+        once: { type: 'boolean' },
+        'idle-timeout': { type: 'string' },
+        json: { type: 'boolean' },
+        xbzrle: { type: 'string' },
+        'cache-policy': { type: 'string' },
+        chunk: { type: 'string' },
+        digest: { type: 'boolean' },
+        ...COMPRESS_FLAGS,
+      });
+      if (typeof values.listen !== 'string' || typeof values.connect !== 'string') throw new UsageError('relay needs --listen URI and --connect URI');
+      const compress = compressOption(values);
+      if (compress?.workers) throw new UsageError('relay compresses inline (a requested page never waits in a worker queue): drop --workers');
+      const idle = values['idle-timeout'] === undefined ? undefined : Number(values['idle-timeout']);
+      if (idle !== undefined && !(idle > 0)) throw new UsageError(`--idle-timeout expects seconds > 0, got "${values['idle-timeout']}"`);
+      return runRelay({
+        listen: values.listen,
+        connect: values.connect,
+        record: values.record as string | undefined,
+        once: values.once === true,
+        idleTimeoutS: idle,
+        json: values.json === true,
+        transcode: {
+          xbzrle: xbzrleOption(values.xbzrle as string | undefined, values['cache-policy'] as string | undefined),
+          compress: compress?.spec,
+          chunkCompress: compress?.chunkSpec,
+          blockChunk: chunkOption(values.chunk as string | undefined),
+          digest: values.digest === true ? 'xxh64' : undefined,
+        },
+      });
+    }
+    case 'replay': {
+      const { values, positionals } = parse(rest, { connect: { type: 'string' }, json: { type: 'boolean' } });
+      return runReplay(one(positionals, 'DIR'), values.connect as string | undefined, values.json === true);
     }
     case 'bench':
       return runBenchCommand(rest);

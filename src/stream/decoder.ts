@@ -51,6 +51,7 @@ import { inflatePageNode, type PageInflater } from './inflate.js';
 import { parseTail } from './tail.js';
 import { DBM_EOS, readDirtyBitmapRecord, type DirtyBitmapRecord } from './dirty-bitmap.js';
 import { xbzrleDecode } from '../xbzrle/decode.js';
+import { commandInfo, readPackage } from './commands.js';
 
 /**
  * Limits that keep hostile input from costing unbounded memory or time
@@ -67,7 +68,7 @@ export interface DecoderLimits {
   /**
    * Most bytes of device state after the last iterable section (FULL
    * sections, EOF, vmdesc): the decoder keeps them to split them at the end.
-   * Default 64 MiB.
+   * Also bounds a postcopy PACKAGED blob. Default 64 MiB.
    */
   maxTailBytes: number;
   /** Most bytes of the vmdesc JSON trailer (its be32 length). Default 16 MiB. */
@@ -544,14 +545,11 @@ export class StreamDecoder {
     if (fixed >= 0 && len !== fixed) {
       throw new MigstreamError('BAD_COMMAND', at + 3, `${name} received bad length ${len}: expected ${fixed}`);
     }
-    if (name === 'PACKAGED' || name === 'POSTCOPY_LISTEN' || name === 'POSTCOPY_RUN' || name === 'ENABLE_COLO') {
-      throw new MigstreamError('UNSUPPORTED', at, `command ${name}: postcopy and COLO streams are not supported`);
-    }
-    if (name === 'POSTCOPY_ADVISE' && len === 16) {
-      const summary = new ByteReader(payload).be64();
-      if (summary !== this.pageSize) this.postcopyHugePages = true;
-    }
-    this.emit({ type: 'command', command, name, payload });
+    // Postcopy commands and PACKAGED's nested stream: src/stream/commands.ts (COLO stays unsupported there).
+    const info = commandInfo(command, payload, at, this.pageSize);
+    if (info.name === 'POSTCOPY_ADVISE' && info.hostPageSizes !== undefined && info.hostPageSizes !== this.pageSize) this.postcopyHugePages = true;
+    const pkg = info.name === 'PACKAGED' ? readPackage(r, info.length, this.limits.maxTailBytes, this.pageSize) : undefined;
+    this.emit(pkg ? { type: 'command', command, name, payload, info, package: pkg, offset: at } : { type: 'command', command, name, payload, info, offset: at });
   }
 
   // migstream's extension manifest: msgpack, before any section, at most once.

@@ -1,5 +1,6 @@
 import type { DirtyBitmapRecord } from './dirty-bitmap.js';
 import type { ExtensionManifest } from './manifest.js';
+import type { CommandInfo, PackageInfo } from './commands.js';
 
 /**
  * The event vocabulary: every part of a migration stream becomes one of these.
@@ -115,7 +116,8 @@ export type StreamEvent =
   | { type: 'configuration'; configuration: ConfigurationInfo }
   | { type: 'section'; kind: SectionKind; section: SectionInfo; offset: number }
   | { type: 'section-footer'; section: SectionInfo; present: boolean }
-  | { type: 'command'; command: number; name: string; payload: Uint8Array }
+  /** `info`: the payload decoded; PACKAGED: `package` holds the N bytes after the record and its nested stream; `offset`: of the 0x08 byte. */
+  | { type: 'command'; command: number; name: string; payload: Uint8Array; info?: CommandInfo; package?: PackageInfo; offset?: number }
   /** migstream's extension manifest (docs/extension-format.md), right after the configuration. */
   | { type: 'manifest'; manifest: ExtensionManifest; payload: Uint8Array }
   /** MEM_SIZE; `offset`: absolute stream offset of the record. */

@@ -1,4 +1,6 @@
 import { createHash } from 'node:crypto';
+import { decodeRecording } from '../relay/decode-recording.js';
+import { isRecordingDir } from '../relay/recording.js';
 import { closeSync, createReadStream, ftruncateSync, mkdtempSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
 import { MigstreamError } from '../codec/errors.js';
 import { StreamDecoder, type DecoderOptions } from './decoder.js';
@@ -170,6 +172,7 @@ export class FileDiskSink {
  * with the number of bytes read; rejects with the decoder's MigstreamError.
  */
 export async function decodeFile(path: string, handler: EventHandler, options: DecoderOptions = {}): Promise<number> {
+  if (path !== '-' && isRecordingDir(path)) return decodeRecording(path, handler, options);
   const decoder = new StreamDecoder(handler, options);
   const input = path === '-' ? process.stdin : createReadStream(path, { highWaterMark: 1 << 20 });
   let bytes = 0;

@@ -152,6 +152,7 @@ export class Transcoder {
         return;
       case 'command':
         enc.command(ev.command, ev.payload);
+        if (ev.package) enc.raw(ev.package.bytes); // PACKAGED's blob follows the record, outside its length
         return;
       case 'ram-blocks':
         if (this.sent.size > 0) this.cacheTrusted = false;

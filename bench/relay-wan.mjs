@@ -1,0 +1,146 @@
+// The relay pair as a WAN accelerator: the same running guest migrated over a throttled link
+// (a token bucket standing in for a WAN), once QEMU → link → QEMU, once
+// QEMU → relay A (--xbzrle --compress lz4) → link → relay B → QEMU. Prints bytes on the link and
+// QEMU's total time and downtime for each. `node bench/relay-wan.mjs [--guest linux|boot] [--mbit N]`
+// (default: the Linux guest of fixtures/dumps, 256 MiB, at 100 Mbit/s; needs QEMU 7.2, a kernel and
+// busybox-static: fixtures/dumps installs them). Not part of `npm test`: it takes minutes.
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createConnection, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { capabilityList, connectQmp, getConfig, pollMigrate, qemuArgs as bootArgs, sleep, startQemu } from '../fixtures/qemu/lib.mjs';
+import { buildInitramfs, ensurePrerequisites, qemuArgs as linuxArgs } from '../fixtures/dumps/lib.mjs';
+
+const { values } = parseArgs({ options: { guest: { type: 'string', default: 'linux' }, mbit: { type: 'string', default: '100' } } });
+const linkBytesPerS = (Number(values.mbit) * 1e6) / 8;
+const CLI = join(import.meta.dirname, '..', 'dist', 'cli', 'main.js');
+const work = mkdtempSync(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'migstream-wan-'));
+const killers = [];
+
+let guestArgs;
+if (values.guest === 'linux') {
+  const pre = ensurePrerequisites(() => {});
+  const initrd = join(work, 'initrd.cpio');
+  writeFileSync(initrd, buildInitramfs(pre.busybox.path));
+  guestArgs = (name, incoming) => {
+    const a = linuxArgs({ memPath: join(work, `${name}.ram`), kernel: pre.kernel.path, initrd, console: join(work, `${name}.console`), qmp: join(work, `${name}.qmp`) });
+    return incoming ? [...a, '-incoming', 'defer'] : a;
+  };
+} else {
+  guestArgs = (name, incoming) => bootArgs(getConfig('plain'), { memPath: join(work, `${name}.ram`), qmpPath: join(work, `${name}.qmp`), incoming });
+}
+
+async function vm(name, incoming) {
+  const proc = startQemu(guestArgs(name, incoming));
+  killers.push(() => proc.kill());
+  const qmp = await connectQmp(join(work, `${name}.qmp`), { timeoutMs: 30000 });
+  return { proc, qmp };
+}
+
+/** A one-way throttled unix-socket link (source → destination at linkBytesPerS; the return path free). */
+function link(listenPath, targetPath, stats) {
+  const server = createServer((src) => {
+    const dst = createConnection(targetPath);
+    const queue = [];
+    let queued = 0;
+    const tick = setInterval(() => {
+      let budget = linkBytesPerS / 100;
+      while (budget > 0 && queue.length) {
+        const head = queue[0];
+        const n = Math.min(head.length, budget);
+        dst.write(head.subarray(0, n));
+        stats.bytes += n;
+        budget -= n;
+        queued -= n;
+        if (n === head.length) queue.shift();
+        else queue[0] = head.subarray(n);
+      }
+      if (queued < 1 << 20) src.resume();
+      if (!queue.length && (src.readableEnded || src.destroyed)) dst.end();
+    }, 10);
+    src.on('data', (d) => {
+      queue.push(d);
+      queued += d.length;
+      if (queued > 1 << 20) src.pause();
+    });
+    dst.on('data', (d) => src.write(d));
+    src.on('error', () => {});
+    dst.on('error', () => {});
+    // What is queued still crosses the link after the sender closed (the tick ends the destination side).
+    dst.on('close', () => {
+      clearInterval(tick);
+      src.destroy();
+    });
+  });
+  server.listen(listenPath);
+  killers.push(() => server.close());
+}
+
+function relay(args) {
+  const child = spawn(process.execPath, [CLI, 'relay', ...args, '--once', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  killers.push(() => child.kill('SIGKILL'));
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (d) => (out += d));
+  const ready = new Promise((r) => child.stderr.on('data', (d) => (err += d).includes('listening') && r()));
+  const done = new Promise((r) => child.on('exit', (code) => r({ code, out, err })));
+  return { ready, done };
+}
+
+async function waitReady(name) {
+  if (values.guest !== 'linux') return sleep(2000);
+  for (let i = 0; i < 600; i++) {
+    const text = existsSync(join(work, `${name}.console`)) ? readFileSync(join(work, `${name}.console`), 'utf8') : '';
+    if (text.includes('MIGSTREAM-DUMPS: READY')) return sleep(5000);
+    await sleep(500);
+  }
+  throw new Error('guest not ready');
+}
+
+async function run(label, viaRelays) {
+  const stats = { bytes: 0 };
+  const dst = await vm(`${label}-dst`, true);
+  await dst.qmp.execute('migrate-incoming', { uri: `unix:${join(work, `${label}-dst.sock`)}` });
+  let target = join(work, `${label}-dst.sock`);
+  let relays = [];
+  if (viaRelays) {
+    const b = relay(['--listen', `unix:${join(work, `${label}-b.sock`)}`, '--connect', `unix:${target}`]);
+    await b.ready;
+    link(join(work, `${label}-link.sock`), join(work, `${label}-b.sock`), stats);
+    const a = relay(['--listen', `unix:${join(work, `${label}-a.sock`)}`, '--connect', `unix:${join(work, `${label}-link.sock`)}`, '--xbzrle', '--compress', 'lz4']);
+    await a.ready;
+    relays = [a, b];
+    target = join(work, `${label}-a.sock`);
+  } else {
+    link(join(work, `${label}-link.sock`), target, stats);
+    target = join(work, `${label}-link.sock`);
+  }
+  const src = await vm(`${label}-src`, false);
+  await waitReady(`${label}-src`);
+  await src.qmp.execute('migrate-set-parameters', { 'max-bandwidth': 4 << 30, 'downtime-limit': 2000 });
+  const t0 = Date.now();
+  await src.qmp.execute('migrate', { uri: `unix:${target}` });
+  const info = await pollMigrate(src.qmp, (i) => i.status === 'completed' || i.status === 'failed', { deadline: Date.now() + 900000, intervalMs: 200, what: label });
+  // Done when the destination has loaded it all: bytes still crossing the link count.
+  const dinfo = await pollMigrate(dst.qmp, (i) => i.status === 'completed' || i.status === 'failed', { deadline: Date.now() + 900000, intervalMs: 100, what: `${label} destination` });
+  const wallMs = Date.now() - t0;
+  const relayOut = await Promise.all(relays.map((r) => r.done));
+  await src.proc.kill();
+  await dst.proc.kill();
+  return { label, status: `${info.status}/${dinfo.status}`, wallMs, totalMs: info['total-time'], downtimeMs: info.downtime, qemuBytes: info.ram.transferred, linkBytes: stats.bytes, rounds: info.ram['dirty-sync-count'], relays: relayOut.map((r) => JSON.parse(r.out || '{}')) };
+}
+
+try {
+  const rows = [await run('direct', false), await run('relays', true)];
+  console.log(`guest ${values.guest}, link ${values.mbit} Mbit/s\n`);
+  console.log('| path | source/destination | bytes on the link | until the destination completed | source total-time | source downtime | dirty syncs |');
+  console.log('|---|---|---:|---:|---:|---:|---:|');
+  for (const r of rows) console.log(`| ${r.label} | ${r.status} | ${r.linkBytes.toLocaleString('en')} | ${(r.wallMs / 1000).toFixed(1)} s | ${(r.totalMs / 1000).toFixed(1)} s | ${r.downtimeMs} ms | ${r.rounds} |`);
+  const a = rows[1].relays[0]?.connections?.[0];
+  if (a) console.log(`\nrelay A: ${a.s2dIn.toLocaleString('en')} bytes from QEMU → ${a.s2dOut.toLocaleString('en')} on the link; added latency per chunk median ${a.addedLatency.medianMs} ms, p99 ${a.addedLatency.p99Ms} ms`);
+} finally {
+  for (const k of killers.reverse()) await k();
+  rmSync(work, { recursive: true, force: true });
+}

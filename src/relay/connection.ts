@@ -1,0 +1,229 @@
+import type { Socket } from 'node:net';
+import { MigstreamError } from '../codec/errors.js';
+import { StreamDecoder } from '../stream/decoder.js';
+import { StreamEncoder } from '../stream/encoder.js';
+import { encoderCompressors, resolveSpecs } from '../stream/page-codecs.js';
+import { Transcoder, type TranscodeOptions } from '../stream/transcode.js';
+import { classify, type RecordedConnection, type RecordingIndexEntry, type RecordingWriter } from './recording.js';
+import { LatencyLog } from './latency.js';
+import { ReturnPathDecoder } from '../stream/return-path.js';
+
+/** Why a connection ended the relay: a one-line reason and the exit status (3: malformed stream). */
+export interface RelayFailure {
+  reason: string;
+  code: number;
+}
+
+export interface ConnectionHooks {
+  fail(f: RelayFailure): void;
+  closed(c: RelayConnection): void;
+  activity(): void;
+}
+
+/**
+ * One accepted connection and the one the relay opened for it. A main channel
+ * (it starts with QEVM) is decoded and re-encoded with `options`; any other
+ * channel is copied. The destination's bytes go back to the source at once.
+ */
+export class RelayConnection {
+  kind: RecordedConnection['kind'] | undefined;
+  s2dIn = 0;
+  s2dOut = 0;
+  d2s = 0;
+  /** Per source chunk: ms from its arrival to its transcoded bytes handed to the destination socket. */
+  readonly latency = new LatencyLog();
+  /** Pages the destination requested (postcopy): ms from the request passing this relay to the page leaving it… */
+  readonly requestToPage = new LatencyLog();
+  /** …and from the page's bytes arriving to their leaving (what this relay adds). */
+  readonly requestedAdded = new LatencyLog();
+  private rp: ReturnPathDecoder | undefined;
+  private readonly requests = new Map<string, number>();
+  /** Arrival time of the source chunk being decoded. */
+  private arrived = 0;
+  private head: Uint8Array[] = [];
+  private headBytes = 0;
+  private decoder: StreamDecoder | undefined;
+  private encoder: StreamEncoder | undefined;
+  private srcEnded = false;
+  private dstEnded = false;
+  private done = false;
+  private record: RecordingIndexEntry | undefined;
+
+  constructor(
+    readonly n: number,
+    private readonly src: Socket,
+    private readonly dst: Socket,
+    private readonly options: TranscodeOptions,
+    private readonly hooks: ConnectionHooks,
+    private readonly recorder: RecordingWriter | undefined,
+  ) {
+    this.record = recorder?.open(n);
+    src.on('data', (c: Buffer) => this.fromSource(new Uint8Array(c.buffer, c.byteOffset, c.length)));
+    dst.on('data', (c: Buffer) => this.fromDestination(new Uint8Array(c.buffer, c.byteOffset, c.length)));
+    src.on('end', () => this.sourceEnded());
+    dst.on('end', () => this.destinationEnded());
+    src.on('error', () => {});
+    dst.on('error', () => {});
+    src.on('close', () => this.sideClosed('source'));
+    dst.on('close', () => this.sideClosed('destination'));
+    dst.on('drain', () => src.resume());
+    src.resume();
+  }
+
+  /** True once the main channel's stream was decoded to its end. */
+  get streamComplete(): boolean {
+    return this.decoder?.finished === true;
+  }
+
+  destroy(): void {
+    this.src.destroy();
+    this.dst.destroy();
+  }
+
+  private fromSource(chunk: Uint8Array): void {
+    if (this.done) return;
+    const arrived = performance.now();
+    this.hooks.activity();
+    this.s2dIn += chunk.length;
+    if (this.record) this.recorder!.write(this.record, 's2d', chunk);
+    if (this.kind === undefined) {
+      // Decide from the first 8 bytes (or what there is when the channel ends early).
+      this.head.push(chunk.slice());
+      this.headBytes += chunk.length;
+      if (this.headBytes < 8) return;
+      this.start();
+      const head = Buffer.concat(this.head);
+      this.head = [];
+      this.forward(head, arrived);
+      return;
+    }
+    this.forward(chunk, arrived);
+  }
+
+  private start(): void {
+    this.kind = classify(Buffer.concat(this.head));
+    if (this.record) this.record.kind = this.kind;
+    if (this.kind !== 'main') return;
+    const pageSize = this.options.pageSize ?? 4096;
+    this.encoder = new StreamEncoder((c) => this.toDestination(c), { pageSize, ...encoderCompressors(resolveSpecs(this.options)) });
+    const transcoder = new Transcoder(this.encoder, this.options);
+    this.decoder = new StreamDecoder((ev) => {
+      transcoder.handle(ev);
+      if (ev.type === 'page' && this.requests.size > 0) {
+        const key = `${ev.block.idstr}@${ev.offset}`;
+        const t = this.requests.get(key);
+        if (t !== undefined) {
+          // A vCPU waits for this page: out now, not after the rest of the chunk.
+          this.requests.delete(key);
+          this.encoder!.flush();
+          const now = performance.now();
+          this.requestToPage.add(now - t);
+          this.requestedAdded.add(now - this.arrived);
+        }
+      }
+    }, this.options);
+    // Requests are watched only to measure; a return path we cannot read is still copied.
+    this.rp = new ReturnPathDecoder((ev) => {
+      if (ev.type !== 'REQ_PAGES' && ev.type !== 'REQ_PAGES_ID') return;
+      const now = performance.now();
+      for (let o = ev.start; o < ev.start + ev.length && this.requests.size < 1 << 16; o += pageSize) this.requests.set(`${ev.block}@${o}`, now);
+    });
+  }
+
+  private forward(chunk: Uint8Array, arrived: number): void {
+    if (!this.decoder) {
+      this.toDestination(chunk);
+      return;
+    }
+    this.arrived = arrived;
+    try {
+      this.decoder.push(chunk);
+      // Flush per arrival: a page a vCPU waits for must not sit in the encoder's buffer.
+      this.encoder!.flush();
+    } catch (e) {
+      this.streamFailed(e);
+      return;
+    }
+    this.latency.add(performance.now() - arrived);
+  }
+
+  private toDestination(c: Uint8Array): void {
+    this.s2dOut += c.length;
+    // The encoder reuses its buffer: hand the socket a copy.
+    if (!this.dst.write(c.slice())) this.src.pause();
+  }
+
+  private fromDestination(chunk: Uint8Array): void {
+    this.hooks.activity();
+    this.d2s += chunk.length;
+    if (this.record) this.recorder!.write(this.record, 'd2s', chunk);
+    this.src.write(chunk.slice());
+    try {
+      this.rp?.push(chunk);
+    } catch {
+      this.rp = undefined;
+    }
+  }
+
+  private sourceEnded(): void {
+    this.srcEnded = true;
+    if (this.kind === undefined && this.headBytes > 0) {
+      this.start();
+      this.forward(Buffer.concat(this.head), performance.now());
+    }
+    if (this.decoder && !this.done) {
+      try {
+        this.decoder.end();
+        this.encoder!.flush();
+      } catch (e) {
+        // Cut short by a source that went away: not a malformed stream.
+        if (e instanceof MigstreamError && e.code === 'TRUNCATED') {
+          this.done = true;
+          this.destroy();
+          this.hooks.fail({ reason: `source closed conn-${this.n} before the migration stream ended (${this.s2dIn} bytes: ${e.message})`, code: 1 });
+          this.finish();
+        } else this.streamFailed(e);
+        return;
+      }
+    }
+    this.dst.end();
+  }
+
+  private destinationEnded(): void {
+    this.dstEnded = true;
+    this.src.end();
+  }
+
+  private sideClosed(side: 'source' | 'destination'): void {
+    if (this.done) return;
+    const other = side === 'source' ? this.dst : this.src;
+    const ended = side === 'source' ? this.srcEnded : this.dstEnded;
+    // The main channel is done when its stream was read to the end; before that, a side going away fails it.
+    if (this.kind === 'main' ? !this.streamComplete : !ended) {
+      this.done = true;
+      other.destroy();
+      // The failure first: the relay must not take this connection's close for a clean end.
+      this.hooks.fail({ reason: `${side} ${ended ? 'closed' : 'went away on'} conn-${this.n} before the migration stream ended (${this.s2dIn} bytes from the source)`, code: 1 });
+      this.finish();
+      return;
+    }
+    if (this.src.destroyed && this.dst.destroyed) {
+      this.done = true;
+      this.finish();
+    }
+  }
+
+  private streamFailed(e: unknown): void {
+    this.done = true;
+    this.destroy();
+    if (e instanceof MigstreamError) this.hooks.fail({ reason: `bad stream on conn-${this.n} [${e.code}] ${e.message}`, code: 3 });
+    else this.hooks.fail({ reason: `conn-${this.n}: ${(e as Error)?.message ?? String(e)}`, code: 1 });
+    this.finish();
+  }
+
+  private finish(): void {
+    if (this.record) this.recorder!.close(this.record);
+    this.record = undefined;
+    this.hooks.closed(this);
+  }
+}
