@@ -2,6 +2,7 @@
 // 4 KiB … 256 KiB at a fixed rate, with QEMU's fixed 1 MiB chunks and our 64 KiB and 4 KiB chunks.
 // The real BlockSender and StreamEncoder write the records; a sink counts their bytes.
 // Run: npm run build && node bench/amplification.bench.mjs
+import '../dist/node/install.js'; // Node's codecs and worker pool, as the package's node condition loads them
 import { BlockSender } from '../dist/stream/block-sender.js';
 import { StreamEncoder } from '../dist/stream/encoder.js';
 

@@ -1,6 +1,6 @@
 import { ByteReader } from '../codec/byte-reader.js';
 import { concatBytes } from '../codec/concat.js';
-import { MigstreamError, NeedMoreData, type ErrorCode } from '../codec/errors.js';
+import { asMigstreamError, MigstreamError, NeedMoreData, type ErrorCode } from '../codec/errors.js';
 import {
   BLK_CHUNK_SIZE,
   BLK_DEVICE_BLOCK,
@@ -45,9 +45,9 @@ import {
 } from './constants.js';
 import { lz4Bound } from '../codec/lz4-block.js';
 import { checkChunkCompression, decodeManifest, digestParams, lz4Params, SUPPORTED_EXTENSIONS } from './manifest.js';
-import { lz4WasmDecompress } from './lz4-wasm.js';
+import { codecSet, defaultImpl, lz4Decompress } from './codec-table.js';
 import type { BlockChunkEvent, EventHandler, PageKind, RamBlockInfo, SectionInfo, SectionKind, StreamEvent } from './events.js';
-import { inflatePageNode, type PageInflater } from './inflate.js';
+import type { PageInflater } from './inflate.js';
 import { parseTail } from './tail.js';
 import { DBM_EOS, readDirtyBitmapRecord, type DirtyBitmapRecord } from './dirty-bitmap.js';
 import { xbzrleDecode } from '../xbzrle/decode.js';
@@ -114,9 +114,9 @@ export interface DecoderOptions {
   /** Target page size when the stream does not say (configuration/target-page-bits). Default 4096 (x86). */
   pageSize?: number;
   limits?: Partial<DecoderLimits>;
-  /** Inflater for COMPRESS_PAGE records. Default: node:zlib. */
+  /** Inflater for COMPRESS_PAGE records. Default: the codec table's (node:zlib under migstream/node, else fflate). */
   inflatePage?: PageInflater;
-  /** Decoder for migstream's LZ4 page records. Default: lz4-wasm-nodejs. */
+  /** Decoder for migstream's LZ4 page records. Default: the codec table's (lz4-wasm-nodejs under migstream/node, else migstream's LZ4). */
   lz4Page?: PageInflater;
   /**
    * "inline" (default): compressed pages arrive inflated. "defer": they arrive
@@ -188,6 +188,10 @@ export class StreamDecoder {
   /** Extensions of ours the stream's manifest declared; none in a QEMU stream. */
   private readonly extensions = new Set<string>();
 
+  /** Asked before each unit: true stops parsing (the consumer is full) until resume(). */
+  private pauseWhen: (() => boolean) | undefined;
+  private pausedAt = false;
+
   private tailStart = 0;
   private tailKept: Uint8Array[] = [];
   private tailBytes = 0;
@@ -195,8 +199,9 @@ export class StreamDecoder {
   constructor(handler: EventHandler, options: DecoderOptions = {}) {
     this.emit = handler;
     this.limits = { ...DEFAULT_LIMITS, ...options.limits };
-    this.inflate = options.inflatePage ?? inflatePageNode;
-    this.lz4Page = options.lz4Page ?? lz4WasmDecompress;
+    const codecs = codecSet(defaultImpl());
+    this.inflate = options.inflatePage ?? ((src, pageSize) => codecs.zlib.inflate(src, pageSize));
+    this.lz4Page = options.lz4Page ?? ((src, size) => lz4Decompress(codecs, src, size));
     this.defer = options.decompress === 'defer';
     this.supportedExtensions = options.extensions ?? SUPPORTED_EXTENSIONS;
     this.pageSize = options.pageSize ?? DEFAULT_PAGE_SIZE;
@@ -217,9 +222,33 @@ export class StreamDecoder {
     return this.state === 'done';
   }
 
-  push(chunk: Uint8Array): void {
+  /**
+   * Backpressure for async drivers: `when` is asked before each unit (record,
+   * section header), and while it says true the decoder stops with the rest
+   * buffered, so one push() can't flood a full consumer. Units stay atomic.
+   */
+  pauseWhile(when: (() => boolean) | undefined): void {
+    this.pauseWhen = when;
+  }
+
+  /** Whether parsing stopped because the pause condition held; call resume() once there is room. */
+  get paused(): boolean {
+    return this.pausedAt;
+  }
+
+  /** Parses on after a pause (stops again at the next unit if the condition still holds). */
+  resume(): void {
+    if (!this.pausedAt || this.failure) return;
+    this.pausedAt = false;
+    this.compact();
+    this.run();
+  }
+
+  push(input: Uint8Array): void {
     if (this.failure) throw this.failure;
-    if (chunk.length === 0) return;
+    if (input.length === 0) return;
+    // A Node Buffer's slice() is a view, not a copy: events carry plain Uint8Array views, whose slice() copies.
+    const chunk = input.constructor === Uint8Array ? input : new Uint8Array(input.buffer, input.byteOffset, input.length);
     if (this.state === 'done') {
       this.fail(new MigstreamError('TRAILING_DATA', this.offset, 'expected the end of the stream, found more bytes'));
     }
@@ -235,6 +264,7 @@ export class StreamDecoder {
       this.pending.push(chunk);
       this.pendingBytes += chunk.length;
     }
+    if (this.pausedAt) return;
     if (this.base + this.buf.length + this.pendingBytes < this.needed) return;
     this.compact();
     this.run();
@@ -244,6 +274,8 @@ export class StreamDecoder {
   end(): void {
     if (this.failure) throw this.failure;
     if (this.state === 'done') return;
+    this.pauseWhen = undefined; // the end parses what is left (at most the held-back unit) in one go
+    this.pausedAt = false;
     if (this.state !== 'tail') {
       // Parse what push() held back for a large unit's look-ahead (see run()).
       this.compact();
@@ -296,6 +328,10 @@ export class StreamDecoder {
     try {
       for (;;) {
         this.pos = r.pos;
+        if (this.pauseWhen !== undefined && this.state !== 'tail' && this.state !== 'done' && this.pauseWhen()) {
+          this.pausedAt = true;
+          return;
+        }
         switch (this.state) {
           case 'header':
             this.readHeader(r);
@@ -899,11 +935,6 @@ function hex(v: number, digits: number): string {
 
 
 /** A bug in a handler or in migstream itself: still reported with the offset, never as a raw crash. */
-function internal(e: unknown, offset: number): MigstreamError {
-  if (e instanceof MigstreamError) return e;
-  const err = new MigstreamError('UNSUPPORTED', offset, `internal error: ${(e as Error)?.message ?? String(e)}`);
-  (err as { cause?: unknown }).cause = e;
-  return err;
-}
+const internal = asMigstreamError;
 
 export type { StreamEvent };
