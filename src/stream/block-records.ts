@@ -1,6 +1,5 @@
-import { ByteReader } from '../codec/byte-reader.js';
-import { concatBytes } from '../codec/concat.js';
-import { asMigstreamError, MigstreamError, NeedMoreData, type ErrorCode } from '../codec/errors.js';
+import type { ByteReader } from '../codec/byte-reader.js';
+import { MigstreamError } from '../codec/errors.js';
 import {
   BLK_CHUNK_SIZE,
   BLK_DEVICE_BLOCK,
@@ -12,46 +11,10 @@ import {
   CHUNK_CODEC_LZ4,
   CHUNK_CODEC_ZLIB,
   BLK_ZERO_BLOCK,
-  COMMAND_LENGTHS,
-  COMMAND_NAMES,
-  DEFAULT_PAGE_SIZE,
-  ENCODING_FLAG_XBZRLE,
   VAR_CHUNK_MAX,
-  RAM_COMPRESS_PAGE,
-  RAM_CONTINUE,
-  RAM_EOS,
-  RAM_HOOK,
-  RAM_MEM_SIZE,
-  RAM_MULTIFD_FLUSH,
-  RAM_PAGE,
-  RAM_XBZRLE,
-  RAM_ZERO,
-  VM_COMMAND,
-  VM_CONFIGURATION,
-  VM_EOF,
-  VM_FILE_MAGIC,
-  VM_FILE_VERSION,
-  VM_FILE_VERSION_COMPAT,
-  VM_SECTION_END,
-  VM_SECTION_FOOTER,
-  VM_SECTION_FULL,
-  VM_SECTION_PART,
-  VM_SECTION_START,
-  VM_SUBSECTION,
-  compressBound,
-  MIGSTREAM_MANIFEST_COMMAND,
-  RAM_LZ4_PAGE,
-  RAM_DIGEST,
 } from './constants.js';
-import { lz4Bound } from '../codec/lz4-block.js';
-import { checkChunkCompression, decodeManifest, digestParams, lz4Params, SUPPORTED_EXTENSIONS } from './manifest.js';
-import { codecSet, defaultImpl, lz4Decompress } from './codec-table.js';
-import type { BlockChunkEvent, EventHandler, PageKind, RamBlockInfo, SectionInfo, SectionKind, StreamEvent } from './events.js';
-import type { PageInflater } from './inflate.js';
-import { parseTail } from './tail.js';
-import { DBM_EOS, readDirtyBitmapRecord, type DirtyBitmapRecord } from './dirty-bitmap.js';
-import { xbzrleDecode } from '../xbzrle/decode.js';
-import { EMPTY, hex, ZERO_DATA, type StreamDecoder } from './decoder.js';
+import type { BlockChunkEvent } from './events.js';
+import { EMPTY, hex, type StreamDecoder } from './decoder.js';
 
 // One block-migration record: be64 sector<<9|flags, then device name and 1 MiB unless ZERO_BLOCK.
 export function readBlockRecord(this: StreamDecoder, r: ByteReader): void {

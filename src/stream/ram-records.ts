@@ -1,22 +1,7 @@
-import { ByteReader } from '../codec/byte-reader.js';
-import { concatBytes } from '../codec/concat.js';
-import { asMigstreamError, MigstreamError, NeedMoreData, type ErrorCode } from '../codec/errors.js';
+import type { ByteReader } from '../codec/byte-reader.js';
+import { MigstreamError } from '../codec/errors.js';
 import {
-  BLK_CHUNK_SIZE,
-  BLK_DEVICE_BLOCK,
-  BLK_EOS,
-  BLK_FLAG_MASK,
-  BLK_PROGRESS,
-  BLK_VAR_CHUNK,
-  BLK_COMPRESSED,
-  CHUNK_CODEC_LZ4,
-  CHUNK_CODEC_ZLIB,
-  BLK_ZERO_BLOCK,
-  COMMAND_LENGTHS,
-  COMMAND_NAMES,
-  DEFAULT_PAGE_SIZE,
   ENCODING_FLAG_XBZRLE,
-  VAR_CHUNK_MAX,
   RAM_COMPRESS_PAGE,
   RAM_CONTINUE,
   RAM_EOS,
@@ -26,32 +11,14 @@ import {
   RAM_PAGE,
   RAM_XBZRLE,
   RAM_ZERO,
-  VM_COMMAND,
-  VM_CONFIGURATION,
-  VM_EOF,
-  VM_FILE_MAGIC,
-  VM_FILE_VERSION,
-  VM_FILE_VERSION_COMPAT,
-  VM_SECTION_END,
-  VM_SECTION_FOOTER,
-  VM_SECTION_FULL,
-  VM_SECTION_PART,
-  VM_SECTION_START,
-  VM_SUBSECTION,
   compressBound,
-  MIGSTREAM_MANIFEST_COMMAND,
   RAM_LZ4_PAGE,
   RAM_DIGEST,
 } from './constants.js';
 import { lz4Bound } from '../codec/lz4-block.js';
-import { checkChunkCompression, decodeManifest, digestParams, lz4Params, SUPPORTED_EXTENSIONS } from './manifest.js';
-import { codecSet, defaultImpl, lz4Decompress } from './codec-table.js';
-import type { BlockChunkEvent, EventHandler, PageKind, RamBlockInfo, SectionInfo, SectionKind, StreamEvent } from './events.js';
-import type { PageInflater } from './inflate.js';
-import { parseTail } from './tail.js';
-import { DBM_EOS, readDirtyBitmapRecord, type DirtyBitmapRecord } from './dirty-bitmap.js';
+import type { PageKind, RamBlockInfo, StreamEvent } from './events.js';
 import { xbzrleDecode } from '../xbzrle/decode.js';
-import { EMPTY, hex, ZERO_DATA, type StreamDecoder } from './decoder.js';
+import { hex, ZERO_DATA, type StreamDecoder } from './decoder.js';
 
 // One RAM record: be64 offset|flags, then what the flags say.
 export function readRamRecord(this: StreamDecoder, r: ByteReader): void {

@@ -1,10 +1,8 @@
 import { cloneEvent } from '../stream/clone-event.js';
 import type { DecoderOptions } from '../stream/decoder.js';
-import { DecodeDriver, STREAM_MAX_IN_FLIGHT, type PoolOptions } from '../stream/drive.js';
+import { DecodeDriver, type PoolOptions } from '../stream/drive.js';
 import type { StreamEvent } from '../stream/events.js';
-import { connect, DEFAULT_HIGH_WATER_MARK, type StreamControlOptions } from './connect.js';
-import { OutputQueue } from './output-queue.js';
-import { bufferBound } from './transcode-stream.js';
+import { DriverStream, type StreamControlOptions } from './connect.js';
 import { unreachable } from '../stream/clone-event.js';
 
 export interface DecodeStreamOptions extends DecoderOptions, PoolOptions, StreamControlOptions {
@@ -49,37 +47,9 @@ function eventSize(ev: StreamEvent): number {
  * after the reader's `await`. With `workers`, compressed pages and chunks
  * are inflated on worker threads; events still come in stream order.
  */
-export class DecodeStream {
-  readonly readable: ReadableStream<StreamEvent>;
-  readonly writable: WritableStream<Uint8Array>;
-  readonly bufferBound: number;
-  private readonly queue: OutputQueue<StreamEvent>;
-  private readonly driver: DecodeDriver;
-  private readonly pageSize: number;
-
+export class DecodeStream extends DriverStream<StreamEvent> {
   constructor(options: DecodeStreamOptions = {}) {
-    this.bufferBound = bufferBound(options);
-    this.pageSize = options.pageSize ?? 4096;
-    this.queue = new OutputQueue<StreamEvent>(options.highWaterMark ?? DEFAULT_HIGH_WATER_MARK, eventSize);
-    const maxInFlight = options.maxInFlight ?? STREAM_MAX_IN_FLIGHT;
-    const pair = connect(
-      () => new DecodeDriver({ ...options, maxInFlight }, () => ({ handle: (ev) => this.queue.push(cloneEvent(ev)) }), this.queue),
-      this.queue,
-      options.signal,
-      () => {},
-    );
-    this.readable = pair.readable;
-    this.writable = pair.writable;
-    this.driver = pair.driver;
-  }
-
-  /** Event bytes queued for the reader plus pages on the workers. */
-  get bufferedBytes(): number {
-    return this.queue.bytes + this.driver.pagesInFlight * this.pageSize;
-  }
-
-  get peakQueuedBytes(): number {
-    return this.queue.peak;
+    super(options, eventSize, (queue, maxInFlight) => new DecodeDriver({ ...options, maxInFlight }, () => ({ handle: (ev) => queue.push(cloneEvent(ev)) }), queue));
   }
 }
 
