@@ -5,6 +5,7 @@
 // their own size, so a chunk size that divides the write size gives 1.0× by construction. The second
 // table places the same writes at any 512-byte sector, as an unaligned guest I/O pattern would.
 // Run: npm run build && node bench/amplification.bench.mjs
+import '../dist/node/install.js'; // Node's codecs and worker pool, as the package's node condition loads them
 import { BlockSender } from '../dist/stream/block-sender.js';
 import { StreamEncoder } from '../dist/stream/encoder.js';
 

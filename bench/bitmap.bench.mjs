@@ -1,6 +1,7 @@
 // Finding dirty chunks near the end of a migration: a 1 TiB disk tracked at 64 KiB (16 Mi bits) with
 // few dirty chunks left. Hierarchical find-next-set vs a linear scan of the flat bitmap, same bits.
 // Run: npm run build && node bench/bitmap.bench.mjs
+import '../dist/node/install.js'; // Node's codecs and worker pool, as the package's node condition loads them
 import { Bench } from 'tinybench';
 import { HierarchicalBitmap, linearFindNext } from '../dist/codec/hbitmap.js';
 

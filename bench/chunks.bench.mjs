@@ -11,6 +11,7 @@
 // The disk: an ext4 image made by `mke2fs -d` from a copy of /usr/bin and /usr/share/doc (binaries,
 // text, already-compressed files and free space, like a system disk); without mke2fs, the fixture
 // guests' RAM repeated. MB = 1e6 bytes of disk.
+import '../dist/node/install.js'; // Node's codecs and worker pool, as the package's node condition loads them
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';

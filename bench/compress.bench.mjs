@@ -12,6 +12,7 @@
 // the committed QEMU 7.2 fixtures (fixtures/qemu/*/ram.bin.br: the paused
 // source after migrating the test guest); zero pages are never compressed
 // (they go out as ZERO records). MB = 1e6 bytes of input pages.
+import '../dist/node/install.js'; // Node's codecs and worker pool, as the package's node condition loads them
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';

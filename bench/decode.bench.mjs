@@ -5,7 +5,8 @@
 import { readdirSync } from 'node:fs';
 import { Bench } from 'tinybench';
 import { CONFIGS, FIXTURES_DIR, loadFixture } from '../fixtures/qemu/lib.mjs';
-import { decodeAll, RamImage, StatsCollector, transcodeBytes } from '../dist/index.js';
+import { decodeAll, transcodeBytes } from '../dist/index.node.js';
+import { RamImage, StatsCollector } from '../dist/sinks.js';
 
 // The largest stream by raw size, and the fixture full of QEMU's zlib pages (its cost is inflate).
 const bySize = CONFIGS.map((c) => c.name)

@@ -24,7 +24,9 @@ import { join, relative } from 'node:path';
 import { deflateSync, inflateSync } from 'node:zlib';
 import { Bench } from 'tinybench';
 import { ensureDumps } from '../fixtures/dumps/lib.mjs';
-import { decodeAll, encodeDumps, RamImage, transcodeBytes, isZeroPage } from '../dist/index.js';
+import { decodeAll, encodeDumps, transcodeBytes } from '../dist/index.node.js';
+import { RamImage } from '../dist/sinks.js';
+import { isZeroPage } from '../dist/codec/index.js';
 import { decodePooled, transcodePooled } from '../dist/stream/pool/drivers.js';
 import { extractFile } from '../dist/cli/commands.js';
 

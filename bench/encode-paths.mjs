@@ -5,6 +5,7 @@
 //
 //   npm run build && node bench/encode-paths.mjs          (the first four captured dumps)
 //   ROUNDS=5 DUMPS=6 node bench/encode-paths.mjs
+import '../dist/node/install.js'; // Node's codecs and worker pool, as the package's node condition loads them
 import { readFileSync } from 'node:fs';
 import { ensureDumps } from '../fixtures/dumps/lib.mjs';
 import { encodeDumps } from '../dist/stream/dump-encoder.js';

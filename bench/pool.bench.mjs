@@ -1,5 +1,6 @@
 // Pool choice: the same page-compression batches through piscina, tinypool and
 // migstream's ThreadPool (dist/), 1 and 2 workers. Run: node bench/pool.bench.mjs
+import '../dist/node/install.js'; // Node's codecs and worker pool, as the package's node condition loads them
 import { Piscina } from 'piscina';
 import { Tinypool } from 'tinypool';
 import { loadFixture } from '../fixtures/qemu/lib.mjs';

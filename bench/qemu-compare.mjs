@@ -43,7 +43,8 @@ if (!avail.ok) {
   process.exit(0);
 }
 
-const { decodeAll, encodeDumps, RamImage, readTemplate } = await import('../dist/index.js');
+const { decodeAll, encodeDumps, readTemplate } = await import('../dist/index.node.js');
+const { RamImage } = await import('../dist/sinks.js');
 const { ensureDumps } = await import('../fixtures/dumps/lib.mjs');
 
 const ROUNDS = Number(process.env.ROUNDS ?? 3);

@@ -3,6 +3,7 @@
 // dump, perturbed so no two regions are equal), then runs the CLI on it under /usr/bin/time and
 // reports peak RSS and throughput.
 // Run: npm run build && node bench/scale.mjs [--gib 8] [--keep]
+import '../dist/node/install.js'; // Node's codecs and worker pool, as the package's node condition loads them
 import { spawnSync } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -1,6 +1,7 @@
 // Page pairs for the XBZRLE benchmark, generated from a fixed seed so every
 // run (and the C baseline, which reads them from a file) sees the same bytes.
 
+import '../dist/node/install.js'; // Node's codecs and worker pool, as the package's node condition loads them
 import { mulberry32 } from '../dist/fuzz/rng.js';
 
 export const PAGE_SIZE = 4096;

@@ -3,7 +3,7 @@
 // Run: npm run build && node bench/xbzrle-policies.mjs [--no-dumps]
 import { existsSync } from 'node:fs';
 import { CONFIGS, FIXTURES_DIR, loadFixture } from '../fixtures/qemu/lib.mjs';
-import { encodeDumps, Transcoder, StreamDecoder } from '../dist/index.js';
+import { encodeDumps, Transcoder, StreamDecoder } from '../dist/index.node.js';
 
 const BUDGETS = [256 << 10, 1 << 20, 4 << 20, 16 << 20, 64 << 20];
 const mib = (n) => `${n >= 1 << 20 ? n / (1 << 20) + ' MiB' : n / 1024 + ' KiB'}`;

@@ -1,52 +1,44 @@
-export { MigstreamError, type ErrorCode, type ErrorContext } from './codec/errors.js';
-export { ByteReader } from './codec/byte-reader.js';
-export { ByteWriter } from './codec/byte-writer.js';
-export { isZeroPage } from './codec/zero.js';
-export { xbzrleDecode } from './xbzrle/decode.js';
+// migstream: the portable core. No node:* module, no Buffer, no top-level await: it loads in Node, Deno, Bun and
+// browsers. Under Node the package's `node` condition loads index.node.ts instead, which adds Node's codecs and
+// worker pool; migstream/node has the Node adapters and file helpers.
+
+// Stream surface (WHATWG streams, backpressure, workers, AbortSignal)
+export { TranscodeStream, bufferBound, type TranscodeStreamOptions, type TranscodeSummary } from './web/transcode-stream.js';
+export { DecodeStream, decodeEvents, type DecodeStreamOptions, type ByteChunks } from './web/decode-stream.js';
+export type { StreamControlOptions } from './web/connect.js';
+export type { PoolOptions } from './stream/drive.js';
+export type { PagePool } from './stream/pool/pool.js';
+export type { PoolTask, PoolResult, CompressTask, CompressResult, DecompressTask, DecompressResult } from './stream/pool/tasks.js';
+
+// Decode: one-shot and incremental
 export { StreamDecoder, decodeAll, DEFAULT_LIMITS, type DecoderLimits, type DecoderOptions } from './stream/decoder.js';
-export { StreamEncoder, type EncoderOptions } from './stream/encoder.js';
-export { RamImage, applyPage, type RamSink, type RamStore } from './stream/ram-image.js';
-export { IterationDigests, VerifyingRamStore, type DigestAlgorithm } from './stream/digest.js';
-export { Transcoder, transcodeBytes, type TranscodeOptions } from './stream/transcode.js';
-export { StatsCollector, type StreamSummary, type IterationStats } from './stream/stats.js';
-export { decodeFile, FileRamSink, FileDiskSink, AutoRamStore, DigestCheck, ramBlockFileName, diskFileName } from './stream/files.js';
-export type * from './stream/events.js';
-export { encodeDumps, encodeSteps, readTemplate, type DumpSeries, type StreamTemplate, type DumpEncodeOptions, type DumpEncodeResult } from './stream/dump-encoder.js';
-export { RamSender, type XbzrleIterationStats } from './stream/ram-sender.js';
-export { BlockSender, type BlockIterationStats } from './stream/block-sender.js';
+export type { PageInflater } from './stream/inflate.js';
+
+// Transcode: one-shot and incremental
+export { Transcoder, transcodeBytes, DEFAULT_XBZRLE_CACHE, type TranscodeOptions } from './stream/transcode.js';
+
+// Encode: RAM dumps (and disks) to a stream, one-shot and incremental; the record writer
+export { encodeDumps, readTemplate, type DumpSeries, type StreamTemplate, type DumpEncodeOptions, type DumpEncodeResult, type DumpWriter } from './stream/dump-encoder.js';
+export { StreamEncoder, type EncoderOptions, type StreamWriter, type RamRecordWriter, type PageCompressorFn } from './stream/encoder.js';
 export { SnapshotDiskSource, WriteLogDiskSource, parseWriteLog, formatWriteLog, type DiskSource } from './stream/disk-source.js';
-export { DiskImage } from './stream/disk-image.js';
-export { HierarchicalBitmap } from './codec/hbitmap.js';
-export { LruPageCache, QemuPageCache, createPageCache, type PageCache, type CachePolicy } from './xbzrle/page-cache.js';
-export { fflateZlib, type ZlibPageCodec } from './codec/zlib-page.js';
-export { Lz4Compressor, lz4DecompressInto, lz4Bound } from './codec/lz4-block.js';
-export { nodeZlib } from './stream/zlib-node.js';
-export { resolveSpec, pageCompressor, type CompressionSpec, type CompressionCodec } from './stream/page-codecs.js';
-export {
-  encodeManifest,
-  decodeManifest,
-  lz4PagesEntry,
-  blockChunksEntry,
-  chunkCompressionEntry,
-  iterationDigestsEntry,
-  DIGEST_ALGORITHMS,
-  SUPPORTED_EXTENSIONS,
-  type ExtensionManifest,
-  type ExtensionEntry,
-} from './stream/manifest.js';
-export { type StreamWriter, type RamRecordWriter } from './stream/encoder.js';
-export { ThreadPool, InlinePool, PoolError, type PagePool } from './stream/pool/thread-pool.js';
-export { PooledEncoder, type PooledEncoderOptions } from './stream/pool/pooled-encoder.js';
-export { DecompressQueue, type DecompressQueueOptions } from './stream/pool/decompress-queue.js';
-export { decodePooled, encodeDumpsPooled, transcodePooled, transcodeBytesPooled, fileSink, type PoolOptions, type ByteSource } from './stream/pool/drivers.js';
-export { PiscinaPool } from './stream/pool/piscina-pool.js';
-export * from './plan/index.js';
-export { commandInfo, decodePackage, type CommandInfo, type PackageInfo, type PackagedCommand } from './stream/commands.js';
-export { encodeCommand, encodePackaged, encodeReturnPath } from './stream/command-encoder.js';
-export { ReturnPathDecoder, type ReturnPathEvent } from './stream/return-path.js';
-export { PreemptDecoder } from './stream/preempt.js';
-export { Relay, type RelayOptions, type RelayResult, type ConnectionSummary } from './relay/relay.js';
-export { replayRecording, type ReplayResult } from './relay/replay.js';
-export { decodeRecording } from './relay/decode-recording.js';
-export { readRecording, type RecordedConnection } from './relay/recording.js';
-export { parseUri, type SocketAddress } from './relay/uri.js';
+export type { XbzrleIterationStats } from './stream/ram-sender.js';
+export type { BlockIterationStats } from './stream/block-sender.js';
+
+// Events
+export type * from './stream/events.js';
+export { cloneEvent } from './stream/clone-event.js';
+export type { DirtyBitmapRecord } from './stream/dirty-bitmap.js';
+export type { ExtensionManifest, ExtensionEntry } from './stream/manifest.js';
+
+// Errors
+export { MigstreamError, OutputClosedError, isStreamFault, type ErrorCode, type ErrorContext } from './codec/errors.js';
+
+// Types options name
+export type { CompressionSpec, CompressionCodec, ResolvedSpec } from './stream/page-codecs.js';
+export type { CachePolicy } from './xbzrle/page-cache.js';
+export type { DigestAlgorithm } from './stream/digest.js';
+export type { RamStore, RamSink } from './stream/ram-image.js';
+
+// Codecs: the one table they are injected through, and the hasher's readiness (sync decodes of digested streams)
+export { registerCodecs, codecSet, defaultImpl, portableCodecs, type PageCodecSet, type CodecImpl } from './stream/codec-table.js';
+export { digestsReady } from './stream/digest.js';

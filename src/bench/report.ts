@@ -83,7 +83,13 @@ export interface ChartLibrary {
 /** Chart.js's UMD build from node_modules (a dependency pinned in package.json), for inlining. */
 export function loadChartLibrary(): ChartLibrary {
   const require = createRequire(import.meta.url);
-  const main = require.resolve('chart.js'); // …/chart.js/dist/chart.cjs
+  let main: string;
+  try {
+    main = require.resolve('chart.js'); // …/chart.js/dist/chart.cjs
+  } catch {
+    // an optional peer dependency: only the HTML report needs it
+    throw new Error('the --html report inlines Chart.js: install it next to migstream (npm install chart.js@4)');
+  }
   const dir = dirname(main);
   const pkg = JSON.parse(readFileSync(join(dir, '..', 'package.json'), 'utf8')) as { version: string };
   const source = readFileSync(join(dir, 'chart.umd.min.js'), 'utf8').replace(/\n\/\/# sourceMappingURL=\S*\s*$/, '\n');

@@ -1,4 +1,5 @@
 import { closeSync, openSync, writeSync } from 'node:fs';
+import { OutputClosedError } from '../codec/errors.js';
 
 export class UsageError extends Error {}
 
@@ -6,10 +7,12 @@ export class UsageError extends Error {}
 export class OutputFile {
   private readonly fd: number;
   private readonly owned: boolean;
+  private readonly name: string;
   bytes = 0;
 
   constructor(path: string) {
     this.owned = path !== '-';
+    this.name = path === '-' ? 'stdout' : path;
     this.fd = this.owned ? openSync(path, 'w') : 1;
   }
 
@@ -19,7 +22,9 @@ export class OutputFile {
       try {
         at += writeSync(this.fd, chunk, at, chunk.length - at);
       } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'EAGAIN') throw e;
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code === 'EPIPE') throw new OutputClosedError(this.name, `EPIPE after ${this.bytes + at} bytes`);
+        if (code !== 'EAGAIN') throw e;
         Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2);
       }
     }

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
-import { MigstreamError } from '../codec/errors.js';
+import { isStreamFault, MigstreamError, OutputClosedError } from '../codec/errors.js';
+import '../node/install.js';
 import { runDemo } from './demo.js';
 import { DEFAULT_XBZRLE_CACHE } from '../stream/transcode.js';
 import type { CachePolicy } from '../xbzrle/page-cache.js';
@@ -253,6 +254,15 @@ main(process.argv.slice(2)).then(
     if (e instanceof UsageError) {
       process.stderr.write(`migstream: ${e.message}\n${USAGE}\n`);
       process.exitCode = 2;
+    } else if (e instanceof OutputClosedError || (e instanceof MigstreamError && e.code === 'OUTPUT_CLOSED')) {
+      // an I/O condition (e.g. `| head -c N`), not a bad stream: one line naming the output
+      const output = e instanceof OutputClosedError ? e.message : e.detail;
+      process.stderr.write(`migstream: ${output}\n`);
+      process.exitCode = 1;
+    } else if (e instanceof MigstreamError && !isStreamFault(e)) {
+      process.stderr.write(`migstream: ${e.code === 'INTERNAL' ? 'internal error' : e.code.toLowerCase()} [${e.code}] ${e.message}\n`);
+      if (process.env.MIGSTREAM_DEBUG) process.stderr.write(`${(e as { cause?: Error }).cause?.stack}\n`);
+      process.exitCode = 1;
     } else if (e instanceof MigstreamError) {
       process.stderr.write(`migstream: bad stream [${e.code}] ${e.message}\n`);
       process.exitCode = 3;

@@ -24,7 +24,11 @@ export type ErrorCode =
   | 'BAD_MANIFEST' // migstream's extension manifest is malformed or misplaced
   | 'UNSUPPORTED_EXTENSION' // the manifest lists an extension this reader does not support
   | 'DIGEST_MISMATCH' // an iteration digest (extension "iteration-digests") does not match the RAM the pages produced
-  | 'TRAILING_DATA';
+  | 'TRAILING_DATA'
+  // Not a fault of the stream (the CLI exits 1 for these, 3 only for a bad stream):
+  | 'INTERNAL' // a handler, a sink or migstream itself threw; `cause` holds what was thrown
+  | 'OUTPUT_CLOSED' // the output went away (EPIPE, a cancelled reader): an I/O condition
+  | 'ABORTED'; // cancelled through an AbortSignal (streams reject with the signal's reason, an AbortError)
 
 export interface ErrorContext {
   /** Section idstr, e.g. "ram" or "block". */
@@ -55,6 +59,41 @@ export class MigstreamError extends Error {
   withContext(context: ErrorContext): MigstreamError {
     return new MigstreamError(this.code, this.offset, this.detail, { ...context, ...this.context });
   }
+}
+
+/** Codes that say nothing about the input: a bug, a closed output, a cancellation. */
+export const NOT_STREAM_FAULTS: readonly ErrorCode[] = ['INTERNAL', 'OUTPUT_CLOSED', 'ABORTED'];
+
+/** Whether `e` reports malformed or unsupported input (CLI exit 3), not an I/O failure or a bug. */
+export function isStreamFault(e: unknown): boolean {
+  return e instanceof MigstreamError && !NOT_STREAM_FAULTS.includes(e.code);
+}
+
+/**
+ * Thrown by a sink whose output went away (a closed pipe, a cancelled
+ * reader). Readers turn it into an OUTPUT_CLOSED MigstreamError.
+ */
+export class OutputClosedError extends Error {
+  override readonly name = 'OutputClosedError';
+  constructor(
+    /** What the output was, e.g. "stdout" or a file path. */
+    readonly output: string,
+    reason: string,
+  ) {
+    super(`output closed: ${output} (${reason})`);
+  }
+}
+
+/**
+ * Anything thrown while a stream was processed, as a MigstreamError: ours
+ * pass unchanged, anything else becomes INTERNAL (with `cause`) at `offset`.
+ */
+export function asMigstreamError(e: unknown, offset: number): MigstreamError {
+  if (e instanceof MigstreamError) return e;
+  if (e instanceof OutputClosedError) return new MigstreamError('OUTPUT_CLOSED', offset, e.message);
+  const err = new MigstreamError('INTERNAL', offset, `internal error: ${(e as Error)?.message ?? String(e)}`);
+  (err as { cause?: unknown }).cause = e;
+  return err;
 }
 
 function formatMessage(offset: number, detail: string, context: ErrorContext): string {

@@ -1,4 +1,5 @@
 /** The fuzz worker: builds the corpus, runs the loop, reports findings (minimised) to the main thread. */
+import '../node/install.js'; // Node's codecs, as under migstream/node (the fuzz targets compare them with the portable ones)
 import { parentPort, workerData } from 'node:worker_threads';
 import { buildCorpus } from './corpus.js';
 import { prepareCorpus, runLoop, shrink, takeReferences } from './engine.js';

@@ -1,31 +1,10 @@
 import { ByteReader } from '../codec/byte-reader.js';
 import { concatBytes } from '../codec/concat.js';
-import { MigstreamError, NeedMoreData, type ErrorCode } from '../codec/errors.js';
+import { asMigstreamError, MigstreamError, NeedMoreData, type ErrorCode } from '../codec/errors.js';
 import {
-  BLK_CHUNK_SIZE,
-  BLK_DEVICE_BLOCK,
-  BLK_EOS,
-  BLK_FLAG_MASK,
-  BLK_PROGRESS,
-  BLK_VAR_CHUNK,
-  BLK_COMPRESSED,
-  CHUNK_CODEC_LZ4,
-  CHUNK_CODEC_ZLIB,
-  BLK_ZERO_BLOCK,
   COMMAND_LENGTHS,
   COMMAND_NAMES,
   DEFAULT_PAGE_SIZE,
-  ENCODING_FLAG_XBZRLE,
-  VAR_CHUNK_MAX,
-  RAM_COMPRESS_PAGE,
-  RAM_CONTINUE,
-  RAM_EOS,
-  RAM_HOOK,
-  RAM_MEM_SIZE,
-  RAM_MULTIFD_FLUSH,
-  RAM_PAGE,
-  RAM_XBZRLE,
-  RAM_ZERO,
   VM_COMMAND,
   VM_CONFIGURATION,
   VM_EOF,
@@ -38,101 +17,26 @@ import {
   VM_SECTION_PART,
   VM_SECTION_START,
   VM_SUBSECTION,
-  compressBound,
   MIGSTREAM_MANIFEST_COMMAND,
-  RAM_LZ4_PAGE,
-  RAM_DIGEST,
 } from './constants.js';
-import { lz4Bound } from '../codec/lz4-block.js';
-import { checkChunkCompression, decodeManifest, digestParams, lz4Params, SUPPORTED_EXTENSIONS } from './manifest.js';
-import { lz4WasmDecompress } from './lz4-wasm.js';
-import type { BlockChunkEvent, EventHandler, PageKind, RamBlockInfo, SectionInfo, SectionKind, StreamEvent } from './events.js';
-import { inflatePageNode, type PageInflater } from './inflate.js';
+import { SUPPORTED_EXTENSIONS } from './manifest.js';
+import { codecSet, defaultImpl, lz4Decompress } from './codec-table.js';
+import type { EventHandler, RamBlockInfo, SectionInfo, SectionKind, StreamEvent } from './events.js';
+import type { PageInflater } from './inflate.js';
 import { parseTail } from './tail.js';
-import { DBM_EOS, readDirtyBitmapRecord, type DirtyBitmapRecord } from './dirty-bitmap.js';
-import { xbzrleDecode } from '../xbzrle/decode.js';
+import { DBM_EOS, readDirtyBitmapRecord } from './dirty-bitmap.js';
+import { readRamRecord, blockRef, readMemSize } from './ram-records.js';
+import { readBlockRecord, readCompressedChunk } from './block-records.js';
+import { readManifest, checkBitmapRecord } from './extension-records.js';
 import { commandInfo, readPackage } from './commands.js';
 
-/**
- * Limits that keep hostile input from costing unbounded memory or time
- * (docs/limits.md). Exceeding one fails the stream with a MigstreamError of
- * code LIMIT at the offending byte; where QEMU has its own check for the same
- * field, exceeding QEMU's bound fails with QEMU's code and wording instead,
- * and the option can only make the check stricter.
- */
-export interface DecoderLimits {
-  /** Most RAMBlocks one MEM_SIZE record may declare. Default 1024. */
-  maxRamBlocks: number;
-  /** Most bytes of RAM one MEM_SIZE record may declare. Default 1 TiB (2^40). */
-  maxTotalRam: number;
-  /**
-   * Most bytes of device state after the last iterable section (FULL
-   * sections, EOF, vmdesc): the decoder keeps them to split them at the end.
-   * Also bounds a postcopy PACKAGED blob. Default 64 MiB.
-   */
-  maxTailBytes: number;
-  /** Most bytes of the vmdesc JSON trailer (its be32 length). Default 16 MiB. */
-  maxVmdescBytes: number;
-  /** Longest machine name in the configuration record. Default 256. */
-  maxMachineName: number;
-  /**
-   * Longest section idstr, RAMBlock idstr or block device name (str8 fields).
-   * Default 255, what the length byte can say (QEMU's idstrs are char[256]).
-   */
-  maxIdstrLength: number;
-  /**
-   * Longest XBZRLE payload. Default Infinity: QEMU's own check (at most the
-   * page size, "Failed to load XBZRLE page - len overflow!") always applies.
-   */
-  maxXbzrleLength: number;
-  /**
-   * Longest compressed page payload (QEMU's zlib COMPRESS_PAGE and
-   * migstream's LZ4 page). Default Infinity: the codec's bound for the page
-   * size always applies (zlib: compressBound, 4110 for 4 KiB pages, QEMU's
-   * "Invalid compressed data length"; LZ4: LZ4_compressBound, 4128).
-   */
-  maxCompressedLength: number;
-  /**
-   * Largest block-migration chunk payload. Default 1 MiB, QEMU's fixed
-   * BLK_MIG_BLOCK_SIZE and the block-chunks extension's maximum.
-   */
-  maxBlockChunk: number;
-}
-
-export const DEFAULT_LIMITS: DecoderLimits = {
-  maxRamBlocks: 1024,
-  maxTotalRam: 2 ** 40,
-  maxTailBytes: 64 << 20,
-  maxVmdescBytes: 16 << 20,
-  maxMachineName: 256,
-  maxIdstrLength: 255,
-  maxXbzrleLength: Infinity,
-  maxCompressedLength: Infinity,
-  maxBlockChunk: 1 << 20,
-};
-
-export interface DecoderOptions {
-  /** Target page size when the stream does not say (configuration/target-page-bits). Default 4096 (x86). */
-  pageSize?: number;
-  limits?: Partial<DecoderLimits>;
-  /** Inflater for COMPRESS_PAGE records. Default: node:zlib. */
-  inflatePage?: PageInflater;
-  /** Decoder for migstream's LZ4 page records. Default: lz4-wasm-nodejs. */
-  lz4Page?: PageInflater;
-  /**
-   * "inline" (default): compressed pages arrive inflated. "defer": they arrive
-   * with `encoded: true` and the compressed payload as `data`, for a worker
-   * pool to decompress (src/stream/pool/decompress-queue.ts).
-   */
-  decompress?: 'inline' | 'defer';
-  /** Extensions (name → newest version) this reader accepts. Default: all migstream supports. */
-  extensions?: Readonly<Record<string, number>>;
-}
+export { DEFAULT_LIMITS, type DecoderLimits, type DecoderOptions } from './decoder-options.js';
+import { DEFAULT_LIMITS, type DecoderLimits, type DecoderOptions } from './decoder-options.js';
 
 type State = 'header' | 'configuration' | 'top' | 'ram' | 'block' | 'dirty-bitmap' | 'footer' | 'tail' | 'done' | 'failed';
 
-const EMPTY: Uint8Array = new Uint8Array(0);
-const ZERO_DATA: Uint8Array = EMPTY;
+export const EMPTY: Uint8Array = new Uint8Array(0);
+export const ZERO_DATA: Uint8Array = EMPTY;
 
 /**
  * Incremental decoder for QEMU 7.2 precopy streams. Feed it chunks of any
@@ -143,24 +47,24 @@ const ZERO_DATA: Uint8Array = EMPTY;
  * the result.
  */
 export class StreamDecoder {
-  private readonly emit: EventHandler;
-  private readonly limits: DecoderLimits;
-  private readonly inflate: PageInflater;
-  private readonly lz4Page: PageInflater;
-  private readonly defer: boolean;
-  private readonly supportedExtensions: Readonly<Record<string, number>>;
+  /** @internal */ readonly emit: EventHandler;
+  /** @internal */ readonly limits: DecoderLimits;
+  /** @internal */ readonly inflate: PageInflater;
+  /** @internal */ readonly lz4Page: PageInflater;
+  /** @internal */ readonly defer: boolean;
+  /** @internal */ readonly supportedExtensions: Readonly<Record<string, number>>;
   /** Set by an extension manifest that declares lz4-pages. */
-  private lz4 = false;
+  /** @internal */ lz4 = false;
   /** Set by an extension manifest that declares iteration-digests: the digest length (0: not declared). */
-  private digestLength = 0;
-  private digestAlgorithm = '';
+  /** @internal */ digestLength = 0;
+  /** @internal */ digestAlgorithm = '';
   /** A manifest may only come before the first section, and only once. */
-  private sawSection = false;
-  private manifestSeen = false;
-  private pageSize: number;
-  private flagMask: number;
+  /** @internal */ sawSection = false;
+  /** @internal */ manifestSeen = false;
+  /** @internal */ pageSize: number;
+  /** @internal */ flagMask: number;
 
-  private state: State = 'header';
+  /** @internal */ state: State = 'header';
   private failure: MigstreamError | undefined;
   /** Buffered, not yet consumed bytes: buf[pos..] is at stream offset base+pos. */
   private buf: Uint8Array = EMPTY;
@@ -173,31 +77,45 @@ export class StreamDecoder {
   private needWhat = '';
 
   private readonly sections = new Map<number, SectionInfo>();
-  private current: { section: SectionInfo; kind: SectionKind } | undefined;
+  /** @internal */ current: { section: SectionInfo; kind: SectionKind } | undefined;
   private footers: boolean | undefined;
-  private blocks = new Map<string, RamBlockInfo>();
-  private lastBlock: RamBlockInfo | undefined;
-  private ignoreShared = false;
-  private postcopyHugePages = false;
-  private ramSections = 0;
-  private scratch: Uint8Array = EMPTY;
+  /** @internal */ blocks = new Map<string, RamBlockInfo>();
+  /** @internal */ lastBlock: RamBlockInfo | undefined;
+  /** @internal */ ignoreShared = false;
+  /** @internal */ postcopyHugePages = false;
+  /** @internal */ ramSections = 0;
+  /** @internal */ scratch: Uint8Array = EMPTY;
   /** Dirty-bitmap section: the aliases a record without names refers to, and each bitmap's granularity from its START. */
-  private bitmapNode = '';
-  private bitmapName = '';
-  private readonly bitmapGranularity = new Map<string, number>();
+  /** @internal */ bitmapNode = '';
+  /** @internal */ bitmapName = '';
+  /** @internal */ readonly bitmapGranularity = new Map<string, number>();
 
   /** Extensions of ours the stream's manifest declared; none in a QEMU stream. */
-  private readonly extensions = new Set<string>();
+  /** @internal */ readonly extensions = new Set<string>();
+
+  /** Asked before each unit: true stops parsing (the consumer is full) until resume(). */
+  private pauseWhen: (() => boolean) | undefined;
+  private pausedAt = false;
 
   private tailStart = 0;
   private tailKept: Uint8Array[] = [];
   private tailBytes = 0;
 
+  // Record families in their own modules (called as methods: they read and update this decoder's state).
+  private readonly readRamRecord = readRamRecord;
+  /** @internal */ readonly blockRef = blockRef;
+  /** @internal */ readonly readMemSize = readMemSize;
+  private readonly readBlockRecord = readBlockRecord;
+  /** @internal */ readonly readCompressedChunk = readCompressedChunk;
+  private readonly readManifest = readManifest;
+  private readonly checkBitmapRecord = checkBitmapRecord;
+
   constructor(handler: EventHandler, options: DecoderOptions = {}) {
     this.emit = handler;
     this.limits = { ...DEFAULT_LIMITS, ...options.limits };
-    this.inflate = options.inflatePage ?? inflatePageNode;
-    this.lz4Page = options.lz4Page ?? lz4WasmDecompress;
+    const codecs = codecSet(defaultImpl());
+    this.inflate = options.inflatePage ?? ((src, pageSize) => codecs.zlib.inflate(src, pageSize));
+    this.lz4Page = options.lz4Page ?? ((src, size) => lz4Decompress(codecs, src, size));
     this.defer = options.decompress === 'defer';
     this.supportedExtensions = options.extensions ?? SUPPORTED_EXTENSIONS;
     this.pageSize = options.pageSize ?? DEFAULT_PAGE_SIZE;
@@ -218,9 +136,33 @@ export class StreamDecoder {
     return this.state === 'done';
   }
 
-  push(chunk: Uint8Array): void {
+  /**
+   * Backpressure for async drivers: `when` is asked before each unit (record,
+   * section header), and while it says true the decoder stops with the rest
+   * buffered, so one push() can't flood a full consumer. Units stay atomic.
+   */
+  pauseWhile(when: (() => boolean) | undefined): void {
+    this.pauseWhen = when;
+  }
+
+  /** Whether parsing stopped because the pause condition held; call resume() once there is room. */
+  get paused(): boolean {
+    return this.pausedAt;
+  }
+
+  /** Parses on after a pause (stops again at the next unit if the condition still holds). */
+  resume(): void {
+    if (!this.pausedAt || this.failure) return;
+    this.pausedAt = false;
+    this.compact();
+    this.run();
+  }
+
+  push(input: Uint8Array): void {
     if (this.failure) throw this.failure;
-    if (chunk.length === 0) return;
+    if (input.length === 0) return;
+    // A Node Buffer's slice() is a view, not a copy: events carry plain Uint8Array views, whose slice() copies.
+    const chunk = input.constructor === Uint8Array ? input : new Uint8Array(input.buffer, input.byteOffset, input.length);
     if (this.state === 'done') {
       this.fail(new MigstreamError('TRAILING_DATA', this.offset, 'expected the end of the stream, found more bytes'));
     }
@@ -236,6 +178,7 @@ export class StreamDecoder {
       this.pending.push(chunk);
       this.pendingBytes += chunk.length;
     }
+    if (this.pausedAt) return;
     if (this.base + this.buf.length + this.pendingBytes < this.needed) return;
     this.compact();
     this.run();
@@ -245,6 +188,8 @@ export class StreamDecoder {
   end(): void {
     if (this.failure) throw this.failure;
     if (this.state === 'done') return;
+    this.pauseWhen = undefined; // the end parses what is left (at most the held-back unit) in one go
+    this.pausedAt = false;
     if (this.state !== 'tail') {
       // Parse what push() held back for a large unit's look-ahead (see run()).
       this.compact();
@@ -297,6 +242,10 @@ export class StreamDecoder {
     try {
       for (;;) {
         this.pos = r.pos;
+        if (this.pauseWhen !== undefined && this.state !== 'tail' && this.state !== 'done' && this.pauseWhen()) {
+          this.pausedAt = true;
+          return;
+        }
         switch (this.state) {
           case 'header':
             this.readHeader(r);
@@ -552,175 +501,8 @@ export class StreamDecoder {
     this.emit(pkg ? { type: 'command', command, name, payload, info, package: pkg, offset: at } : { type: 'command', command, name, payload, info, offset: at });
   }
 
-  // migstream's extension manifest: msgpack, before any section, at most once.
-  private readManifest(payload: Uint8Array, at: number): void {
-    if (this.sawSection) throw new MigstreamError('BAD_MANIFEST', at, 'the extension manifest must come before the first section');
-    if (this.manifestSeen) throw new MigstreamError('BAD_MANIFEST', at, 'a second extension manifest');
-    this.manifestSeen = true;
-    const manifest = decodeManifest(payload, at, this.supportedExtensions);
-    checkChunkCompression(manifest, at);
-    this.enableExtensions(manifest.extensions.map((e) => e.name));
-    const digests = this.supportedExtensions['iteration-digests'] !== undefined ? digestParams(manifest, at, this.pageSize) : undefined;
-    if (digests) {
-      this.digestLength = digests.length;
-      this.digestAlgorithm = digests.algorithm;
-    }
-    if (lz4Params(manifest, at, this.pageSize)) {
-      if (this.pageSize <= RAM_LZ4_PAGE) {
-        throw new MigstreamError('BAD_MANIFEST', at, `lz4-pages needs pages above ${RAM_LZ4_PAGE} bytes for its record flag, the stream has ${this.pageSize}`);
-      }
-      this.lz4 = true;
-    }
-    this.emit({ type: 'manifest', manifest, payload });
-  }
-
-  // One RAM record: be64 offset|flags, then what the flags say.
-  private readRamRecord(r: ByteReader): void {
-    const at = r.offset;
-    const start = r.pos;
-    const hi = r.be32('a RAM record header');
-    const lo = r.be32('a RAM record header');
-    if (hi > 0x1fffff) throw new MigstreamError('BAD_RAM_RECORD', at, `RAM record offset 0x${hex(hi, 8)}${hex(lo, 8)} beyond 2^53`);
-    const flags = lo & this.flagMask;
-    const addr = hi * 0x100000000 + (lo - flags);
-    const type = flags & ~RAM_CONTINUE;
-    let kind: PageKind;
-    let block: RamBlockInfo;
-    let fill = 0;
-    let data: Uint8Array = ZERO_DATA;
-    let dataOffset = 0;
-    let compressedBytes: number | undefined;
-    switch (type) {
-      case RAM_ZERO:
-        block = this.blockRef(r, flags, at);
-        fill = r.u8('the fill byte of a ZERO page');
-        kind = 'zero';
-        break;
-      case RAM_PAGE:
-        block = this.blockRef(r, flags, at);
-        dataOffset = r.offset;
-        data = r.bytes(this.pageSize, 'the data of a PAGE record');
-        kind = 'normal';
-        break;
-      case RAM_XBZRLE: {
-        block = this.blockRef(r, flags, at);
-        const encAt = r.offset;
-        const encoding = r.u8('the XBZRLE encoding flag');
-        const elen = r.be16('the XBZRLE length');
-        if (encoding !== ENCODING_FLAG_XBZRLE) {
-          throw new MigstreamError('XBZRLE_DECODE', encAt, `Failed to load XBZRLE page - wrong compression! expected 0x01, found 0x${hex(encoding, 2)}`, { ramBlock: block.idstr });
-        }
-        if (elen > this.pageSize) {
-          throw new MigstreamError('XBZRLE_DECODE', encAt + 1, `Failed to load XBZRLE page - len overflow! ${elen} > ${this.pageSize}`, { ramBlock: block.idstr });
-        }
-        if (elen > this.limits.maxXbzrleLength) {
-          throw new MigstreamError('LIMIT', encAt + 1, `XBZRLE payload of ${elen} bytes exceeds the limit of ${this.limits.maxXbzrleLength}`, { ramBlock: block.idstr });
-        }
-        dataOffset = r.offset;
-        data = r.bytes(elen, 'the XBZRLE data');
-        // Validate the grammar here so every consumer (even inspect) rejects what QEMU rejects.
-        if (this.scratch.length !== this.pageSize) this.scratch = new Uint8Array(this.pageSize);
-        try {
-          xbzrleDecode(data, this.scratch, dataOffset);
-        } catch (e) {
-          throw e instanceof MigstreamError ? e.withContext({ ramBlock: block.idstr }) : e;
-        }
-        kind = 'xbzrle';
-        break;
-      }
-      case RAM_COMPRESS_PAGE: {
-        block = this.blockRef(r, flags, at);
-        const lenAt = r.offset;
-        const clen = r.be32('a compressed page length');
-        if (clen > compressBound(this.pageSize)) {
-          throw new MigstreamError('DECOMPRESS', lenAt, `Invalid compressed data length: ${clen} (at most ${compressBound(this.pageSize)})`, { ramBlock: block.idstr });
-        }
-        if (clen > this.limits.maxCompressedLength) {
-          throw new MigstreamError('LIMIT', lenAt, `compressed page of ${clen} bytes exceeds the limit of ${this.limits.maxCompressedLength}`, { ramBlock: block.idstr });
-        }
-        dataOffset = r.offset;
-        const compressed = r.bytes(clen, 'compressed page data');
-        compressedBytes = clen;
-        if (this.defer) data = compressed;
-        else {
-          try {
-            data = this.inflate(compressed, this.pageSize);
-          } catch (e) {
-            throw new MigstreamError('DECOMPRESS', dataOffset, `decompress data failed: ${e instanceof Error ? e.message : String(e)}`, { ramBlock: block.idstr });
-          }
-        }
-        kind = 'compressed';
-        break;
-      }
-      // migstream's LZ4 page (declared by the manifest): be32 length, one LZ4 block holding exactly a page.
-      case this.lz4 ? RAM_LZ4_PAGE : -1: {
-        block = this.blockRef(r, flags, at);
-        const lenAt = r.offset;
-        const clen = r.be32('an LZ4 page length');
-        if (clen === 0 || clen > lz4Bound(this.pageSize)) {
-          throw new MigstreamError('DECOMPRESS', lenAt, `Invalid LZ4 page length: ${clen} (1..${lz4Bound(this.pageSize)})`, { ramBlock: block.idstr });
-        }
-        if (clen > this.limits.maxCompressedLength) {
-          throw new MigstreamError('LIMIT', lenAt, `LZ4 page of ${clen} bytes exceeds the limit of ${this.limits.maxCompressedLength}`, { ramBlock: block.idstr });
-        }
-        dataOffset = r.offset;
-        const compressed = r.bytes(clen, 'LZ4 page data');
-        compressedBytes = clen;
-        if (this.defer) data = compressed;
-        else {
-          try {
-            data = this.lz4Page(compressed, this.pageSize);
-          } catch (e) {
-            throw new MigstreamError('DECOMPRESS', dataOffset, `LZ4 page failed to decompress: ${e instanceof Error ? e.message : String(e)}`, { ramBlock: block.idstr });
-          }
-        }
-        kind = 'lz4';
-        break;
-      }
-      // migstream's digest record (declared by the manifest): block reference, be64 count, u8 length, digest.
-      case this.digestLength > 0 ? RAM_DIGEST : -1: {
-        if (addr !== 0) throw new MigstreamError('BAD_RAM_RECORD', at, `digest record with address bits 0x${addr.toString(16)}: expected 0`);
-        const digestBlock = this.blockRef(r, flags, at);
-        const count = r.be64('a digest record count');
-        const lenAt = r.offset;
-        const len = r.u8('a digest length');
-        if (len !== this.digestLength) {
-          throw new MigstreamError('BAD_RAM_RECORD', lenAt, `digest of ${len} bytes: ${this.digestAlgorithm} digests have ${this.digestLength}`, { ramBlock: digestBlock.idstr });
-        }
-        const digest = r.bytes(len, 'the digest').slice();
-        this.lastBlock = digestBlock;
-        this.emit({ type: 'ram-digest', block: digestBlock, iteration: this.ramSections, count, algorithm: this.digestAlgorithm, digest, offset: at, wireBytes: r.pos - start });
-        return;
-      }
-      case RAM_MEM_SIZE:
-        this.readMemSize(r, addr, at, start);
-        return;
-      case RAM_EOS:
-        this.emit({ type: 'iteration-end', index: this.ramSections++, kind: this.current!.kind, offset: at });
-        this.state = 'footer';
-        return;
-      case RAM_MULTIFD_FLUSH:
-        this.emit({ type: 'ram-flush' });
-        return;
-      case RAM_HOOK:
-        throw new MigstreamError('UNSUPPORTED', at, 'RAM_SAVE_FLAG_HOOK: RDMA streams are not supported');
-      default:
-        throw new MigstreamError('BAD_RAM_RECORD', at, `Unknown combination of migration flags: 0x${flags.toString(16)}`);
-    }
-    if (addr + this.pageSize > block.length) {
-      throw new MigstreamError('BAD_OFFSET', at, `Illegal RAM offset 0x${addr.toString(16)}: block is 0x${block.length.toString(16)} bytes`, { ramBlock: block.idstr });
-    }
-    this.lastBlock = block;
-    const ev: StreamEvent = { type: 'page', kind, block, offset: addr, pageSize: this.pageSize, fill, data, dataOffset, wireBytes: r.pos - start };
-    if (compressedBytes !== undefined) {
-      ev.compressedBytes = compressedBytes;
-      if (this.defer) ev.encoded = true;
-    }
-    this.emit(ev);
-  }
-
   // A str8 name (section idstr, RAMBlock idstr, block device) within maxIdstrLength.
-  private name(r: ByteReader, what: string, code: ErrorCode): string {
+  /** @internal */ name(r: ByteReader, what: string, code: ErrorCode): string {
     const len = r.peekU8(what);
     if (len > this.limits.maxIdstrLength) {
       throw new MigstreamError('LIMIT', r.offset, `${what} of ${len} bytes exceeds the limit of ${this.limits.maxIdstrLength}`);
@@ -728,160 +510,6 @@ export class StreamDecoder {
     return r.str8(what, code);
   }
 
-  // Block reference: the idstr unless CONTINUE says "same block as the previous page".
-  private blockRef(r: ByteReader, flags: number, at: number): RamBlockInfo {
-    if (flags & RAM_CONTINUE) {
-      if (!this.lastBlock) throw new MigstreamError('BAD_RAM_RECORD', at, 'Ack, bad migration stream! (CONTINUE with no previous RAMBlock)');
-      return this.lastBlock;
-    }
-    const idAt = r.offset;
-    const idstr = this.name(r, 'a RAMBlock idstr', 'UNKNOWN_RAMBLOCK');
-    const block = this.blocks.get(idstr);
-    if (!block) throw new MigstreamError('UNKNOWN_RAMBLOCK', idAt, `Unknown ramblock "${idstr}", cannot accept migration`);
-    return block;
-  }
-
-  // MEM_SIZE: total | 0x04, then str8 idstr + be64 used_length [+ page size] [+ mr_addr] until the lengths add up.
-  private readMemSize(r: ByteReader, total: number, at: number, start: number): void {
-    if (total > this.limits.maxTotalRam) {
-      throw new MigstreamError('LIMIT', at, `MEM_SIZE declares ${total} bytes of RAM, above the limit of ${this.limits.maxTotalRam}`);
-    }
-    if (this.postcopyHugePages) {
-      throw new MigstreamError('UNSUPPORTED', at, 'MEM_SIZE with postcopy hugepage-backed RAMBlocks is not supported');
-    }
-    const blocks: RamBlockInfo[] = [];
-    const seen = new Set<string>();
-    let left = total;
-    while (left > 0) {
-      const idAt = r.offset;
-      const idstr = this.name(r, 'a RAMBlock idstr in MEM_SIZE', 'BAD_RAM_RECORD');
-      const length = r.be64('a RAMBlock length');
-      const block: RamBlockInfo = { idstr, length };
-      if (this.ignoreShared) block.mrAddr = r.be64('a RAMBlock address (x-ignore-shared)');
-      if (idstr.length === 0) throw new MigstreamError('BAD_RAM_RECORD', idAt, 'expected a RAMBlock idstr in MEM_SIZE, found an empty one');
-      if (seen.has(idstr)) throw new MigstreamError('BAD_RAM_RECORD', idAt, `RAMBlock "${idstr}" listed twice in MEM_SIZE`);
-      if (length > left) {
-        throw new MigstreamError('BAD_RAM_RECORD', idAt, `RAMBlock "${idstr}" length ${length} exceeds the ${left} bytes MEM_SIZE has left`);
-      }
-      if (blocks.length >= this.limits.maxRamBlocks) {
-        throw new MigstreamError('LIMIT', idAt, `more than ${this.limits.maxRamBlocks} RAMBlocks in MEM_SIZE`);
-      }
-      if (length === 0) throw new MigstreamError('BAD_RAM_RECORD', idAt, `RAMBlock "${idstr}" has length 0`);
-      seen.add(idstr);
-      blocks.push(block);
-      left -= length;
-    }
-    this.blocks = new Map(blocks.map((b) => [b.idstr, b]));
-    this.lastBlock = undefined;
-    this.emit({ type: 'ram-blocks', blocks, wireBytes: r.pos - start, offset: at });
-  }
-
-  // One block-migration record: be64 sector<<9|flags, then device name and 1 MiB unless ZERO_BLOCK.
-  private readBlockRecord(r: ByteReader): void {
-    const at = r.offset;
-    const start = r.pos;
-    const hi = r.be32('a block record header');
-    const lo = r.be32('a block record header');
-    // As for RAM records: a JS number holds the sector (and the percent) exactly only below 2^53.
-    if (hi > 0x1fffff) throw new MigstreamError('BAD_BLOCK_RECORD', at, `block record header 0x${hex(hi, 8)}${hex(lo, 8)} beyond 2^53`);
-    const flags = lo & BLK_FLAG_MASK;
-    const sector = hi * 0x800000 + (lo >>> 9);
-    if (flags & BLK_DEVICE_BLOCK) {
-      const device = this.name(r, 'a block device name', 'BAD_BLOCK_RECORD');
-      const zero = (flags & BLK_ZERO_BLOCK) !== 0;
-      let length = BLK_CHUNK_SIZE;
-      if (flags & BLK_VAR_CHUNK) {
-        if (!this.extensions.has('block-chunks')) {
-          throw new MigstreamError('BAD_BLOCK_RECORD', at, `Unknown block migration flags: 0x${flags.toString(16)} (a variable-size chunk, but no manifest declared the "block-chunks" extension)`);
-        }
-        const lenAt = r.offset;
-        length = r.be32('a block chunk length');
-        if (length === 0 || length > VAR_CHUNK_MAX || length % 512 !== 0) {
-          throw new MigstreamError('BAD_BLOCK_RECORD', lenAt, `expected a chunk length of 512..${VAR_CHUNK_MAX} bytes in whole sectors, found ${length}`, { device });
-        }
-        if (!zero && length > this.limits.maxBlockChunk) {
-          throw new MigstreamError('LIMIT', lenAt, `block chunk of ${length} bytes exceeds the limit of ${this.limits.maxBlockChunk}`, { device });
-        }
-      } else if (!zero && length > this.limits.maxBlockChunk) {
-        throw new MigstreamError('LIMIT', at, `QEMU's ${length}-byte block chunk exceeds the limit of ${this.limits.maxBlockChunk}`, { device });
-      }
-      if (device.length === 0) throw new MigstreamError('BAD_BLOCK_RECORD', at + 8, 'Error unknown block device: empty name');
-      if (sector * 512 + length > Number.MAX_SAFE_INTEGER) {
-        // No disk is that large, and byte offsets past 2^53 cannot even be represented.
-        throw new MigstreamError('BAD_BLOCK_RECORD', at, `block chunk at sector ${sector} ends beyond 2^53 bytes`, { device });
-      }
-      if (flags & BLK_COMPRESSED) {
-        this.readCompressedChunk(r, at, flags, device, sector, length, start);
-      } else {
-        const dataOffset = r.offset;
-        const data = zero ? EMPTY : r.bytes(length, length === BLK_CHUNK_SIZE ? 'a 1 MiB block chunk' : 'block chunk data');
-        this.emit({ type: 'block-chunk', device, sector, length, zero, data, dataOffset, wireBytes: r.pos - start });
-      }
-    } else if (flags & BLK_PROGRESS) {
-      this.emit({ type: 'block-progress', percent: sector });
-    } else if (!(flags & BLK_EOS)) {
-      throw new MigstreamError('BAD_BLOCK_RECORD', at, `Unknown block migration flags: 0x${flags.toString(16)}`);
-    }
-    if (flags & BLK_EOS) {
-      this.emit({ type: 'block-eos' });
-      this.state = 'footer';
-    }
-  }
-
-  // QEMU's dirty_bitmap_load_bits: the bits buffer must hold exactly the bitmap's serialisation of
-  // the range, padded to 32 bytes as send_bitmap_bits pads it (checked once START gave the granularity).
-  private checkBitmapRecord(rec: DirtyBitmapRecord, at: number): void {
-    const key = `${this.bitmapNode}\u0000${this.bitmapName}`;
-    if (rec.kind === 'start') this.bitmapGranularity.set(key, rec.granularity!);
-    const granularity = this.bitmapGranularity.get(key);
-    if (rec.kind !== 'bits' || rec.data === undefined || !granularity) return;
-    const needed = Math.ceil(Math.ceil((rec.sectors! * 512) / granularity) / 64) * 8;
-    if (rec.data.length < needed || rec.data.length > Math.ceil(needed / 32) * 32) {
-      throw new MigstreamError(
-        'BAD_SECTION',
-        at + rec.raw.length - rec.data.length - 8,
-        `Migrated bitmap granularity doesn't match the destination bitmap '${this.bitmapName}' granularity: ${rec.sectors} sectors at granularity ${granularity} need ${needed} bytes of bits (up to ${Math.ceil(needed / 32) * 32} padded), the record carries ${rec.data.length}`,
-        { section: 'dirty-bitmap' },
-      );
-    }
-  }
-
-  // A compressed variable-size chunk: after the length, a codec byte and be32 clen (1 <= clen < length).
-  private readCompressedChunk(r: ByteReader, at: number, flags: number, device: string, sector: number, length: number, start: number): void {
-    if (!this.extensions.has('chunk-compression')) {
-      throw new MigstreamError('BAD_BLOCK_RECORD', at, `Unknown block migration flags: 0x${flags.toString(16)} (a compressed chunk, but no manifest declared the "chunk-compression" extension)`, { device });
-    }
-    if (!(flags & BLK_VAR_CHUNK) || flags & BLK_ZERO_BLOCK) {
-      throw new MigstreamError('BAD_BLOCK_RECORD', at, `Unknown block migration flags: 0x${flags.toString(16)} (a compressed chunk must be a variable-size, non-zero chunk)`, { device });
-    }
-    const codecAt = r.offset;
-    const id = r.u8('a chunk codec byte');
-    const codec = id === CHUNK_CODEC_ZLIB ? 'zlib' : id === CHUNK_CODEC_LZ4 ? 'lz4' : undefined;
-    if (!codec) {
-      throw new MigstreamError('BAD_BLOCK_RECORD', codecAt, `expected a chunk codec (${CHUNK_CODEC_ZLIB} zlib, ${CHUNK_CODEC_LZ4} LZ4), found ${id}`, { device });
-    }
-    const clenAt = r.offset;
-    const clen = r.be32('a compressed chunk length');
-    if (clen === 0 || clen >= length) {
-      throw new MigstreamError('DECOMPRESS', clenAt, `expected a compressed length of 1..${length - 1} bytes (less than the chunk), found ${clen}`, { device });
-    }
-    const dataOffset = r.offset;
-    const compressed = r.bytes(clen, 'compressed chunk data');
-    let data = compressed;
-    if (!this.defer) {
-      try {
-        data = codec === 'lz4' ? this.lz4Page(compressed, length) : this.inflate(compressed, length);
-      } catch (e) {
-        throw new MigstreamError('DECOMPRESS', dataOffset, `${codec} chunk failed to decompress: ${e instanceof Error ? e.message : String(e)}`, { device });
-      }
-      if (data.length !== length) {
-        throw new MigstreamError('DECOMPRESS', dataOffset, `${codec} chunk inflated to ${data.length} bytes, the record says ${length}`, { device });
-      }
-    }
-    const ev: BlockChunkEvent = { type: 'block-chunk', device, sector, length, zero: false, data, codec, compressedBytes: clen, dataOffset, wireBytes: r.pos - start };
-    if (this.defer) ev.encoded = true;
-    this.emit(ev);
-  }
 }
 
 /** Decodes a whole stream held in memory; the incremental decoder fed once. */
@@ -891,17 +519,12 @@ export function decodeAll(bytes: Uint8Array, handler: EventHandler, options?: De
   decoder.end();
 }
 
-function hex(v: number, digits: number): string {
+export function hex(v: number, digits: number): string {
   return v.toString(16).padStart(digits, '0');
 }
 
 
 /** A bug in a handler or in migstream itself: still reported with the offset, never as a raw crash. */
-function internal(e: unknown, offset: number): MigstreamError {
-  if (e instanceof MigstreamError) return e;
-  const err = new MigstreamError('UNSUPPORTED', offset, `internal error: ${(e as Error)?.message ?? String(e)}`);
-  (err as { cause?: unknown }).cause = e;
-  return err;
-}
+const internal = asMigstreamError;
 
 export type { StreamEvent };

@@ -1,8 +1,10 @@
 import { createXXHash64, type IHasher } from 'hash-wasm';
+import { equalBytes } from '../codec/concat.js';
 import { MigstreamError } from '../codec/errors.js';
 import type { PageEvent, RamBlockInfo, RamDigestEvent, StreamEvent } from './events.js';
 import { DIGEST_ALGORITHMS } from './manifest.js';
 import type { RamStore } from './ram-image.js';
+import { unreachable } from './clone-event.js';
 
 /**
  * Per-iteration digests (extension "iteration-digests",
@@ -15,12 +17,23 @@ import type { RamStore } from './ram-image.js';
 export type DigestAlgorithm = 'xxh64';
 
 /**
- * hash-wasm's XXH64, instantiated once when this module loads (top-level
- * await, a few milliseconds): its update() and digest() are synchronous, so
- * the decoder's synchronous event flow (decodeAll, transcodeBytes,
- * Transcoder) can hash without any async step or a hasher passed in.
+ * hash-wasm's XXH64, instantiated once, starting when this module loads (a
+ * few milliseconds; no top-level await, so the portable core loads
+ * anywhere): its update() and digest() are synchronous, so the decoder's
+ * synchronous event flow can hash without any async step. The stream
+ * surface and migstream/node wait for it; a synchronous decode of a stream
+ * with digests right at startup elsewhere awaits digestsReady() first.
  */
-const xxh64: IHasher = await createXXHash64();
+let xxh64Instance: IHasher | undefined;
+const loading: Promise<void> = createXXHash64().then((h) => {
+  xxh64Instance = h;
+});
+loading.catch(() => {}); // reported by digestsReady() and by the first use
+
+/** Resolves once iteration digests can be computed (the wasm hasher is instantiated). */
+export function digestsReady(): Promise<void> {
+  return loading;
+}
 
 export function isDigestAlgorithm(name: string): name is DigestAlgorithm {
   return name === 'xxh64';
@@ -39,12 +52,13 @@ let owner: HashState | undefined;
 
 function acquire(s: HashState): IHasher {
   if (owner !== s) {
+    const xxh64 = hasher();
     if (owner) owner.saved = xxh64.save();
     if (s.saved) xxh64.load(s.saved);
     else xxh64.init();
     owner = s;
   }
-  return xxh64;
+  return hasher();
 }
 
 function finish(s: HashState): Uint8Array {
@@ -137,9 +151,14 @@ export class IterationDigests {
   }
 }
 
+function hasher(): IHasher {
+  if (!xxh64Instance) throw new Error('the XXH64 hasher is still loading: await digestsReady() before decoding a stream with digests synchronously');
+  return xxh64Instance;
+}
+
 /** "0x…" for messages. */
 function hex(bytes: Uint8Array): string {
-  return `0x${Buffer.from(bytes).toString('hex')}`;
+  return `0x${Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('')}`;
 }
 
 /**
@@ -201,6 +220,21 @@ export class VerifyingRamStore implements RamStore {
       case 'iteration-end':
         this.iterationEnd(ev.index, ev.offset);
         return;
+      case 'header':
+      case 'configuration':
+      case 'section':
+      case 'section-footer':
+      case 'command':
+      case 'ram-flush':
+      case 'block-chunk':
+      case 'block-progress':
+      case 'block-eos':
+      case 'dirty-bitmap':
+      case 'device-state':
+      case 'end':
+        return; // not RAM
+      default:
+        unreachable(ev);
     }
   }
 
@@ -231,7 +265,7 @@ export class VerifyingRamStore implements RamStore {
     if (ev.algorithm !== d.algorithm) fail(`the record is ${ev.algorithm}, the check ${d.algorithm}`);
     const { count, digest } = d.take(idstr);
     if (count !== ev.count) fail(`${count} page records arrived, the digest record counts ${ev.count}`);
-    if (Buffer.compare(digest, ev.digest) !== 0) fail(`the pages hash to ${hex(digest)}, the digest record says ${hex(ev.digest)}`);
+    if (!equalBytes(digest, ev.digest)) fail(`the pages hash to ${hex(digest)}, the digest record says ${hex(ev.digest)}`);
     this.checked++;
     this.pagesChecked += count;
   }

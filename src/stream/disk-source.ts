@@ -1,3 +1,4 @@
+import { equalBytes } from '../codec/concat.js';
 import { MigstreamError } from '../codec/errors.js';
 
 /** A byte range [offset, offset + length) of a disk. */
@@ -50,7 +51,7 @@ export class SnapshotDiskSource implements DiskSource {
     const out: Extent[] = [];
     for (let off = 0; off < this.size; off += 4096) {
       const len = Math.min(4096, this.size - off);
-      if (Buffer.compare(view(prev, off, len), view(next, off, len)) !== 0) {
+      if (!equalBytes(prev.subarray(off, off + len), next.subarray(off, off + len))) {
         const last = out.at(-1);
         if (last && last.offset + last.length === off) last.length += len;
         else out.push({ offset: off, length: len });
@@ -155,6 +156,3 @@ export function formatWriteLog(groups: DiskWrite[][]): Uint8Array {
   return out;
 }
 
-function view(a: Uint8Array, off: number, len: number): Buffer {
-  return Buffer.from(a.buffer, a.byteOffset + off, len);
-}

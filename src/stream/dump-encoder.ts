@@ -11,6 +11,7 @@ import { BlockSender, type BlockIterationStats } from './block-sender.js';
 import { encodeManifest, iterationDigestsEntry } from './manifest.js';
 import { VerifyingRamStore, type DigestAlgorithm } from './digest.js';
 import type { DiskSource } from './disk-source.js';
+import { unreachable } from './clone-event.js';
 
 /** One RAMBlock's content at each iteration (all blocks have the same number of dumps). */
 export interface DumpSeries {
@@ -263,6 +264,18 @@ export function readTemplate(bytes: Uint8Array): StreamTemplate {
       case 'device-state':
         if (tailStart < 0) tailStart = d.offset - ev.bytes.length;
         break;
+      case 'header':
+      case 'section-footer':
+      case 'command':
+      case 'ram-flush':
+      case 'block-chunk':
+      case 'block-progress':
+      case 'block-eos':
+      case 'dirty-bitmap':
+      case 'end':
+        break; // the template keeps the configuration, the RAM layout and the device state
+      default:
+        unreachable(ev);
     }
   });
   d.push(bytes);

@@ -1,7 +1,6 @@
-import { Lz4Compressor, lz4DecompressInto } from '../codec/lz4-block.js';
-import { checkLevel, fflateZlib, type ZlibPageCodec } from '../codec/zlib-page.js';
-import { lz4WasmCompress, lz4WasmDecompressBatch } from './lz4-wasm.js';
-import { nodeZlib } from './zlib-node.js';
+import { Lz4Compressor } from '../codec/lz4-block.js';
+import { checkLevel, type ZlibPageCodec } from '../codec/zlib-page.js';
+import { codecSet, defaultImpl, type CodecImpl } from './codec-table.js';
 import type { PageCompressorFn } from './encoder.js';
 import { blockChunksEntry, chunkCompressionEntry, lz4PagesEntry, type ExtensionEntry } from './manifest.js';
 
@@ -17,7 +16,8 @@ export interface CompressionSpec {
   /**
    * Implementations: "node" (node:zlib; LZ4 via lz4-wasm-nodejs at
    * acceleration 1) or "portable" (fflate; migstream's LZ4 port). Default
-   * "node". Both write streams any reader loads; their bytes differ.
+   * "node" where migstream/node is loaded, else "portable" (src/stream/codec-table.ts).
+   * Both write streams any reader loads; their bytes differ.
    */
   impl?: 'node' | 'portable';
 }
@@ -30,7 +30,7 @@ export interface ResolvedSpec {
 }
 
 export function resolveSpec(spec: CompressionSpec): ResolvedSpec {
-  const r: ResolvedSpec = { codec: spec.codec, level: spec.level ?? 1, acceleration: spec.acceleration ?? 1, impl: spec.impl ?? 'node' };
+  const r: ResolvedSpec = { codec: spec.codec, level: spec.level ?? 1, acceleration: spec.acceleration ?? 1, impl: spec.impl ?? defaultImpl() };
   if (r.codec !== 'zlib' && r.codec !== 'lz4') throw new RangeError(`unknown compression codec "${String(r.codec)}"`);
   checkLevel(r.level);
   new Lz4Compressor(r.acceleration); // validates the range
@@ -42,8 +42,8 @@ export function lz4CompressorName(spec: ResolvedSpec): 'lz4_flex' | 'migstream-l
   return spec.impl === 'node' && spec.acceleration === 1 ? 'lz4_flex' : 'migstream-lz4';
 }
 
-export function zlibImpl(impl: 'node' | 'portable'): ZlibPageCodec {
-  return impl === 'node' ? nodeZlib : fflateZlib;
+export function zlibImpl(impl: CodecImpl): ZlibPageCodec {
+  return codecSet(impl).zlib;
 }
 
 /** A page compressor for `spec`; each call returns fresh bytes. */
@@ -52,7 +52,7 @@ export function pageCompressor(spec: ResolvedSpec): (page: Uint8Array) => Uint8A
     const z = zlibImpl(spec.impl);
     return (page) => z.deflate(page, spec.level);
   }
-  if (lz4CompressorName(spec) === 'lz4_flex') return lz4WasmCompress;
+  if (lz4CompressorName(spec) === 'lz4_flex') return codecSet('node').lz4Compress;
   const c = new Lz4Compressor(spec.acceleration);
   return (page) => c.compress(page);
 }
@@ -64,7 +64,7 @@ export function pageCompressor(spec: ResolvedSpec): (page: Uint8Array) => Uint8A
  */
 export function decompressBatch(
   codec: CompressionCodec,
-  impl: 'node' | 'portable',
+  impl: CodecImpl,
   blocks: Uint8Array[],
   pageSize: number,
   out: Uint8Array,
@@ -72,13 +72,14 @@ export function decompressBatch(
   const lengths = new Uint32Array(blocks.length);
   if (codec === 'lz4') {
     lengths.fill(pageSize);
-    if (impl === 'node') {
-      const error = lz4WasmDecompressBatch(blocks, pageSize, out);
+    const set = codecSet(impl);
+    if (set.lz4DecompressBatch) {
+      const error = set.lz4DecompressBatch(blocks, pageSize, out);
       return error ? { lengths, error } : { lengths };
     }
     for (let i = 0; i < blocks.length; i++) {
       try {
-        lz4DecompressInto(blocks[i]!, out.subarray(i * pageSize, (i + 1) * pageSize));
+        set.lz4DecompressInto(blocks[i]!, out.subarray(i * pageSize, (i + 1) * pageSize));
       } catch (e) {
         return { lengths, error: { index: i, message: (e as Error).message } };
       }
@@ -105,7 +106,7 @@ export function decompressBatch(
  */
 export function decompressChunks(
   codec: CompressionCodec,
-  impl: 'node' | 'portable',
+  impl: CodecImpl,
   blocks: Uint8Array[],
   lengths: Uint32Array,
   out: Uint8Array,
@@ -117,11 +118,7 @@ export function decompressChunks(
     at += length;
     try {
       if (codec === 'lz4') {
-        if (impl === 'portable') lz4DecompressInto(blocks[i]!, target);
-        else {
-          const error = lz4WasmDecompressBatch([blocks[i]!], length, target);
-          if (error) return { index: i, message: error.message };
-        }
+        codecSet(impl).lz4DecompressInto(blocks[i]!, target);
       } else {
         const data = zlibImpl(impl).inflate(blocks[i]!, length);
         if (data.length !== length) return { index: i, message: `inflated to ${data.length} bytes, the record says ${length}` };

@@ -1,6 +1,7 @@
 import type { DeviceSection, PageKind, RamBlockInfo, StreamEvent } from './events.js';
 import type { ExtensionManifest } from './manifest.js';
 import { DBM_START_ENABLED, DBM_START_PERSISTENT } from './dirty-bitmap.js';
+import { unreachable } from './clone-event.js';
 
 /** Compressed pages of one codec: how much they took against the pages they carry. */
 export interface CompressionStats {
@@ -253,6 +254,13 @@ export class StatsCollector {
         s.vmdescBytes = ev.tail.vmdescBytes;
         s.devices = ev.tail.parsed ? ev.tail.devices.map(({ sectionId: _id, ...d }) => d) : null;
         return;
+      case 'section-footer':
+      case 'ram-flush':
+      case 'iteration-end':
+      case 'block-eos':
+        return; // nothing to count
+      default:
+        unreachable(ev);
     }
   };
 }

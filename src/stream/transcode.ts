@@ -11,6 +11,7 @@ import { encodeManifest, iterationDigestsEntry } from './manifest.js';
 import { chunkExtensions, encoderCompressors, extensionsFor, resolveSpecs, type CompressionSpec } from './page-codecs.js';
 import { RamImage, type RamStore } from './ram-image.js';
 import { RamSender, type XbzrleIterationStats } from './ram-sender.js';
+import { unreachable } from './clone-event.js';
 
 export type { StreamWriter };
 
@@ -214,6 +215,8 @@ export class Transcoder {
       case 'end':
         enc.flush();
         return;
+      default:
+        unreachable(ev);
     }
   };
 }

@@ -2,9 +2,10 @@ import { MigstreamError } from '../../codec/errors.js';
 import { concatBytes } from '../../codec/concat.js';
 import type { BlockChunkEvent, EventHandler, PageEvent, StreamEvent } from '../events.js';
 import type { DecompressResult } from './tasks.js';
-import type { PagePool } from './thread-pool.js';
+import type { PagePool } from './pool.js';
 import { Wakeup } from './wakeup.js';
 import { compactQueue } from './compact.js';
+import { cloneEvent } from '../clone-event.js';
 
 export interface DecompressQueueOptions {
   pool: PagePool;
@@ -155,7 +156,7 @@ export class DecompressQueue {
       this.downstream(ev);
       return;
     }
-    this.queue.push({ ev: copyEvent(ev) });
+    this.queue.push({ ev: cloneEvent(ev) }); // events that wait lose their borrowed views
   };
 
   /** Waits until at most `limit` compressed pages are pending. Throws the first failure. */
@@ -320,22 +321,4 @@ export class DecompressQueue {
 
 function pageKey(ev: PageEvent): string {
   return `${ev.block.idstr}\u0000${ev.offset}`;
-}
-
-/** Events that wait in the queue lose their borrowed views: copy the bytes they carry. */
-function copyEvent(ev: StreamEvent): StreamEvent {
-  switch (ev.type) {
-    case 'page':
-    case 'block-chunk':
-      return { ...ev, data: ev.data.slice() };
-    case 'command':
-    case 'manifest':
-      return { ...ev, payload: ev.payload.slice() };
-    case 'device-state':
-      return { ...ev, bytes: ev.bytes.slice() };
-    case 'configuration':
-      return { ...ev, configuration: { ...ev.configuration, raw: ev.configuration.raw.slice() } };
-    default:
-      return ev;
-  }
 }

@@ -1,4 +1,5 @@
 import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
+import { OutputClosedError } from '../../codec/errors.js';
 import { StreamDecoder, type DecoderOptions } from '../decoder.js';
 import { encodeSteps, type DumpEncodeOptions, type DumpEncodeResult, type DumpSeries } from '../dump-encoder.js';
 import type { EventHandler } from '../events.js';
@@ -186,8 +187,8 @@ export async function transcodeBytesPooled(input: Uint8Array, options: Transcode
 export function fileSink(path: string): { write(chunk: Uint8Array): void | Promise<void>; close(): Promise<void> } {
   const out: WriteStream | NodeJS.WriteStream = path === '-' ? process.stdout : createWriteStream(path);
   let failed: Error | undefined;
-  out.on('error', (e) => {
-    failed = e;
+  out.on('error', (e: NodeJS.ErrnoException) => {
+    failed = e.code === 'EPIPE' ? new OutputClosedError(path === '-' ? 'stdout' : path, 'EPIPE') : e;
   });
   return {
     write(chunk) {

@@ -2,7 +2,7 @@ import { StreamEncoder, type EncoderOptions, type StreamWriter } from '../encode
 import type { RamBlockInfo, SectionInfo } from '../events.js';
 import type { ResolvedSpec } from '../page-codecs.js';
 import type { CompressResult } from './tasks.js';
-import type { PagePool } from './thread-pool.js';
+import type { PagePool } from './pool.js';
 import { Wakeup } from './wakeup.js';
 import { compactQueue } from './compact.js';
 import { isThenable } from './thenable.js';

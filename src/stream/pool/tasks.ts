@@ -1,3 +1,4 @@
+import '../../node/install.js'; // tasks run where Node's codecs are (worker threads, the inline pool)
 import { lz4WasmCompressBatch } from '../lz4-wasm.js';
 import { decompressBatch, decompressChunks, lz4CompressorName, pageCompressor, type CompressionCodec, type ResolvedSpec } from '../page-codecs.js';
 

@@ -1,18 +1,11 @@
 import { Worker } from 'node:worker_threads';
 import type { PoolResult, PoolTask } from './tasks.js';
+import { PoolError, type PagePool } from './pool.js';
 
-/** What the ordered writer and applier need from a pool: run a batch, shut down. */
-export interface PagePool {
-  readonly size: number;
-  run(task: PoolTask, transfer?: ArrayBuffer[]): Promise<PoolResult>;
-  /** Stops the workers; pending and later runs reject. Idempotent. */
-  close(): Promise<void>;
-}
+export { InlinePool, PoolError, type PagePool } from './pool.js';
 
-/** A worker failed: it threw, exited or could not start. The stream it served fails with this. */
-export class PoolError extends Error {
-  override readonly name = 'PoolError';
-}
+/** Worker threads alive now, over every ThreadPool (tests check that an abort leaves none). */
+export let liveWorkerThreads = 0;
 
 /** dist/stream/pool/worker.js, also when this module runs from src/ under a TypeScript runner. */
 export function workerUrl(name = 'worker'): URL {
@@ -76,6 +69,8 @@ export class ThreadPool implements PagePool {
       worker.on('exit', (code) => {
         if (!this.closed) this.fail(new PoolError(`page worker failed: worker exited with code ${code}`));
       });
+      liveWorkerThreads++;
+      worker.once('exit', () => liveWorkerThreads--);
       worker.unref();
       this.slots.push(slot);
     }
@@ -130,37 +125,9 @@ export class ThreadPool implements PagePool {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    for (const job of this.queue.splice(0)) job.reject(this.broken ?? new PoolError('the page pool is closed'));
+    const closed = this.broken ?? new PoolError('the page pool is closed');
+    for (const job of this.queue.splice(0)) job.reject(closed);
+    for (const slot of this.slots) for (const job of slot.jobs.splice(0)) job.reject(closed); // their workers are terminated below
     await Promise.all(this.slots.map((s) => s.worker.terminate()));
-  }
-}
-
-/**
- * Runs tasks in the calling thread, asynchronously: the same contract as a
- * worker pool, for tests and for environments without workers. `delay` (a
- * test hook) decides per task how many event-loop turns its result waits,
- * so tests can reorder results under a seeded schedule.
- */
-export class InlinePool implements PagePool {
-  readonly size = 1;
-  private closed = false;
-
-  constructor(
-    private readonly run1: (task: PoolTask) => PoolResult,
-    private readonly delay: (task: PoolTask) => number = () => 0,
-  ) {}
-
-  async run(task: PoolTask): Promise<PoolResult> {
-    if (this.closed) throw new PoolError('the page pool is closed');
-    for (let turns = this.delay(task); turns > 0; turns--) await new Promise<void>((r) => setImmediate(r));
-    try {
-      return this.run1(task);
-    } catch (e) {
-      throw new PoolError(`page task threw: ${(e as Error).message}`);
-    }
-  }
-
-  async close(): Promise<void> {
-    this.closed = true;
   }
 }

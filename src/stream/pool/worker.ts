@@ -1,3 +1,4 @@
+import '../../node/install.js'; // workers decode with Node's codecs
 import { parentPort } from 'node:worker_threads';
 import { runTask, transferables, type PoolTask } from './tasks.js';
 

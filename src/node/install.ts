@@ -1,0 +1,28 @@
+import { registerCodecs } from '../stream/codec-table.js';
+import { digestsReady } from '../stream/digest.js';
+import { lz4WasmCompress, lz4WasmCompressBatch, lz4WasmDecompressBatch } from '../stream/lz4-wasm.js';
+import { setPoolFactory } from '../stream/pool/pool-factory.js';
+import { ThreadPool } from '../stream/pool/thread-pool.js';
+import { nodeZlib } from '../stream/zlib-node.js';
+
+/**
+ * Plugs Node's pieces into the portable core: node:zlib and lz4-wasm-nodejs
+ * become the default codecs, and `workers: N` runs on worker_threads.
+ * Importing migstream/node (or migstream under Node) does it. Idempotent.
+ */
+export function installNode(): void {
+  registerCodecs('node', {
+    zlib: nodeZlib,
+    lz4Compress: lz4WasmCompress,
+    lz4DecompressInto(block, out) {
+      const error = lz4WasmDecompressBatch([block], out.length, out);
+      if (error) throw new Error(error.message);
+    },
+    lz4CompressBatch: lz4WasmCompressBatch,
+    lz4DecompressBatch: lz4WasmDecompressBatch,
+  });
+  setPoolFactory((workers) => new ThreadPool(workers));
+}
+
+installNode();
+await digestsReady(); // so synchronous decodes can check iteration digests from the first line on

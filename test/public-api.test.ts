@@ -1,0 +1,78 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import * as root from 'migstream';
+import * as node from 'migstream/node';
+import * as sinks from 'migstream/sinks';
+import * as codec from 'migstream/codec';
+import * as xbzrle from 'migstream/xbzrle';
+import { loadFixture } from '../fixtures/qemu/lib.mjs';
+import { requireBuiltCli } from './support/cli.js';
+
+requireBuiltCli();
+const pkgDir = join(import.meta.dirname, '..');
+const pkg = JSON.parse(readFileSync(join(pkgDir, 'package.json'), 'utf8'));
+
+describe('the public API: package entries only', () => {
+  it('the root is small: stream surface, one-shot and incremental forms, events, errors, the codec table', () => {
+    expect(Object.keys(root).sort()).toEqual(
+      [
+        'DEFAULT_LIMITS', 'DEFAULT_XBZRLE_CACHE', 'DecodeStream', 'MigstreamError', 'OutputClosedError', 'SnapshotDiskSource',
+        'StreamDecoder', 'StreamEncoder', 'TranscodeStream', 'Transcoder', 'WriteLogDiskSource', 'bufferBound', 'cloneEvent',
+        'codecSet', 'decodeAll', 'decodeEvents', 'defaultImpl', 'digestsReady', 'encodeDumps', 'formatWriteLog', 'isStreamFault',
+        'parseWriteLog', 'portableCodecs', 'readTemplate', 'registerCodecs', 'transcodeBytes',
+      ].sort(),
+    );
+    expect(Object.keys(sinks).sort()).toEqual(['DiskImage', 'IterationDigests', 'RamImage', 'StatsCollector', 'VerifyingRamStore', 'applyPage', 'digestsReady']);
+    expect(Object.keys(node)).toEqual(expect.arrayContaining(['transcodeTransform', 'decodeTransform', 'readFileChunks', 'ThreadPool', 'decodeFile', 'AutoRamStore']));
+    expect(Object.keys(xbzrle)).toEqual(expect.arrayContaining(['encodePage', 'decodePage', 'xbzrleEncode', 'xbzrleDecode']));
+    expect(Object.keys(codec)).toEqual(expect.arrayContaining(['ByteReader', 'ByteWriter', 'Lz4Compressor', 'fflateZlib']));
+    for (const name of [...Object.keys(root), ...Object.keys(node)]) expect(name).not.toMatch(/Pooled|Piscina|bench|fuzz/i);
+  });
+
+  it('under Node, the root entry has Node\'s codecs and worker pool plugged in', () => {
+    expect(root.defaultImpl()).toBe('node');
+  });
+
+  it('package.json: layered exports, no side effects but the Node entries, no benchmark-only runtime dependencies', () => {
+    expect(Object.keys(pkg.exports).sort()).toEqual(['.', './codec', './node', './package.json', './sinks', './xbzrle']);
+    expect(pkg.exports['.'].node).toBe('./dist/index.node.js');
+    expect(pkg.exports['.'].default).toBe('./dist/index.js');
+    expect(pkg.sideEffects).toEqual(['./dist/index.node.js', './dist/node/*.js', './dist/stream/pool/worker.js']);
+    expect(Object.keys(pkg.dependencies)).not.toContain('piscina');
+    expect(Object.keys(pkg.dependencies)).not.toContain('chart.js');
+    expect(pkg.files).toContain('!dist/fuzz');
+  });
+
+  it('a round trip through the entries: xbzrle encodePage/decodePage are symmetric', () => {
+    const a = new Uint8Array(4096).fill(1);
+    const b = a.slice();
+    b.fill(9, 100, 200);
+    const delta = xbzrle.encodePage(a, b)!;
+    expect(delta.length).toBeLessThan(120);
+    expect(xbzrle.decodePage(a, delta)).toEqual(b);
+    expect(xbzrle.encodePage(a, new Uint8Array(4096).map((_, i) => i * 7))).toBeUndefined(); // overflow: QEMU sends the page whole
+  });
+
+  it('decodeEvents + RamImage rebuild a real QEMU stream; errors are MigstreamError with INTERNAL for a handler bug', async () => {
+    const fx = loadFixture('xbzrle-hit');
+    const ram = new sinks.RamImage();
+    for await (const ev of root.decodeEvents([fx.stream], { workers: 2 })) {
+      if (ev.type === 'ram-blocks') ram.setBlocks(ev.blocks);
+      else if (ev.type === 'page') ram.apply(ev);
+    }
+    expect(Buffer.compare(ram.blocks.get('pc.ram')!, fx.ram)).toBe(0);
+    const e = (() => {
+      try {
+        root.decodeAll(fx.stream, () => {
+          throw new Error('handler bug');
+        });
+      } catch (x) {
+        return x;
+      }
+    })();
+    expect(e).toBeInstanceOf(root.MigstreamError);
+    expect((e as root.MigstreamError).code).toBe('INTERNAL');
+    expect(root.isStreamFault(e)).toBe(false);
+  });
+});
