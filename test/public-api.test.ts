@@ -6,6 +6,8 @@ import * as node from 'migstream/node';
 import * as sinks from 'migstream/sinks';
 import * as codec from 'migstream/codec';
 import * as xbzrle from 'migstream/xbzrle';
+import * as plan from 'migstream/plan';
+import * as relay from 'migstream/relay';
 import { loadFixture } from '../fixtures/qemu/lib.mjs';
 import { requireBuiltCli } from './support/cli.js';
 
@@ -27,6 +29,8 @@ describe('the public API: package entries only', () => {
     expect(Object.keys(node)).toEqual(expect.arrayContaining(['transcodeTransform', 'decodeTransform', 'readFileChunks', 'ThreadPool', 'decodeFile', 'AutoRamStore']));
     expect(Object.keys(xbzrle)).toEqual(expect.arrayContaining(['encodePage', 'decodePage', 'xbzrleEncode', 'xbzrleDecode']));
     expect(Object.keys(codec)).toEqual(expect.arrayContaining(['ByteReader', 'ByteWriter', 'Lz4Compressor', 'fflateZlib']));
+    expect(Object.keys(plan)).toEqual(expect.arrayContaining(['Trace', 'FileDumpSource', 'dirtyRateReport', 'planMigration', 'parseSetting', 'simulate']));
+    expect(Object.keys(relay)).toEqual(expect.arrayContaining(['Relay', 'replayRecording', 'decodeRecording', 'ReturnPathDecoder', 'PreemptDecoder', 'encodeCommand']));
     for (const name of [...Object.keys(root), ...Object.keys(node)]) expect(name).not.toMatch(/Pooled|Piscina|bench|fuzz/i);
   });
 
@@ -35,10 +39,11 @@ describe('the public API: package entries only', () => {
   });
 
   it('package.json: layered exports, no side effects but the Node entries, no benchmark-only runtime dependencies', () => {
-    expect(Object.keys(pkg.exports).sort()).toEqual(['.', './codec', './node', './package.json', './sinks', './xbzrle']);
+    expect(Object.keys(pkg.exports).sort()).toEqual(['.', './codec', './node', './package.json', './plan', './relay', './sinks', './xbzrle']);
     expect(pkg.exports['.'].node).toBe('./dist/index.node.js');
     expect(pkg.exports['.'].default).toBe('./dist/index.js');
-    expect(pkg.sideEffects).toEqual(['./dist/index.node.js', './dist/node/*.js', './dist/stream/pool/worker.js']);
+    // the Node-only entries plug Node's codecs in when loaded
+    expect(pkg.sideEffects).toEqual(['./dist/index.node.js', './dist/node/*.js', './dist/stream/pool/worker.js', './dist/plan/index.js', './dist/relay/index.js']);
     expect(Object.keys(pkg.dependencies)).not.toContain('piscina');
     expect(Object.keys(pkg.dependencies)).not.toContain('chart.js');
     expect(pkg.files).toContain('!dist/fuzz');
