@@ -46,7 +46,7 @@ import {
 import { lz4Bound } from '../codec/lz4-block.js';
 import { checkChunkCompression, decodeManifest, digestParams, lz4Params, SUPPORTED_EXTENSIONS } from './manifest.js';
 import { lz4WasmDecompress } from './lz4-wasm.js';
-import type { BlockChunkEvent, EventHandler, PageKind, RamBlockInfo, SectionInfo, SectionKind, StreamEvent } from './events.js';
+import type { BlockChunkEvent, EventHandler, PageKind, RamBlockInfo, SectionInfo, SectionKind, StreamEvent, StreamWarning } from './events.js';
 import { inflatePageNode, type PageInflater } from './inflate.js';
 import { parseTail } from './tail.js';
 import { DBM_EOS, readDirtyBitmapRecord, type DirtyBitmapRecord } from './dirty-bitmap.js';
@@ -126,6 +126,13 @@ export interface DecoderOptions {
   decompress?: 'inline' | 'defer';
   /** Extensions (name → newest version) this reader accepts. Default: all migstream supports. */
   extensions?: Readonly<Record<string, number>>;
+  /**
+   * A damaged vmdesc trailer after EOF fails the stream (BAD_VMDESC, TRUNCATED, TRAILING_DATA, LIMIT)
+   * instead of being a `warning` event. Default false: QEMU 7.2 skips the trailer and loads such a stream.
+   */
+  strict?: boolean;
+  /** Called with each `warning` as well as the event (the CLI prints them on stderr, also under a worker pool). */
+  onWarning?: (warning: StreamWarning) => void;
 }
 
 type State = 'header' | 'configuration' | 'top' | 'ram' | 'block' | 'dirty-bitmap' | 'footer' | 'tail' | 'done' | 'failed';
@@ -148,6 +155,8 @@ export class StreamDecoder {
   private readonly lz4Page: PageInflater;
   private readonly defer: boolean;
   private readonly supportedExtensions: Readonly<Record<string, number>>;
+  private readonly strict: boolean;
+  private readonly onWarning: ((warning: StreamWarning) => void) | undefined;
   /** Set by an extension manifest that declares lz4-pages. */
   private lz4 = false;
   /** Set by an extension manifest that declares iteration-digests: the digest length (0: not declared). */
@@ -199,6 +208,8 @@ export class StreamDecoder {
     this.lz4Page = options.lz4Page ?? lz4WasmDecompress;
     this.defer = options.decompress === 'defer';
     this.supportedExtensions = options.extensions ?? SUPPORTED_EXTENSIONS;
+    this.strict = options.strict === true;
+    this.onWarning = options.onWarning;
     this.pageSize = options.pageSize ?? DEFAULT_PAGE_SIZE;
     this.flagMask = this.pageSize - 1;
   }
@@ -252,8 +263,12 @@ export class StreamDecoder {
     if (this.state === 'tail') {
       const tail = concatBytes(this.tailKept);
       try {
-        const info = parseTail(tail, this.tailStart, this.footers !== false, this.limits.maxVmdescBytes);
+        const info = parseTail(tail, this.tailStart, this.footers !== false, this.limits.maxVmdescBytes, this.strict);
         this.state = 'done';
+        if (info.warning) {
+          this.onWarning?.(info.warning);
+          this.emit({ type: 'warning', warning: info.warning });
+        }
         this.emit({ type: 'end', tail: info });
       } catch (e) {
         this.fail(e instanceof MigstreamError ? e : internal(e, this.tailStart));
