@@ -57,7 +57,7 @@ export async function main(args: string[]): Promise<number> {
   for (const r of s.undocumented) {
     process.stderr.write(`UNDOCUMENTED ${r.verdict} case ${r.index} (${r.fixture}, ${r.how}): QEMU ${r.qemuStatus} ${r.qemu?.message ?? ''} | migstream ${r.migstream.status} ${r.migstream.message ?? ''}${r.differ ? ` | ${r.differ}` : ''}\n`);
   }
-  if (values.json) process.stdout.write(`${JSON.stringify(s, null, 2)}\n`);
+  if (values.json) await new Promise((done) => process.stdout.write(`${JSON.stringify(s, null, 2)}\n`, done));
   return s.undocumented.length ? 1 : 0;
 }
 
