@@ -108,10 +108,17 @@ describe('verdicts', () => {
     });
     expect(q('Illegal RAM offset 201bb1000\nerror while loading state section id 2(ram)')).toMatchObject({ kind: 'wire', section: 'ram' });
     expect(q('Expected vmdescription section, but got 7\nUnknown savevm section type 9')).toEqual({ kind: 'wire', message: 'Unknown savevm section type 9' });
+    expect(q('Length mismatch: pc.ram: 0x2000000 in != 0x2001000: Invalid argument\nerror while loading state for instance 0x0 of device \'ram\'')).toEqual({
+      kind: 'destination',
+      section: 'ram',
+      message: 'Length mismatch: pc.ram: 0x2000000 in != 0x2001000: Invalid argument',
+    });
+    expect(classifyQemu('Error unknown block device ide0-hd9\nqemu-system-x86_64: error while loading state section id 1(block)')).toMatchObject({ kind: 'destination', section: 'block' });
   });
 
-  it('documents only agreement and device-state rejections', () => {
+  it('documents only agreement and rejections for device state or the destination machine', () => {
     expect(documented({ verdict: 'qemu-rejects', qemu: { kind: 'device-state', section: 'timer', message: '' } })).toBe(true);
+    expect(documented({ verdict: 'qemu-rejects', qemu: { kind: 'destination', section: 'ram', message: '' } })).toBe(true);
     expect(documented({ verdict: 'qemu-rejects', qemu: { kind: 'wire', section: 'ram', message: '' } })).toBe(false);
     for (const v of ['migstream-rejects', 'both-load-differ', 'qemu-crash', 'qemu-hang'] as const) expect(documented({ verdict: v })).toBe(false);
   });

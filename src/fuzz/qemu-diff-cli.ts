@@ -1,5 +1,6 @@
 /**
  * `npm run fuzz:qemu -- [--cases N] [--seconds S] [--seed S] [--start I] [--fixtures a,b] [--timeout-ms MS] [--out DIR] [--json]`
+ * `npm run fuzz:qemu -- --report DIR [--json]` counts a run's results again with today's classification.
  * (also `npm run fuzz -- --against-qemu …`): differential fuzzing against a
  * real QEMU 7.2 destination (docs/fuzzing.md). Exit 1 when a disagreement is
  * not one docs/fuzzing.md documents.
@@ -7,6 +8,7 @@
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { runDiff, type DiffSummary } from './qemu-diff-run.js';
+import { reportRun } from './qemu-diff-report.js';
 
 export async function main(args: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -20,8 +22,16 @@ export async function main(args: string[]): Promise<number> {
       'timeout-ms': { type: 'string', default: '15000' },
       out: { type: 'string' },
       json: { type: 'boolean', default: false },
+      report: { type: 'string' },
     },
   });
+  if (values.report !== undefined) {
+    // count a finished (or running) run again from its results directory
+    const r = reportRun(values.report);
+    printSummary(r);
+    if (values.json) await new Promise((done) => process.stdout.write(`${JSON.stringify(r, null, 2)}\n`, done));
+    return r.undocumented.length ? 1 : 0;
+  }
   const seed = Number(values.seed) >>> 0;
   const cases = Number(values.cases);
   const out = values.out ?? join('.cache', 'qemu-diff', `seed-${seed}`);
@@ -50,6 +60,12 @@ export async function main(args: string[]): Promise<number> {
     onProgress: progress,
   });
   if (tty) process.stderr.write('\n');
+  printSummary(s);
+  if (values.json) await new Promise((done) => process.stdout.write(`${JSON.stringify(s, null, 2)}\n`, done));
+  return s.undocumented.length ? 1 : 0;
+}
+
+function printSummary(s: DiffSummary & { bothRejectSameWords?: number }): void {
   process.stderr.write(`${s.cases} cases in ${s.wallSeconds.toFixed(0)} s (QEMU ${s.meanQemuMs} ms, migstream ${s.meanMigstreamMs} ms per case on average)\n`);
   for (const [v, n] of Object.entries(s.verdicts)) process.stderr.write(`  ${v.padEnd(18)} ${n}\n`);
   for (const [k, n] of Object.entries(s.qemuRejects).sort((a, b) => b[1] - a[1])) process.stderr.write(`    QEMU alone rejects, ${k}: ${n}\n`);
@@ -57,8 +73,7 @@ export async function main(args: string[]): Promise<number> {
   for (const r of s.undocumented) {
     process.stderr.write(`UNDOCUMENTED ${r.verdict} case ${r.index} (${r.fixture}, ${r.how}): QEMU ${r.qemuStatus} ${r.qemu?.message ?? ''} | migstream ${r.migstream.status} ${r.migstream.message ?? ''}${r.differ ? ` | ${r.differ}` : ''}\n`);
   }
-  if (values.json) await new Promise((done) => process.stdout.write(`${JSON.stringify(s, null, 2)}\n`, done));
-  return s.undocumented.length ? 1 : 0;
+  if (s.bothRejectSameWords !== undefined) process.stderr.write(`  both rejected with QEMU's words in migstream's message: ${s.bothRejectSameWords} of ${s.verdicts['both-reject']}\n`);
 }
 
 function short(s: DiffSummary): string {

@@ -64,11 +64,12 @@ export interface DiffSummary {
 
 /**
  * The disagreements docs/fuzzing.md explains, which do not fail a run: QEMU
- * rejecting device state migstream passes through without judging it.
+ * rejecting device state migstream passes through without judging it, or a
+ * stream that does not fit its machine (migstream reads streams, not machines).
  */
 export function documented(r: Pick<CaseRecord, 'verdict' | 'qemu'>): boolean {
   if (r.verdict === 'both-load-equal' || r.verdict === 'both-reject') return true;
-  return r.verdict === 'qemu-rejects' && r.qemu?.kind === 'device-state';
+  return r.verdict === 'qemu-rejects' && (r.qemu?.kind === 'device-state' || r.qemu?.kind === 'destination');
 }
 
 const VERDICTS: Verdict[] = ['both-load-equal', 'both-reject', 'qemu-rejects', 'migstream-rejects', 'both-load-differ', 'qemu-crash', 'qemu-hang'];
@@ -86,19 +87,7 @@ export async function runDiff(o: DiffOptions): Promise<DiffSummary> {
   const pool = new DestinationPool(lib, work, initialRam);
   if (o.out) mkdirSync(join(o.out, 'findings'), { recursive: true });
   const start = o.start ?? 0;
-  const s: DiffSummary = {
-    seed: o.seed,
-    start,
-    cases: 0,
-    wallSeconds: 0,
-    verdicts: Object.fromEntries(VERDICTS.map((v) => [v, 0])) as Record<Verdict, number>,
-    qemuRejects: {},
-    warnings: {},
-    undocumented: [],
-    perFixture: {},
-    meanQemuMs: 0,
-    meanMigstreamMs: 0,
-  };
+  const s = newSummary(o.seed, start);
   const t0 = Date.now();
   const deadline = o.seconds !== undefined ? t0 + o.seconds * 1000 : Infinity;
   let qemuMs = 0;
@@ -185,7 +174,23 @@ function loadBases(lib: QemuLib, names?: string[]): { bases: FixtureBase[]; trut
   return { bases, truth, configs };
 }
 
-function count(s: DiffSummary, r: CaseRecord): void {
+export function newSummary(seed: number, start: number): DiffSummary {
+  return {
+    seed,
+    start,
+    cases: 0,
+    wallSeconds: 0,
+    verdicts: Object.fromEntries(VERDICTS.map((v) => [v, 0])) as Record<Verdict, number>,
+    qemuRejects: {},
+    warnings: {},
+    undocumented: [],
+    perFixture: {},
+    meanQemuMs: 0,
+    meanMigstreamMs: 0,
+  };
+}
+
+export function count(s: DiffSummary, r: CaseRecord): void {
   s.cases++;
   s.verdicts[r.verdict]++;
   s.perFixture[r.fixture] = (s.perFixture[r.fixture] ?? 0) + 1;

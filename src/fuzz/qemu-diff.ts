@@ -62,8 +62,13 @@ export type Verdict =
   | 'qemu-hang';
 
 export interface QemuReason {
-  /** 'device-state': a device section's content or the destination's device set; 'wire': the stream's framing, RAM or block records. */
-  kind: 'device-state' | 'wire';
+  /**
+   * 'device-state': a device section's content or the destination's device set;
+   * 'destination': the stream does not fit the destination's machine (RAMBlock names and sizes,
+   * disks, machine type, capabilities, page size), which a stream alone cannot tell;
+   * 'wire': the stream's framing, RAM or block records.
+   */
+  kind: 'device-state' | 'destination' | 'wire';
   /** The section QEMU names, when it names one. */
   section?: string;
   /** QEMU's first error line (without the program name). */
@@ -71,6 +76,18 @@ export interface QemuReason {
 }
 
 const ITERABLE = new Set(['ram', 'block', 'dirty-bitmap']);
+
+/** QEMU 7.2's words for a stream that does not fit this destination (ram.c, block.c, savevm.c). */
+const DESTINATION = [
+  /Length mismatch: /,
+  /Unknown ramblock "/,
+  /Mismatched GPAs for block /,
+  /Mismatched RAM page size /,
+  /Error unknown block device /,
+  /Machine type received is '/,
+  /Received TARGET_PAGE_BITS is /,
+  /Capability \S+ is off, but received capability is on/,
+];
 
 /** Why QEMU rejected, from its error_report lines. */
 export function classifyQemu(stderr: string): QemuReason {
@@ -85,6 +102,8 @@ export function classifyQemu(stderr: string): QemuReason {
     /unsupported version \d+ for '([^']+)'/.exec(text)?.[1] ??
     /Failed to load ([^:\s]+):/.exec(text)?.[1];
   const message = lines[0] ?? '(no message)';
+  const fit = DESTINATION.find((re) => re.test(text));
+  if (fit) return { kind: 'destination', section: named, message: lines.find((l) => fit.test(l)) ?? message };
   if (named !== undefined) return { kind: ITERABLE.has(named) ? 'wire' : 'device-state', section: named, message };
   return { kind: 'wire', message };
 }
