@@ -597,8 +597,10 @@ export class StreamDecoder {
     const start = r.pos;
     const hi = r.be32('a RAM record header');
     const lo = r.be32('a RAM record header');
-    if (hi > 0x1fffff) throw new MigstreamError('BAD_RAM_RECORD', at, `RAM record offset 0x${hex(hi, 8)}${hex(lo, 8)} beyond 2^53`);
     const flags = lo & this.flagMask;
+    // Offset bits at or above 2^53 (no RAMBlock is that large; a JS number cannot hold them exactly): QEMU
+    // ignores them in EOS and flush records and rejects a page there as an illegal offset, after its block.
+    const huge = hi > 0x1fffff;
     const addr = hi * 0x100000000 + (lo - flags);
     const type = flags & ~RAM_CONTINUE;
     let kind: PageKind;
@@ -710,7 +712,7 @@ export class StreamDecoder {
         return;
       }
       case RAM_MEM_SIZE:
-        this.readMemSize(r, addr, at, start);
+        this.readMemSize(r, huge ? Infinity : addr, at, start);
         return;
       case RAM_EOS:
         this.emit({ type: 'iteration-end', index: this.ramSections++, kind: this.current!.kind, offset: at });
@@ -724,8 +726,9 @@ export class StreamDecoder {
       default:
         throw new MigstreamError('BAD_RAM_RECORD', at, `Unknown combination of migration flags: 0x${flags.toString(16)}`);
     }
-    if (addr + this.pageSize > block.length) {
-      throw new MigstreamError('BAD_OFFSET', at, `Illegal RAM offset 0x${addr.toString(16)}: block is 0x${block.length.toString(16)} bytes`, { ramBlock: block.idstr });
+    if (huge || addr + this.pageSize > block.length) {
+      const shown = huge ? `${hi.toString(16)}${hex(lo - flags, 8)}` : addr.toString(16);
+      throw new MigstreamError('BAD_OFFSET', at, `Illegal RAM offset 0x${shown}: block is 0x${block.length.toString(16)} bytes`, { ramBlock: block.idstr });
     }
     this.lastBlock = block;
     const ev: StreamEvent = { type: 'page', kind, block, offset: addr, pageSize: this.pageSize, fill, data, dataOffset, wireBytes: r.pos - start };
@@ -760,8 +763,8 @@ export class StreamDecoder {
 
   // MEM_SIZE: total | 0x04, then str8 idstr + be64 used_length [+ page size] [+ mr_addr] until the lengths add up.
   private readMemSize(r: ByteReader, total: number, at: number, start: number): void {
-    if (total > this.limits.maxTotalRam) {
-      throw new MigstreamError('LIMIT', at, `MEM_SIZE declares ${total} bytes of RAM, above the limit of ${this.limits.maxTotalRam}`);
+    if (total > this.limits.maxTotalRam || total === Infinity) {
+      throw new MigstreamError('LIMIT', at, `MEM_SIZE declares ${total === Infinity ? '2^53 or more' : total} bytes of RAM, above the limit of ${this.limits.maxTotalRam}`);
     }
     if (this.postcopyHugePages) {
       throw new MigstreamError('UNSUPPORTED', at, 'MEM_SIZE with postcopy hugepage-backed RAMBlocks is not supported');
@@ -799,11 +802,13 @@ export class StreamDecoder {
     const start = r.pos;
     const hi = r.be32('a block record header');
     const lo = r.be32('a block record header');
-    // As for RAM records: a JS number holds the sector (and the percent) exactly only below 2^53.
-    if (hi > 0x1fffff) throw new MigstreamError('BAD_BLOCK_RECORD', at, `block record header 0x${hex(hi, 8)}${hex(lo, 8)} beyond 2^53`);
     const flags = lo & BLK_FLAG_MASK;
     const sector = hi * 0x800000 + (lo >>> 9);
+    // As for RAM records: a JS number holds the sector exactly only below 2^53; QEMU ignores those bits
+    // in EOS and prints a PROGRESS percent as (int)(header >> 9).
+    const huge = hi > 0x1fffff;
     if (flags & BLK_DEVICE_BLOCK) {
+      if (huge) throw new MigstreamError('BAD_BLOCK_RECORD', at, `block record header 0x${hex(hi, 8)}${hex(lo, 8)} beyond 2^53`);
       const device = this.name(r, 'a block device name', 'BAD_BLOCK_RECORD');
       const zero = (flags & BLK_ZERO_BLOCK) !== 0;
       let length = BLK_CHUNK_SIZE;
@@ -835,7 +840,7 @@ export class StreamDecoder {
         this.emit({ type: 'block-chunk', device, sector, length, zero, data, dataOffset, wireBytes: r.pos - start });
       }
     } else if (flags & BLK_PROGRESS) {
-      this.emit({ type: 'block-progress', percent: sector });
+      this.emit({ type: 'block-progress', percent: huge ? ((((hi & 0x1ff) << 23) | (lo >>> 9)) | 0) : sector });
     } else if (!(flags & BLK_EOS)) {
       throw new MigstreamError('BAD_BLOCK_RECORD', at, `Unknown block migration flags: 0x${flags.toString(16)}`);
     }
