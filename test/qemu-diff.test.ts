@@ -120,6 +120,9 @@ describe('verdicts', () => {
     expect(documented({ verdict: 'qemu-rejects', qemu: { kind: 'device-state', section: 'timer', message: '' } })).toBe(true);
     expect(documented({ verdict: 'qemu-rejects', qemu: { kind: 'destination', section: 'ram', message: '' } })).toBe(true);
     expect(documented({ verdict: 'qemu-rejects', qemu: { kind: 'wire', section: 'ram', message: '' } })).toBe(false);
+    // QEMU 8.1+'s multifd flush, which migstream reads on purpose (README)
+    expect(documented({ verdict: 'qemu-rejects', qemu: { kind: 'wire', section: 'ram', message: 'Unknown combination of migration flags: 0x200' } })).toBe(true);
+    expect(documented({ verdict: 'qemu-rejects', qemu: { kind: 'wire', section: 'ram', message: 'Unknown combination of migration flags: 0x201' } })).toBe(false);
     for (const v of ['migstream-rejects', 'both-load-differ', 'qemu-crash', 'qemu-hang'] as const) expect(documented({ verdict: v })).toBe(false);
   });
 });
