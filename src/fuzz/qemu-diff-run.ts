@@ -199,7 +199,8 @@ export function count(s: DiffSummary, r: CaseRecord): void {
   s.verdicts[r.verdict]++;
   s.perFixture[r.fixture] = (s.perFixture[r.fixture] ?? 0) + 1;
   if (r.verdict === 'qemu-rejects' && r.qemu) {
-    const k = `${r.qemu.kind}:${r.qemu.section ?? r.qemu.message.replace(/\d+/g, 'N').slice(0, 60)}`;
+    const what = r.qemu.kind === 'wire' ? `${r.qemu.section ?? '-'}: ${r.qemu.message.replace(/0x[0-9a-f]+|\d+/gi, 'N').slice(0, 70)}` : r.qemu.section;
+    const k = `${r.qemu.kind}:${what ?? r.qemu.message.slice(0, 70)}`;
     s.qemuRejects[k] = (s.qemuRejects[k] ?? 0) + 1;
   }
   for (const w of r.migstream.warnings) s.warnings[w] = (s.warnings[w] ?? 0) + 1;
