@@ -124,5 +124,11 @@ describe('verdicts', () => {
     expect(documented({ verdict: 'qemu-rejects', qemu: { kind: 'wire', section: 'ram', message: 'Unknown combination of migration flags: 0x200' } })).toBe(true);
     expect(documented({ verdict: 'qemu-rejects', qemu: { kind: 'wire', section: 'ram', message: 'Unknown combination of migration flags: 0x201' } })).toBe(false);
     for (const v of ['migstream-rejects', 'both-load-differ', 'qemu-crash', 'qemu-hang'] as const) expect(documented({ verdict: v })).toBe(false);
+    // QEMU's crashes of docs/qemu-findings.md, on streams migstream rejects too; any other crash is news
+    const abort = { kind: 'wire' as const, message: "../../hw/nvram/fw_cfg.c:726: fw_cfg_modify_bytes_read: Assertion `key < fw_cfg_max_entry(s) && len < UINT32_MAX' failed." };
+    expect(documented({ verdict: 'qemu-crash', qemu: abort, migstream: { status: 'rejected' } })).toBe(true);
+    expect(documented({ verdict: 'qemu-crash', qemu: abort, migstream: { status: 'loaded' } })).toBe(false);
+    expect(documented({ verdict: 'qemu-crash', qemu: { kind: 'wire', message: 'Configuration section missing' }, migstream: { status: 'rejected' } })).toBe(true);
+    expect(documented({ verdict: 'qemu-crash', qemu: { kind: 'wire', message: 'Illegal RAM offset 1000' }, migstream: { status: 'rejected' } })).toBe(false);
   });
 });
