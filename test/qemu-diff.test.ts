@@ -129,6 +129,9 @@ describe('verdicts', () => {
     expect(documented({ verdict: 'qemu-crash', qemu: abort, migstream: { status: 'rejected' } })).toBe(true);
     expect(documented({ verdict: 'qemu-crash', qemu: abort, migstream: { status: 'loaded' } })).toBe(false);
     expect(documented({ verdict: 'qemu-crash', qemu: { kind: 'wire', message: 'Configuration section missing' }, migstream: { status: 'rejected' } })).toBe(true);
+    // the machine type is the destination's business: migstream loads it, QEMU (with compress) crashes rejecting it
+    const machine = { kind: 'destination' as const, message: "Machine type received is 'pc-i4_0fx-7.2' and local is 'pc-i440fx-7.2'" };
+    expect(documented({ verdict: 'qemu-crash', qemu: machine, migstream: { status: 'loaded' } })).toBe(true);
     expect(documented({ verdict: 'qemu-crash', qemu: { kind: 'wire', message: 'Illegal RAM offset 1000' }, migstream: { status: 'rejected' } })).toBe(false);
   });
 });

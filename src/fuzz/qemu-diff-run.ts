@@ -72,8 +72,10 @@ export interface DiffSummary {
 export function documented(r: Pick<CaseRecord, 'verdict' | 'qemu'> & { migstream?: { status: string } }): boolean {
   if (r.verdict === 'both-load-equal' || r.verdict === 'both-reject') return true;
   if (!r.qemu) return false;
-  // QEMU's own crashes on a stream migstream rejects as well: docs/qemu-findings.md
-  if (r.verdict === 'qemu-crash') return r.migstream?.status === 'rejected' && KNOWN_QEMU_CRASHES.some((re) => re.test(r.qemu!.message));
+  // QEMU's own crashes (docs/qemu-findings.md) on a stream migstream rejects as well, or one that does not fit the destination
+  if (r.verdict === 'qemu-crash') {
+    return (r.migstream?.status === 'rejected' || r.qemu.kind !== 'wire') && KNOWN_QEMU_CRASHES.some((re) => re.test(r.qemu!.message));
+  }
   if (r.verdict !== 'qemu-rejects') return false;
   return r.qemu.kind === 'device-state' || r.qemu.kind === 'destination' || KNOWN_LENIENCY.some((re) => re.test(r.qemu!.message));
 }
