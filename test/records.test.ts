@@ -120,7 +120,10 @@ describe('RAM records', () => {
   });
 
   it('rejects unknown RAMBlocks, offsets outside the block, and flag combinations QEMU rejects', () => {
-    expect(errorOf(withPart(`0000000000000002 ${str8('pc.rom')} 00`))).toMatchObject({ code: 'UNKNOWN_RAMBLOCK' });
+    expect(errorOf(withPart(`0000000000000002 ${str8('pc.rom')} 00`))).toMatchObject({ code: 'UNKNOWN_RAMBLOCK', detail: "Can't find block pc.rom" });
+    // QEMU's order for flags with a page bit: the block, then the offset, then the combination
+    expect(errorOf(withPart(`000000000000000a ${str8('pc.rom')} 00`))).toMatchObject({ code: 'UNKNOWN_RAMBLOCK', detail: "Can't find block pc.rom" });
+    expect(errorOf(withPart(`000000000000400a ${str8('pc.ram')} 00`))).toMatchObject({ code: 'BAD_OFFSET', detail: 'Illegal RAM offset 0x4000: block is 0x2000 bytes' });
     expect(errorOf(withPart(`0000000000002002 ${str8('pc.ram')} 00`))).toMatchObject({ code: 'BAD_OFFSET' });
     const combo = errorOf(withPart(`000000000000000a ${str8('pc.ram')} 00`));
     expect(combo.message).toContain('Unknown combination of migration flags: 0xa');

@@ -724,12 +724,14 @@ export class StreamDecoder {
       case RAM_HOOK:
         throw new MigstreamError('UNSUPPORTED', at, 'RAM_SAVE_FLAG_HOOK: RDMA streams are not supported');
       default:
+        if (flags & (RAM_ZERO | RAM_PAGE | RAM_XBZRLE | RAM_COMPRESS_PAGE)) {
+          // QEMU reads the block and checks the offset for any flags with a page bit, then judges the combination
+          block = this.blockRef(r, flags, at);
+          this.checkOffset(block, addr, huge, hi, lo - flags, at);
+        }
         throw new MigstreamError('BAD_RAM_RECORD', at, `Unknown combination of migration flags: 0x${flags.toString(16)}`);
     }
-    if (huge || addr + this.pageSize > block.length) {
-      const shown = huge ? `${hi.toString(16)}${hex(lo - flags, 8)}` : addr.toString(16);
-      throw new MigstreamError('BAD_OFFSET', at, `Illegal RAM offset 0x${shown}: block is 0x${block.length.toString(16)} bytes`, { ramBlock: block.idstr });
-    }
+    this.checkOffset(block, addr, huge, hi, lo - flags, at);
     this.lastBlock = block;
     const ev: StreamEvent = { type: 'page', kind, block, offset: addr, pageSize: this.pageSize, fill, data, dataOffset, wireBytes: r.pos - start };
     if (compressedBytes !== undefined) {
@@ -737,6 +739,13 @@ export class StreamDecoder {
       if (this.defer) ev.encoded = true;
     }
     this.emit(ev);
+  }
+
+  private checkOffset(block: RamBlockInfo, addr: number, huge: boolean, hi: number, loAddr: number, at: number): void {
+    if (huge || addr + this.pageSize > block.length) {
+      const shown = huge ? `${hi.toString(16)}${hex(loAddr, 8)}` : addr.toString(16);
+      throw new MigstreamError('BAD_OFFSET', at, `Illegal RAM offset 0x${shown}: block is 0x${block.length.toString(16)} bytes`, { ramBlock: block.idstr });
+    }
   }
 
   // A str8 name (section idstr, RAMBlock idstr, block device) within maxIdstrLength.
@@ -757,7 +766,7 @@ export class StreamDecoder {
     const idAt = r.offset;
     const idstr = this.name(r, 'a RAMBlock idstr', 'UNKNOWN_RAMBLOCK');
     const block = this.blocks.get(idstr);
-    if (!block) throw new MigstreamError('UNKNOWN_RAMBLOCK', idAt, `Unknown ramblock "${idstr}", cannot accept migration`);
+    if (!block) throw new MigstreamError('UNKNOWN_RAMBLOCK', idAt, `Can't find block ${idstr}`);
     return block;
   }
 
@@ -840,7 +849,8 @@ export class StreamDecoder {
         this.emit({ type: 'block-chunk', device, sector, length, zero, data, dataOffset, wireBytes: r.pos - start });
       }
     } else if (flags & BLK_PROGRESS) {
-      this.emit({ type: 'block-progress', percent: huge ? ((((hi & 0x1ff) << 23) | (lo >>> 9)) | 0) : sector });
+      // past 2^53, the low 32 bits of header >> 9: what QEMU's (int) cast prints, and a header transcode can write back
+      this.emit({ type: 'block-progress', percent: huge ? ((((hi & 0x1ff) << 23) | (lo >>> 9)) >>> 0) : sector });
     } else if (!(flags & BLK_EOS)) {
       throw new MigstreamError('BAD_BLOCK_RECORD', at, `Unknown block migration flags: 0x${flags.toString(16)}`);
     }
