@@ -82,11 +82,13 @@ export function documented(r: Pick<CaseRecord, 'verdict' | 'qemu'> & { migstream
 
 /**
  * docs/qemu-findings.md: (1) a MEM_SIZE length of 2^64-1 for a resizeable ACPI RAMBlock aborts in fw_cfg;
- * (2) with the compress capability, a configuration section that is missing or fails to load is a SIGSEGV.
+ * (2) with the compress capability, a configuration section that is missing or fails to load is a SIGSEGV;
+ * (3) a machine-name length of 0xfffffffe makes GLib abort on a 2^64-2 byte allocation.
  */
 const KNOWN_QEMU_CRASHES = [
   /fw_cfg_modify_bytes_read: Assertion `key < fw_cfg_max_entry\(s\) && len < UINT32_MAX' failed/,
   /^(Configuration section missing|Failed to load configuration:|Machine type received is )/,
+  /^GLib: .*failed to allocate \d+ bytes/,
 ];
 
 /** Records migstream reads on purpose that a 7.2 destination refuses: QEMU 8.1+'s multifd flush (0x200, with or without CONTINUE). */
