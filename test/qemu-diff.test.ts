@@ -133,5 +133,7 @@ describe('verdicts', () => {
     const machine = { kind: 'destination' as const, message: "Machine type received is 'pc-i4_0fx-7.2' and local is 'pc-i440fx-7.2'" };
     expect(documented({ verdict: 'qemu-crash', qemu: machine, migstream: { status: 'loaded' } })).toBe(true);
     expect(documented({ verdict: 'qemu-crash', qemu: { kind: 'wire', message: 'Illegal RAM offset 1000' }, migstream: { status: 'rejected' } })).toBe(false);
+    const glib = { kind: 'wire' as const, message: 'GLib: ../../../glib/gmem.c:136: failed to allocate 18446744073709551614 bytes' };
+    expect(documented({ verdict: 'qemu-crash', qemu: glib, migstream: { status: 'rejected' } })).toBe(true);
   });
 });
