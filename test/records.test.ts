@@ -161,6 +161,11 @@ describe('RAM records', () => {
 });
 
 describe('sections, footers and commands', () => {
+  it("rejects ram, block and dirty-bitmap sections of an instance other than 0, in QEMU's words", () => {
+    const e = errorOf(hex(`${HEADER} ${CONFIG} 01 00000002 03 ${Buffer.from('ram').toString('hex')} 00000001 00000004`));
+    expect(e).toMatchObject({ code: 'BAD_SECTION', offset: 26, detail: "Unknown savevm section or instance 'ram' 1" });
+  });
+
   it('rejects a footer with the wrong id and a PART for an unknown section', () => {
     const e = errorOf(hex(`${HEADER} ${CONFIG} ${RAM_START} ${MEM_SIZE_2P} ${EOS} 7e 00000003`));
     expect(e.message).toContain('Mismatched section id in footer for ram -- read 0x3 expected 0x2');

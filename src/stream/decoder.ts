@@ -466,6 +466,10 @@ export class StreamDecoder {
         const instanceId = r.be32('an instance id');
         const versionId = r.be32('a version id');
         if (idstr.length === 0) throw new MigstreamError('BAD_SECTION', at + 5, 'expected a section idstr, found an empty one');
+        // QEMU 7.2 registers ram, block and dirty-bitmap once, as instance 0: any other instance is not found
+        if (instanceId !== 0 && (idstr === 'ram' || idstr === 'block' || idstr === 'dirty-bitmap')) {
+          throw new MigstreamError('BAD_SECTION', at, `Unknown savevm section or instance '${idstr}' ${instanceId}`);
+        }
         const section = { sectionId, idstr, instanceId, versionId };
         this.openSection(section, 'start', at);
         this.sections.set(sectionId, section);
