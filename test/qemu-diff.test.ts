@@ -123,6 +123,8 @@ describe('verdicts', () => {
     // QEMU 8.1+'s multifd flush, which migstream reads on purpose (README)
     expect(documented({ verdict: 'qemu-rejects', qemu: { kind: 'wire', section: 'ram', message: 'Unknown combination of migration flags: 0x200' } })).toBe(true);
     expect(documented({ verdict: 'qemu-rejects', qemu: { kind: 'wire', section: 'ram', message: 'Unknown combination of migration flags: 0x201' } })).toBe(false);
+    // a duplicated device-section footer: QEMU knows the device's length, the wire does not
+    expect(documented({ verdict: 'qemu-rejects', qemu: { kind: 'wire', message: 'Unknown savevm section type 126' } })).toBe(true);
     for (const v of ['migstream-rejects', 'both-load-differ', 'qemu-crash', 'qemu-hang'] as const) expect(documented({ verdict: v })).toBe(false);
     // QEMU's crashes of docs/qemu-findings.md, on streams migstream rejects too; any other crash is news
     const abort = { kind: 'wire' as const, message: "../../hw/nvram/fw_cfg.c:726: fw_cfg_modify_bytes_read: Assertion `key < fw_cfg_max_entry(s) && len < UINT32_MAX' failed." };
