@@ -28,7 +28,7 @@ describe('migstream CLI', () => {
     expect(Object.keys(s)).toEqual([
       'streamBytes', 'version', 'machine', 'capabilities', 'pageSize', 'ramBlocks', 'iterations', 'totals',
       'blockDevices', 'blockProgress', 'commands', 'sections', 'devices', 'deviceStateBytes', 'vmdesc', 'vmdescBytes',
-      'manifest', 'compression', 'digests', 'dirtyBitmaps',
+      'warnings', 'manifest', 'compression', 'digests', 'dirtyBitmaps',
     ]);
     expect(s.totals.zero.pages).toBe(fx.queryMigrate.ram.duplicate);
     expect(s.streamBytes).toBe(fx.stream.length);

@@ -16,9 +16,9 @@ const MEM_SIZE_2P = `00000000 00002004 ${str8('pc.ram')} 0000000000002000`; // o
 const EOS = '0000000000000010';
 const FOOTER = '7e 00000002';
 
-function errorOf(bytes: Uint8Array): MigstreamError {
+function errorOf(bytes: Uint8Array, strict = false): MigstreamError {
   try {
-    decodeAll(bytes, () => {});
+    decodeAll(bytes, () => {}, { strict });
   } catch (e) {
     expect(e).toBeInstanceOf(MigstreamError);
     return e as MigstreamError;
@@ -99,6 +99,16 @@ describe('RAM records', () => {
     expect(events.slice(0, 4).map((e) => e.wireBytes)).toEqual([16, 4104, 4108, 18]);
   });
 
+  it('offset bits at or above 2^53: ignored in EOS as QEMU ignores them, an illegal offset in a page record', () => {
+    // EOS with a huge offset ends the section like any EOS
+    const eos = withPart(`80000000 00000010 ${FOOTER} 00`);
+    expect(decodeEvents(eos).filter((e) => e.type === 'iteration-end')).toHaveLength(2);
+    const e = errorOf(withPart(`00400000 00001008 ${str8('pc.ram')} ${'00'.repeat(4096)}`));
+    expect(e).toMatchObject({ code: 'BAD_OFFSET', detail: 'Illegal RAM offset 0x40000000001000: block is 0x2000 bytes' });
+    expect(e.context.ramBlock).toBe('pc.ram');
+    expect(errorOf(withPart(`00400000 00001004`))).toMatchObject({ code: 'LIMIT' });
+  });
+
   it('keeps CONTINUE across sections and rejects it with no previous block', () => {
     const ok = decodeEvents(withPart(`0000000000000002 ${str8('pc.ram')} 00 ${EOS} ${FOOTER} 02 00000002 0000000000001022 07 ${EOS} ${FOOTER} 00`));
     const pages = ok.filter((e): e is PageEvent => e.type === 'page');
@@ -110,7 +120,10 @@ describe('RAM records', () => {
   });
 
   it('rejects unknown RAMBlocks, offsets outside the block, and flag combinations QEMU rejects', () => {
-    expect(errorOf(withPart(`0000000000000002 ${str8('pc.rom')} 00`))).toMatchObject({ code: 'UNKNOWN_RAMBLOCK' });
+    expect(errorOf(withPart(`0000000000000002 ${str8('pc.rom')} 00`))).toMatchObject({ code: 'UNKNOWN_RAMBLOCK', detail: "Can't find block pc.rom" });
+    // QEMU's order for flags with a page bit: the block, then the offset, then the combination
+    expect(errorOf(withPart(`000000000000000a ${str8('pc.rom')} 00`))).toMatchObject({ code: 'UNKNOWN_RAMBLOCK', detail: "Can't find block pc.rom" });
+    expect(errorOf(withPart(`000000000000400a ${str8('pc.ram')} 00`))).toMatchObject({ code: 'BAD_OFFSET', detail: 'Illegal RAM offset 0x4000: block is 0x2000 bytes' });
     expect(errorOf(withPart(`0000000000002002 ${str8('pc.ram')} 00`))).toMatchObject({ code: 'BAD_OFFSET' });
     const combo = errorOf(withPart(`000000000000000a ${str8('pc.ram')} 00`));
     expect(combo.message).toContain('Unknown combination of migration flags: 0xa');
@@ -148,6 +161,11 @@ describe('RAM records', () => {
 });
 
 describe('sections, footers and commands', () => {
+  it("rejects ram, block and dirty-bitmap sections of an instance other than 0, in QEMU's words", () => {
+    const e = errorOf(hex(`${HEADER} ${CONFIG} 01 00000002 03 ${Buffer.from('ram').toString('hex')} 00000001 00000004`));
+    expect(e).toMatchObject({ code: 'BAD_SECTION', offset: 26, detail: "Unknown savevm section or instance 'ram' 1" });
+  });
+
   it('rejects a footer with the wrong id and a PART for an unknown section', () => {
     const e = errorOf(hex(`${HEADER} ${CONFIG} ${RAM_START} ${MEM_SIZE_2P} ${EOS} 7e 00000003`));
     expect(e.message).toContain('Mismatched section id in footer for ram -- read 0x3 expected 0x2');
@@ -176,10 +194,19 @@ describe('sections, footers and commands', () => {
     }
   });
 
-  it('rejects a vmdesc that names other devices than the stream has', () => {
+  it('a vmdesc that names other devices than the stream has: a warning (split without it), strict: an error', () => {
     const s = smallStream();
     const text = Buffer.from(s).toString('latin1').replace('"cpu_common", "instance_id": 0', '"cpu_common", "instance_id": 1');
-    expect(errorOf(Uint8Array.from(Buffer.from(text, 'latin1'))).code).toBe('BAD_SECTION');
+    const bytes = Uint8Array.from(Buffer.from(text, 'latin1'));
+    expect(errorOf(bytes, true).code).toBe('BAD_SECTION');
+    const events = decodeEvents(bytes);
+    const warnings = events.filter((e) => e.type === 'warning');
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatchObject({ warning: { code: 'BAD_SECTION' } });
+    const end = events.at(-1) as Extract<StreamEvent, { type: 'end' }>;
+    const reference = decodeEvents(s).at(-1) as Extract<StreamEvent, { type: 'end' }>;
+    expect(end.tail.vmdesc).toBeUndefined();
+    expect(end.tail.devices).toEqual(reference.tail.devices);
   });
 });
 
@@ -225,22 +252,32 @@ describe('incremental decoding', () => {
     for (const size of [1, 2, 3, 7, 64, 4099]) expect(decodeEvents(bytes, size)).toEqual(whole);
   });
 
-  it('ends every strict prefix of a stream in a typed error, never success', () => {
+  it('ends every strict prefix of a stream in a typed error (strict), and a prefix cut inside the vmdesc in a warning', () => {
     const bytes = smallStream();
     // The one exception: a stream cut right after EOF is a complete stream without vmdesc.
     const eofEnd = bytes.length - (deviceTail().length - deviceTail(false).length);
     for (let n = 0; n < bytes.length; n++) {
       if (n === eofEnd) continue;
-      const d = new StreamDecoder(() => {});
-      let err: unknown;
-      try {
-        d.push(bytes.subarray(0, n));
-        d.end();
-      } catch (e) {
-        err = e;
+      // before the trailer both modes run the same code: the lenient one is checked where they differ
+      for (const strict of n > eofEnd ? [true, false] : [true]) {
+        const warnings: StreamEvent[] = [];
+        const d = new StreamDecoder((ev) => ev.type === 'warning' && warnings.push(ev), { strict });
+        let err: unknown;
+        try {
+          d.push(bytes.subarray(0, n));
+          d.end();
+        } catch (e) {
+          err = e;
+        }
+        if (!strict && n > eofEnd) {
+          // QEMU 7.2 loads a stream whose vmdesc trailer is cut short
+          expect(err, `prefix of ${n} bytes`).toBeUndefined();
+          expect(warnings, `prefix of ${n} bytes`).toEqual([{ type: 'warning', warning: expect.objectContaining({ code: 'TRUNCATED', offset: n }) }]);
+          continue;
+        }
+        expect(err, `prefix of ${n} bytes`).toBeInstanceOf(MigstreamError);
+        expect((err as MigstreamError).offset).toBeLessThanOrEqual(n);
       }
-      expect(err, `prefix of ${n} bytes`).toBeInstanceOf(MigstreamError);
-      expect((err as MigstreamError).offset).toBeLessThanOrEqual(n);
     }
   });
 
@@ -251,9 +288,19 @@ describe('incremental decoding', () => {
     expect(end.tail.devices).toHaveLength(2);
   });
 
-  it('rejects bytes after the end of the stream', () => {
+  it('bytes after the vmdesc: a warning (QEMU 7.2 stops reading after it), strict: TRAILING_DATA', () => {
     const bytes = new Uint8Array([...smallStream(), 0]);
-    expect(errorOf(bytes).code).toBe('TRAILING_DATA');
+    expect(errorOf(bytes, true)).toMatchObject({ code: 'TRAILING_DATA', offset: bytes.length - 1 });
+    expect(decodeEvents(bytes).filter((e) => e.type === 'warning')).toEqual([
+      { type: 'warning', warning: expect.objectContaining({ code: 'TRAILING_DATA', offset: bytes.length - 1 }) },
+    ]);
+  });
+
+  it('rejects bytes pushed after end()', () => {
+    const d = new StreamDecoder(() => {});
+    d.push(smallStream());
+    d.end();
+    expect(() => d.push(Uint8Array.of(0))).toThrow(expect.objectContaining({ code: 'TRAILING_DATA' }));
   });
 
   it('stays failed after an error', () => {

@@ -8,12 +8,12 @@ import { AutoRamStore, decodeFile, DigestCheck, FileDiskSink, FileRamSink, ramBl
 import { VerifyingRamStore, type DigestAlgorithm } from '../stream/digest.js';
 import { StatsCollector, type StreamSummary } from '../stream/stats.js';
 import { Transcoder, type TranscodeOptions } from '../stream/transcode.js';
-import { formatBytes, OutputFile, table, UsageError } from './io.js';
+import { decodeOptions, formatBytes, OutputFile, table, UsageError } from './io.js';
 import { inspectMigration, renderMigration } from '../relay/inspect-migration.js';
 import { isRecordingDir } from '../relay/recording.js';
 import { encodeCompressed, renderCompression, transcodeWithPool, type CompressCli } from './compression.js';
 
-export async function inspectFile(path: string): Promise<StreamSummary> {
+export async function inspectFile(path: string, strict = false): Promise<StreamSummary> {
   const stats = new StatsCollector();
   // A stream with iteration digests has them checked: that needs its RAM, kept only then.
   const digests = new DigestCheck();
@@ -21,7 +21,7 @@ export async function inspectFile(path: string): Promise<StreamSummary> {
     stats.summary.streamBytes = await decodeFile(path, (ev) => {
       digests.handle(ev);
       stats.handle(ev);
-    });
+    }, decodeOptions(strict));
   } finally {
     digests.close();
   }
@@ -29,8 +29,8 @@ export async function inspectFile(path: string): Promise<StreamSummary> {
   return stats.summary;
 }
 
-export async function runInspect(path: string, opts: { json: boolean }): Promise<number> {
-  const s = await inspectFile(path);
+export async function runInspect(path: string, opts: { json: boolean; strict?: boolean }): Promise<number> {
+  const s = await inspectFile(path, opts.strict);
   // Phases, discards and the return path: for migrations with commands and relay recordings (src/relay/inspect-migration.ts).
   const m = s.commands.length > 0 || isRecordingDir(path) ? await inspectMigration(path) : undefined;
   process.stdout.write(opts.json ? `${JSON.stringify(m ? { ...s, migration: m } : s, null, 2)}\n` : `${[renderSummary(s), ...(m ? renderMigration(m) : [])].join('\n')}\n`);
@@ -43,6 +43,7 @@ export function renderSummary(s: StreamSummary): string {
     `QEMU migration stream v${s.version}, ${formatBytes(s.streamBytes)} (${s.streamBytes} bytes), machine ${s.machine ?? '(no configuration)'}, page size ${s.pageSize}`,
   );
   if (s.capabilities.length) out.push(`validated capabilities: ${s.capabilities.join(', ')}`);
+  for (const w of s.warnings) out.push(`warning [${w.code}] at byte ${w.offset}: ${w.message}`);
   out.push(...renderCompression(s));
   if (s.digests) {
     const d = s.digests;
@@ -110,7 +111,7 @@ export interface ExtractResult {
   diskSizes: Record<string, number>;
 }
 
-export async function extractFile(path: string, dir: string, diskSizes: Record<string, number> = {}): Promise<ExtractResult> {
+export async function extractFile(path: string, dir: string, diskSizes: Record<string, number> = {}, strict = false): Promise<ExtractResult> {
   mkdirSync(dir, { recursive: true });
   const stats = new StatsCollector();
   const ram = new VerifyingRamStore(new FileRamSink(dir)); // checks the stream's iteration digests, if it has them
@@ -121,7 +122,7 @@ export async function extractFile(path: string, dir: string, diskSizes: Record<s
     if (ev.type === 'block-chunk') disks.chunk(ev);
   };
   try {
-    stats.summary.streamBytes = await decodeFile(path, handle);
+    stats.summary.streamBytes = await decodeFile(path, handle, decodeOptions(strict));
   } finally {
     ram.close();
   }
@@ -145,8 +146,8 @@ export async function extractFile(path: string, dir: string, diskSizes: Record<s
   };
 }
 
-export async function runExtract(path: string, dir: string, diskSizes: Record<string, number>): Promise<number> {
-  const r = await extractFile(path, dir, diskSizes);
+export async function runExtract(path: string, dir: string, diskSizes: Record<string, number>, strict = false): Promise<number> {
+  const r = await extractFile(path, dir, diskSizes, strict);
   const n = Object.keys(r.ramFiles).length + Object.keys(r.diskFiles).length;
   process.stderr.write(`extracted ${n} files into ${dir}\n`);
   return 0;
@@ -182,11 +183,12 @@ export async function runTranscode(
     diskSizes?: Record<string, number>;
     /** Write per-iteration digests (extension "iteration-digests"). */
     digest?: DigestAlgorithm;
+    strict?: boolean;
   },
 ): Promise<number> {
   const c = opts.compress;
   const ramStore = new AutoRamStore();
-  const common = { xbzrle: opts.xbzrle, blockChunk: opts.blockChunk, diskSizes: opts.diskSizes, ramStore, digest: opts.digest };
+  const common = { xbzrle: opts.xbzrle, blockChunk: opts.blockChunk, diskSizes: opts.diskSizes, ramStore, digest: opts.digest, ...decodeOptions(opts.strict === true) };
   let r;
   try {
     r = c && c.workers > 0

@@ -1,7 +1,18 @@
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { OutputClosedError } from '../codec/errors.js';
+import type { StreamWarning } from '../stream/events.js';
 
 export class UsageError extends Error {}
+
+/** How every command reports a decoder warning (a damaged vmdesc trailer QEMU would load through). */
+export function printWarning(w: StreamWarning): void {
+  process.stderr.write(`migstream: warning [${w.code}] at byte ${w.offset}: ${w.message}\n`);
+}
+
+/** The decoder options of a command: `--strict` makes trailer damage an error, otherwise it is printed. */
+export function decodeOptions(strict: boolean): { strict: boolean; onWarning: (w: StreamWarning) => void } {
+  return { strict, onWarning: printWarning };
+}
 
 /** A synchronous byte sink on a file or stdout ("-"); retries short writes and EAGAIN. */
 export class OutputFile {

@@ -44,22 +44,25 @@ ${BENCH_HELP}
 ${PLAN_HELP}
 
 STREAM, IN may be "-" (stdin); OUT may be "-" (stdout).
+--strict (inspect, extract, transcode, verify): a damaged vmdesc trailer after EOF is an error (exit 3);
+without it, a warning on stderr, as QEMU 7.2 skips the trailer and loads such a stream.
 exit status: 0 ok, 1 I/O or internal error, 2 usage error, 3 malformed or unsupported stream`;
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
     case 'inspect': {
-      const { values, positionals } = parse(rest, { json: { type: 'boolean' } });
-      return runInspect(one(positionals, 'STREAM'), { json: values.json === true });
+      const { values, positionals } = parse(rest, { json: { type: 'boolean' }, strict: { type: 'boolean' } });
+      return runInspect(one(positionals, 'STREAM'), { json: values.json === true, strict: values.strict === true });
     }
     case 'extract': {
       const { values, positionals } = parse(rest, {
         out: { type: 'string' },
         'disk-size': { type: 'string', multiple: true },
+        strict: { type: 'boolean' },
       });
       if (typeof values.out !== 'string') throw new UsageError('extract needs --out DIR');
-      return runExtract(one(positionals, 'STREAM'), values.out, parseSizes(values['disk-size'] as string[] | undefined));
+      return runExtract(one(positionals, 'STREAM'), values.out, parseSizes(values['disk-size'] as string[] | undefined), values.strict === true);
     }
     case 'transcode': {
       const { values, positionals } = parse(withOptionalValue(rest, '--xbzrle'), {
@@ -69,6 +72,7 @@ async function main(argv: string[]): Promise<number> {
         chunk: { type: 'string' },
         'disk-size': { type: 'string', multiple: true },
         digest: { type: 'boolean' },
+        strict: { type: 'boolean' },
         ...COMPRESS_FLAGS,
       });
       if (positionals.length !== 2) throw new UsageError('transcode needs IN and OUT');
@@ -79,6 +83,7 @@ async function main(argv: string[]): Promise<number> {
         blockChunk: chunkOption(values.chunk as string | undefined),
         diskSizes: parseSizes(values['disk-size'] as string[] | undefined),
         digest: values.digest === true ? 'xxh64' : undefined,
+        strict: values.strict === true,
       });
     }
     case 'encode': {
@@ -116,9 +121,9 @@ async function main(argv: string[]): Promise<number> {
       });
     }
     case 'verify': {
-      const { values, positionals } = parse(rest, { against: { type: 'string' }, json: { type: 'boolean' } });
+      const { values, positionals } = parse(rest, { against: { type: 'string' }, json: { type: 'boolean' }, strict: { type: 'boolean' } });
       if (typeof values.against !== 'string') throw new UsageError('verify needs --against DIR');
-      return runVerify(one(positionals, 'STREAM'), values.against, values.json === true);
+      return runVerify(one(positionals, 'STREAM'), values.against, values.json === true, values.strict === true);
     }
     case 'relay': {
       const { values } = parse(withOptionalValue(rest, '--xbzrle'), {

@@ -3,7 +3,7 @@ import { DiskImage } from '../stream/disk-image.js';
 import type { RamBlockInfo } from '../stream/events.js';
 import { AutoRamStore, decodeFile, diskFileName, ramBlockFileName } from '../stream/files.js';
 import { VerifyingRamStore } from '../stream/digest.js';
-import { table } from './io.js';
+import { decodeOptions, table } from './io.js';
 
 export interface VerifyEntry {
   kind: 'ramblock' | 'disk';
@@ -21,7 +21,7 @@ export interface VerifyEntry {
  * would write into DIR. A disk file may be shorter than the last 1 MiB chunk
  * (QEMU pads it): only the file's length is compared.
  */
-export async function verifyStream(path: string, dir: string): Promise<VerifyEntry[]> {
+export async function verifyStream(path: string, dir: string, strict = false): Promise<VerifyEntry[]> {
   const ram = new VerifyingRamStore(new AutoRamStore()); // a stream with iteration digests has them checked as it decodes
   const disks = new DiskImage();
   const blocks: RamBlockInfo[] = [];
@@ -31,7 +31,7 @@ export async function verifyStream(path: string, dir: string): Promise<VerifyEnt
       ram.handle(ev);
       if (ev.type === 'ram-blocks') blocks.splice(0, blocks.length, ...ev.blocks);
       else if (ev.type === 'block-chunk') disks.chunk(ev);
-    });
+    }, decodeOptions(strict));
     for (const b of blocks) {
       const file = `${dir}/${ramBlockFileName(b.idstr)}`;
       out.push(compare('ramblock', b.idstr, file, b.length, 4096, (start, buf) => ram.read(b.idstr, start, buf)));
@@ -88,8 +88,8 @@ function compare(
   }
 }
 
-export async function runVerify(path: string, dir: string, json: boolean): Promise<number> {
-  const entries = await verifyStream(path, dir);
+export async function runVerify(path: string, dir: string, json: boolean, strict = false): Promise<number> {
+  const entries = await verifyStream(path, dir, strict);
   if (json) process.stdout.write(`${JSON.stringify(entries, null, 2)}\n`);
   else {
     process.stdout.write(

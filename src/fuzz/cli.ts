@@ -8,6 +8,7 @@
  *
  * `npm run fuzz -- --replay test/regressions/NAME.bin` runs one saved case.
  * `--test-hang-at N` makes case N spin forever, to see the watchdog work.
+ * `npm run fuzz -- --against-qemu [--cases N] …` runs qemu-diff-cli.ts instead.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -20,6 +21,12 @@ import { ALL_TARGETS, loadExtraCodecs, runCase, setScratchDir, type Finding, typ
 import type { WorkerInput } from './worker.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+if (process.argv.includes('--against-qemu')) {
+  // differential fuzzing against real QEMU 7.2 (the same as `npm run fuzz:qemu`)
+  const { main } = await import('./qemu-diff-cli.js');
+  process.exit(await main(process.argv.slice(2)));
+}
 
 const { values } = parseArgs({
   options: {

@@ -22,11 +22,13 @@ export function readBlockRecord(this: StreamDecoder, r: ByteReader): void {
   const start = r.pos;
   const hi = r.be32('a block record header');
   const lo = r.be32('a block record header');
-  // As for RAM records: a JS number holds the sector (and the percent) exactly only below 2^53.
-  if (hi > 0x1fffff) throw new MigstreamError('BAD_BLOCK_RECORD', at, `block record header 0x${hex(hi, 8)}${hex(lo, 8)} beyond 2^53`);
   const flags = lo & BLK_FLAG_MASK;
   const sector = hi * 0x800000 + (lo >>> 9);
+  // As for RAM records: a JS number holds the sector exactly only below 2^53; QEMU ignores those bits
+  // in EOS and prints a PROGRESS percent as (int)(header >> 9).
+  const huge = hi > 0x1fffff;
   if (flags & BLK_DEVICE_BLOCK) {
+    if (huge) throw new MigstreamError('BAD_BLOCK_RECORD', at, `block record header 0x${hex(hi, 8)}${hex(lo, 8)} beyond 2^53`);
     const device = this.name(r, 'a block device name', 'BAD_BLOCK_RECORD');
     const zero = (flags & BLK_ZERO_BLOCK) !== 0;
     let length = BLK_CHUNK_SIZE;
@@ -58,7 +60,8 @@ export function readBlockRecord(this: StreamDecoder, r: ByteReader): void {
       this.emit({ type: 'block-chunk', device, sector, length, zero, data, dataOffset, wireBytes: r.pos - start });
     }
   } else if (flags & BLK_PROGRESS) {
-    this.emit({ type: 'block-progress', percent: sector });
+    // past 2^53, the low 32 bits of header >> 9: what QEMU's (int) cast prints, and a header transcode can write back
+    this.emit({ type: 'block-progress', percent: huge ? ((((hi & 0x1ff) << 23) | (lo >>> 9)) >>> 0) : sector });
   } else if (!(flags & BLK_EOS)) {
     throw new MigstreamError('BAD_BLOCK_RECORD', at, `Unknown block migration flags: 0x${flags.toString(16)}`);
   }

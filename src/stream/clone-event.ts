@@ -29,6 +29,7 @@ export function cloneEvent(ev: StreamEvent): StreamEvent {
     case 'iteration-end':
     case 'block-progress':
     case 'block-eos':
+    case 'warning':
     case 'end':
       return ev; // no borrowed bytes
     default:

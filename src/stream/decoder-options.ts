@@ -1,4 +1,5 @@
 import type { PageInflater } from './inflate.js';
+import type { StreamWarning } from './events.js';
 
 /**
  * Limits that keep hostile input from costing unbounded memory or time
@@ -74,4 +75,11 @@ export interface DecoderOptions {
   decompress?: 'inline' | 'defer';
   /** Extensions (name → newest version) this reader accepts. Default: all migstream supports. */
   extensions?: Readonly<Record<string, number>>;
+  /**
+   * A damaged vmdesc trailer after EOF fails the stream (BAD_VMDESC, TRUNCATED, TRAILING_DATA, LIMIT)
+   * instead of being a `warning` event. Default false: QEMU 7.2 skips the trailer and loads such a stream.
+   */
+  strict?: boolean;
+  /** Called with each `warning` as well as the event (the CLI prints them on stderr, also under a worker pool). */
+  onWarning?: (warning: StreamWarning) => void;
 }

@@ -21,7 +21,7 @@ import {
 } from './constants.js';
 import { SUPPORTED_EXTENSIONS } from './manifest.js';
 import { codecSet, defaultImpl, lz4Decompress } from './codec-table.js';
-import type { EventHandler, RamBlockInfo, SectionInfo, SectionKind, StreamEvent } from './events.js';
+import type { EventHandler, RamBlockInfo, SectionInfo, SectionKind, StreamEvent, StreamWarning } from './events.js';
 import type { PageInflater } from './inflate.js';
 import { parseTail } from './tail.js';
 import { DBM_EOS, readDirtyBitmapRecord } from './dirty-bitmap.js';
@@ -53,6 +53,8 @@ export class StreamDecoder {
   /** @internal */ readonly lz4Page: PageInflater;
   /** @internal */ readonly defer: boolean;
   /** @internal */ readonly supportedExtensions: Readonly<Record<string, number>>;
+  /** @internal */ readonly strict: boolean;
+  /** @internal */ readonly onWarning: ((warning: StreamWarning) => void) | undefined;
   /** Set by an extension manifest that declares lz4-pages. */
   /** @internal */ lz4 = false;
   /** Set by an extension manifest that declares iteration-digests: the digest length (0: not declared). */
@@ -118,6 +120,8 @@ export class StreamDecoder {
     this.lz4Page = options.lz4Page ?? ((src, size) => lz4Decompress(codecs, src, size));
     this.defer = options.decompress === 'defer';
     this.supportedExtensions = options.extensions ?? SUPPORTED_EXTENSIONS;
+    this.strict = options.strict === true;
+    this.onWarning = options.onWarning;
     this.pageSize = options.pageSize ?? DEFAULT_PAGE_SIZE;
     this.flagMask = this.pageSize - 1;
   }
@@ -198,8 +202,12 @@ export class StreamDecoder {
     if (this.state === 'tail') {
       const tail = concatBytes(this.tailKept);
       try {
-        const info = parseTail(tail, this.tailStart, this.footers !== false, this.limits.maxVmdescBytes);
+        const info = parseTail(tail, this.tailStart, this.footers !== false, this.limits.maxVmdescBytes, this.strict);
         this.state = 'done';
+        if (info.warning) {
+          this.onWarning?.(info.warning);
+          this.emit({ type: 'warning', warning: info.warning });
+        }
         this.emit({ type: 'end', tail: info });
       } catch (e) {
         this.fail(e instanceof MigstreamError ? e : internal(e, this.tailStart));
@@ -401,6 +409,10 @@ export class StreamDecoder {
         const instanceId = r.be32('an instance id');
         const versionId = r.be32('a version id');
         if (idstr.length === 0) throw new MigstreamError('BAD_SECTION', at + 5, 'expected a section idstr, found an empty one');
+        // QEMU 7.2 registers ram, block and dirty-bitmap once, as instance 0: any other instance is not found
+        if (instanceId !== 0 && (idstr === 'ram' || idstr === 'block' || idstr === 'dirty-bitmap')) {
+          throw new MigstreamError('BAD_SECTION', at, `Unknown savevm section or instance '${idstr}' ${instanceId}`);
+        }
         const section = { sectionId, idstr, instanceId, versionId };
         this.openSection(section, 'start', at);
         this.sections.set(sectionId, section);
@@ -499,6 +511,13 @@ export class StreamDecoder {
     if (info.name === 'POSTCOPY_ADVISE' && info.hostPageSizes !== undefined && info.hostPageSizes !== this.pageSize) this.postcopyHugePages = true;
     const pkg = info.name === 'PACKAGED' ? readPackage(r, info.length, this.limits.maxTailBytes, this.pageSize) : undefined;
     this.emit(pkg ? { type: 'command', command, name, payload, info, package: pkg, offset: at } : { type: 'command', command, name, payload, info, offset: at });
+  }
+
+  private checkOffset(block: RamBlockInfo, addr: number, huge: boolean, hi: number, loAddr: number, at: number): void {
+    if (huge || addr + this.pageSize > block.length) {
+      const shown = huge ? `${hi.toString(16)}${hex(loAddr, 8)}` : addr.toString(16);
+      throw new MigstreamError('BAD_OFFSET', at, `Illegal RAM offset 0x${shown}: block is 0x${block.length.toString(16)} bytes`, { ramBlock: block.idstr });
+    }
   }
 
   // A str8 name (section idstr, RAMBlock idstr, block device) within maxIdstrLength.

@@ -231,6 +231,7 @@ export class VerifyingRamStore implements RamStore {
       case 'block-eos':
       case 'dirty-bitmap':
       case 'device-state':
+      case 'warning':
       case 'end':
         return; // not RAM
       default:

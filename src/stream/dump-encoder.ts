@@ -272,6 +272,7 @@ export function readTemplate(bytes: Uint8Array): StreamTemplate {
       case 'block-progress':
       case 'block-eos':
       case 'dirty-bitmap':
+      case 'warning':
       case 'end':
         break; // the template keeps the configuration, the RAM layout and the device state
       default:

@@ -1,3 +1,4 @@
+import type { ErrorCode } from '../codec/errors.js';
 import type { DirtyBitmapRecord } from './dirty-bitmap.js';
 import type { ExtensionManifest } from './manifest.js';
 import type { CommandInfo, PackageInfo } from './commands.js';
@@ -137,7 +138,16 @@ export type StreamEvent =
   | { type: 'dirty-bitmap'; record: DirtyBitmapRecord; node: string; bitmap: string }
   /** Device state after the last iterable section, passed through verbatim, in pieces. */
   | { type: 'device-state'; bytes: Uint8Array }
+  /** A problem QEMU 7.2 loads through (a damaged vmdesc trailer), reported before `end`; `strict` decoding throws it instead. */
+  | { type: 'warning'; warning: StreamWarning }
   | { type: 'end'; tail: TailInfo };
+
+export interface StreamWarning {
+  code: ErrorCode;
+  /** Absolute stream offset of the problem. */
+  offset: number;
+  message: string;
+}
 
 /** What the decoder learnt from the device-state tail once the stream ended. */
 export interface TailInfo {
@@ -147,6 +157,8 @@ export interface TailInfo {
   vmdescBytes: number;
   /** False when the tail exceeded the decoder's kept-bytes limit and was not parsed. */
   parsed: boolean;
+  /** Set when the trailer after EOF was damaged and the sections were split without it (not in strict decoding). */
+  warning?: StreamWarning;
 }
 
 export interface DeviceSection extends SectionInfo {

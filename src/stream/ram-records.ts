@@ -26,8 +26,10 @@ export function readRamRecord(this: StreamDecoder, r: ByteReader): void {
   const start = r.pos;
   const hi = r.be32('a RAM record header');
   const lo = r.be32('a RAM record header');
-  if (hi > 0x1fffff) throw new MigstreamError('BAD_RAM_RECORD', at, `RAM record offset 0x${hex(hi, 8)}${hex(lo, 8)} beyond 2^53`);
   const flags = lo & this.flagMask;
+  // Offset bits at or above 2^53 (no RAMBlock is that large; a JS number cannot hold them exactly): QEMU
+  // ignores them in EOS and flush records and rejects a page there as an illegal offset, after its block.
+  const huge = hi > 0x1fffff;
   const addr = hi * 0x100000000 + (lo - flags);
   const type = flags & ~RAM_CONTINUE;
   let kind: PageKind;
@@ -139,7 +141,7 @@ export function readRamRecord(this: StreamDecoder, r: ByteReader): void {
       return;
     }
     case RAM_MEM_SIZE:
-      this.readMemSize(r, addr, at, start);
+      this.readMemSize(r, huge ? Infinity : addr, at, start);
       return;
     case RAM_EOS:
       this.emit({ type: 'iteration-end', index: this.ramSections++, kind: this.current!.kind, offset: at });
@@ -151,11 +153,14 @@ export function readRamRecord(this: StreamDecoder, r: ByteReader): void {
     case RAM_HOOK:
       throw new MigstreamError('UNSUPPORTED', at, 'RAM_SAVE_FLAG_HOOK: RDMA streams are not supported');
     default:
+      if (flags & (RAM_ZERO | RAM_PAGE | RAM_XBZRLE | RAM_COMPRESS_PAGE)) {
+        // QEMU reads the block and checks the offset for any flags with a page bit, then judges the combination
+        block = this.blockRef(r, flags, at);
+        checkOffset(block, addr, this.pageSize, huge, hi, lo - flags, at);
+      }
       throw new MigstreamError('BAD_RAM_RECORD', at, `Unknown combination of migration flags: 0x${flags.toString(16)}`);
   }
-  if (addr + this.pageSize > block.length) {
-    throw new MigstreamError('BAD_OFFSET', at, `Illegal RAM offset 0x${addr.toString(16)}: block is 0x${block.length.toString(16)} bytes`, { ramBlock: block.idstr });
-  }
+  checkOffset(block, addr, this.pageSize, huge, hi, lo - flags, at);
   this.lastBlock = block;
   const ev: StreamEvent = { type: 'page', kind, block, offset: addr, pageSize: this.pageSize, fill, data, dataOffset, wireBytes: r.pos - start };
   if (compressedBytes !== undefined) {
@@ -163,6 +168,13 @@ export function readRamRecord(this: StreamDecoder, r: ByteReader): void {
     if (this.defer) ev.encoded = true;
   }
   this.emit(ev);
+}
+
+function checkOffset(block: RamBlockInfo, addr: number, pageSize: number, huge: boolean, hi: number, loAddr: number, at: number): void {
+  if (huge || addr + pageSize > block.length) {
+    const shown = huge ? `${hi.toString(16)}${hex(loAddr, 8)}` : addr.toString(16);
+    throw new MigstreamError('BAD_OFFSET', at, `Illegal RAM offset 0x${shown}: block is 0x${block.length.toString(16)} bytes`, { ramBlock: block.idstr });
+  }
 }
 
 // Block reference: the idstr unless CONTINUE says "same block as the previous page".
@@ -174,14 +186,14 @@ export function blockRef(this: StreamDecoder, r: ByteReader, flags: number, at: 
   const idAt = r.offset;
   const idstr = this.name(r, 'a RAMBlock idstr', 'UNKNOWN_RAMBLOCK');
   const block = this.blocks.get(idstr);
-  if (!block) throw new MigstreamError('UNKNOWN_RAMBLOCK', idAt, `Unknown ramblock "${idstr}", cannot accept migration`);
+  if (!block) throw new MigstreamError('UNKNOWN_RAMBLOCK', idAt, `Can't find block ${idstr}`);
   return block;
 }
 
 // MEM_SIZE: total | 0x04, then str8 idstr + be64 used_length [+ page size] [+ mr_addr] until the lengths add up.
 export function readMemSize(this: StreamDecoder, r: ByteReader, total: number, at: number, start: number): void {
-  if (total > this.limits.maxTotalRam) {
-    throw new MigstreamError('LIMIT', at, `MEM_SIZE declares ${total} bytes of RAM, above the limit of ${this.limits.maxTotalRam}`);
+  if (total > this.limits.maxTotalRam || total === Infinity) {
+    throw new MigstreamError('LIMIT', at, `MEM_SIZE declares ${total === Infinity ? '2^53 or more' : total} bytes of RAM, above the limit of ${this.limits.maxTotalRam}`);
   }
   if (this.postcopyHugePages) {
     throw new MigstreamError('UNSUPPORTED', at, 'MEM_SIZE with postcopy hugepage-backed RAMBlocks is not supported');

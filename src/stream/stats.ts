@@ -1,4 +1,4 @@
-import type { DeviceSection, PageKind, RamBlockInfo, StreamEvent } from './events.js';
+import type { DeviceSection, PageKind, RamBlockInfo, StreamEvent, StreamWarning } from './events.js';
 import type { ExtensionManifest } from './manifest.js';
 import { DBM_START_ENABLED, DBM_START_PERSISTENT } from './dirty-bitmap.js';
 import { unreachable } from './clone-event.js';
@@ -91,6 +91,8 @@ export interface StreamSummary {
   deviceStateBytes: number;
   vmdesc: boolean;
   vmdescBytes: number;
+  /** Problems QEMU 7.2 loads through (a damaged vmdesc trailer): `warning` events. */
+  warnings: StreamWarning[];
   /** migstream's extension manifest, or null for a plain QEMU stream. */
   manifest: ExtensionManifest | null;
   /** zlib: QEMU's COMPRESS_PAGE records; lz4: migstream's LZ4 pages. */
@@ -134,6 +136,7 @@ export class StatsCollector {
     deviceStateBytes: 0,
     vmdesc: false,
     vmdescBytes: 0,
+    warnings: [],
     manifest: null,
     compression: { zlib: { pages: 0, payloadBytes: 0, ratio: 0 }, lz4: { pages: 0, payloadBytes: 0, ratio: 0 } },
     digests: null,
@@ -248,6 +251,9 @@ export class StatsCollector {
       }
       case 'device-state':
         s.deviceStateBytes += ev.bytes.length;
+        return;
+      case 'warning':
+        s.warnings.push(ev.warning);
         return;
       case 'end':
         s.vmdesc = ev.tail.vmdesc !== undefined;

@@ -1,6 +1,6 @@
 import { MigstreamError } from '../codec/errors.js';
 import { VM_EOF, VM_SECTION_FOOTER, VM_SECTION_FULL, VM_VMDESCRIPTION } from './constants.js';
-import type { DeviceSection, TailInfo } from './events.js';
+import type { DeviceSection, StreamWarning, TailInfo } from './events.js';
 
 interface VmdescDevice {
   name: string;
@@ -13,8 +13,68 @@ interface VmdescDevice {
  * first footer `7e <id>` that is followed by the next section's header (its
  * name taken from the vmdesc when there is one) or by EOF.
  * `base` is the stream offset of tail[0].
+ *
+ * Unless `strict`, a damaged trailer after EOF (truncated, invalid JSON, not
+ * matching the device sections, other bytes) is a warning, not an error:
+ * QEMU 7.2 reads the vmdesc only to skip it, so such a stream still loads.
  */
-export function parseTail(tail: Uint8Array, base: number, footers: boolean, maxVmdescBytes = Infinity): TailInfo {
+export function parseTail(tail: Uint8Array, base: number, footers: boolean, maxVmdescBytes = Infinity, strict = true): TailInfo {
+  try {
+    return parseStrict(tail, base, footers, maxVmdescBytes);
+  } catch (e) {
+    if (strict || !(e instanceof MigstreamError)) throw e;
+    const loose = withoutVmdesc(tail, base, footers, false) ?? withoutVmdesc(tail, base, footers, true);
+    if (!loose) throw e;
+    const problem = trailerProblem(tail, tail.length - loose.vmdescBytes, base, maxVmdescBytes) ?? e;
+    const warning: StreamWarning = { code: problem.code, offset: problem.offset, message: `damaged vmdesc trailer (QEMU 7.2 skips it): ${problem.detail}` };
+    return { ...loose, warning };
+  }
+}
+
+/** What is wrong with the trailer at tail[p..] (after EOF), in the words of the strict parse; undefined if it looks whole. */
+function trailerProblem(tail: Uint8Array, p: number, base: number, maxVmdescBytes: number): MigstreamError | undefined {
+  if (p >= tail.length) return undefined;
+  if (tail[p] !== VM_VMDESCRIPTION) {
+    // QEMU 7.2: "Expected vmdescription section, but got %d", and the load goes on
+    return new MigstreamError('TRAILING_DATA', base + p, `expected the vmdesc (0x06) or the end of the stream after EOF, found 0x${tail[p]!.toString(16)}`);
+  }
+  if (p + 5 > tail.length) return new MigstreamError('TRUNCATED', base + tail.length, 'unexpected end of stream: expected the vmdesc length');
+  const declared = be32(tail, p + 1);
+  const have = tail.length - p - 5;
+  if (declared > maxVmdescBytes) return new MigstreamError('LIMIT', base + p + 1, `vmdesc JSON of ${declared} bytes exceeds the limit of ${maxVmdescBytes}`);
+  if (declared > have) return new MigstreamError('TRUNCATED', base + tail.length, 'unexpected end of stream: expected the rest of the vmdesc JSON');
+  if (declared < have) return new MigstreamError('TRAILING_DATA', base + p + 5 + declared, 'expected the end of the stream after the vmdesc, found more bytes');
+  try {
+    JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(tail.subarray(p + 5)));
+  } catch (e) {
+    return new MigstreamError('BAD_VMDESC', base + p + 5, `expected the vmdesc JSON, found invalid JSON (${(e as Error).message})`);
+  }
+  return undefined;
+}
+
+/**
+ * The device sections split without the vmdesc's help, up to the first EOF
+ * that ends them; whatever follows is the trailer. `anyTrailer`: EOF may be
+ * followed by any byte (first tried: only by the end or 0x06). Undefined when
+ * the device sections themselves do not parse.
+ */
+function withoutVmdesc(tail: Uint8Array, base: number, footers: boolean, anyTrailer: boolean): TailInfo | undefined {
+  if (!footers) return { devices: [], vmdescBytes: 0, parsed: false };
+  const devices: DeviceSection[] = [];
+  let p = 0;
+  while (p < tail.length && tail[p] === VM_SECTION_FULL) {
+    const header = readHeader(tail, p);
+    if (!header) return undefined;
+    const close = findSectionEnd(tail, header.end, tail.length, header.sectionId, undefined, anyTrailer);
+    if (close < 0) return undefined;
+    devices.push({ ...header, offset: base + p, size: close - header.end });
+    p = close + 5;
+  }
+  if (p >= tail.length || tail[p] !== VM_EOF) return undefined;
+  return { devices, vmdescBytes: tail.length - p - 1, parsed: true };
+}
+
+function parseStrict(tail: Uint8Array, base: number, footers: boolean, maxVmdescBytes: number): TailInfo {
   const vmdescAt = findVmdesc(tail);
   let vmdesc: { devices?: VmdescDevice[] } | undefined;
   let end = tail.length;
@@ -114,12 +174,12 @@ function readHeader(t: Uint8Array, p: number): Header | undefined {
   };
 }
 
-function findSectionEnd(t: Uint8Array, from: number, end: number, id: number, next: VmdescDevice | undefined): number {
+function findSectionEnd(t: Uint8Array, from: number, end: number, id: number, next: VmdescDevice | undefined, anyTrailer = false): number {
   // `end` is one past the EOF byte: the last section's footer must sit right before it.
   for (let q = t.indexOf(VM_SECTION_FOOTER, from); q >= 0 && q + 5 < end; q = t.indexOf(VM_SECTION_FOOTER, q + 1)) {
     if (be32(t, q + 1) !== id) continue;
     const after = q + 5;
-    if (t[after] === VM_EOF && (after === end - 1 || t[after + 1] === VM_VMDESCRIPTION)) return q;
+    if (t[after] === VM_EOF && (after === end - 1 || t[after + 1] === VM_VMDESCRIPTION || anyTrailer)) return q;
     if (t[after] !== VM_SECTION_FULL) continue;
     const h = readHeader(t, after);
     if (!h || h.end > end) continue;

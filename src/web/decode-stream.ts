@@ -34,6 +34,7 @@ function eventSize(ev: StreamEvent): number {
     case 'iteration-end':
     case 'block-progress':
     case 'block-eos':
+    case 'warning':
     case 'end':
       return 64;
     default:
