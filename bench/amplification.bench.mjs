@@ -69,7 +69,10 @@ function table(align) {
 
 console.log(`random writes at ${RATE / 1e6} MB/s on a ${DISK / 2 ** 30} GiB disk, one dirty pass per ${ITERATION_S} s, ${ITERATIONS} passes`);
 console.log('bytes sent per byte written (record headers included)');
-for (const [title, align] of [['writes aligned to their size (1.0× where the chunk divides the write: by construction)', undefined], ['writes at any 512-byte sector', 512]]) {
+for (const [title, align] of [
+  ['writes aligned to their size (1.0× where the chunk divides the write: by construction)', undefined],
+  ['writes at any 512-byte sector', 512],
+]) {
   console.log(`\n${title}\n`);
   console.log(`| write size | ${chunkSizes.map(([l]) => l).join(' | ')} |`);
   console.log(`|---:|${chunkSizes.map(() => '---:').join('|')}|`);

@@ -7,7 +7,7 @@ import { HierarchicalBitmap, linearFindNext } from '../dist/codec/hbitmap.js';
 
 const SIZE = 2 ** 40 / 2 ** 16;
 let seed = 42;
-const rand = () => ((seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+const rand = () => (seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 2 ** 32;
 
 const rows = [];
 for (const dirty of [10, 1000, 100000]) {

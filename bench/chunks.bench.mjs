@@ -110,7 +110,13 @@ for (const codec of [undefined, 'lz4', 'zlib']) {
     const enc = await best(() => encode(CHUNK, codec, workers));
     const dec = workers === 0 ? await best(() => decodeInline(stream)) : await best(() => decodeOnPool(stream, workers));
     if (workers > 0 && (await decodeOnPool(stream, workers)) !== size) throw new Error('pooled decode did not cover the disk');
-    rows.push({ label: codec ? `${codec === 'zlib' ? 'zlib 1' : 'LZ4 acc 1'}` : 'plain (zero chunks only)', workers, wire: stream.length / size, enc: size / MB / enc, dec: size / MB / dec });
+    rows.push({
+      label: codec ? `${codec === 'zlib' ? 'zlib 1' : 'LZ4 acc 1'}` : 'plain (zero chunks only)',
+      workers,
+      wire: stream.length / size,
+      enc: size / MB / enc,
+      dec: size / MB / dec,
+    });
   }
 }
 
@@ -170,8 +176,15 @@ for (const r of rows) console.log(`| ${r.label} | ${r.workers || 'main thread'} 
 console.log('\nbaselines on the non-zero 64 KiB blocks alone (no zero chunks, no records):\n');
 console.log('| baseline | compressed / input | compress MB/s | decompress MB/s |\n|---|---:|---:|---:|');
 console.log(`| node:zlib deflateSync level 1, in-process | ${(nodeZ.ratio * 100).toFixed(1)}% | ${f(nodeZ.enc)} | ${f(nodeZ.dec)} |`);
-if (pyZ) console.log(`| native zlib ${pyZ[3]} level 1 (Python's C binding) | ${(Number(pyZ[2]) * 100).toFixed(1)}% | ${f(Number(pyZ[0]))} | ${f(Number(pyZ[1]))} |`);
-if (m) console.log(`| native lz4 ${lz4Version} -1 (lz4 -b1 -B65536) | ${((Number(m[2]) / Number(m[1])) * 100).toFixed(1)}% | ${f(Number(m[4]))} | ${f(Number(m[5]))} |`);
+if (pyZ)
+  console.log(`| native zlib ${pyZ[3]} level 1 (Python's C binding) | ${(Number(pyZ[2]) * 100).toFixed(1)}% | ${f(Number(pyZ[0]))} | ${f(Number(pyZ[1]))} |`);
+if (m)
+  console.log(
+    `| native lz4 ${lz4Version} -1 (lz4 -b1 -B65536) | ${((Number(m[2]) / Number(m[1])) * 100).toFixed(1)}% | ${f(Number(m[4]))} | ${f(Number(m[5]))} |`,
+  );
 console.log('\nwire / disk by chunk size (bulk pass, main thread):\n');
 console.log('| chunk size | plain | LZ4 | zlib 1 |\n|---:|---:|---:|---:|');
-for (const r of ratios) console.log(`| ${r.chunk >= 1 << 20 ? '1 MiB' : `${r.chunk / 1024} KiB`} | ${(r.plain * 100).toFixed(1)}% | ${(r.lz4 * 100).toFixed(1)}% | ${(r.zlib * 100).toFixed(1)}% |`);
+for (const r of ratios)
+  console.log(
+    `| ${r.chunk >= 1 << 20 ? '1 MiB' : `${r.chunk / 1024} KiB`} | ${(r.plain * 100).toFixed(1)}% | ${(r.lz4 * 100).toFixed(1)}% | ${(r.zlib * 100).toFixed(1)}% |`,
+  );

@@ -59,7 +59,8 @@ const bytes = corpus.length;
 const corpusFile = join(tmp, 'pages.bin');
 writeFileSync(corpusFile, corpus);
 
-const same = (a, b) => a.length === b.length && Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.length), Buffer.from(b.buffer, b.byteOffset, b.length)) === 0;
+const same = (a, b) =>
+  a.length === b.length && Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.length), Buffer.from(b.buffer, b.byteOffset, b.length)) === 0;
 function check(name, compress, decompress) {
   let total = 0;
   const blocks = pages.map((p) => {
@@ -108,18 +109,48 @@ print(len(data) / 1e6 / tc, len(data) / 1e6 / td, sum(map(len, comp)) / len(data
 }
 
 for (const level of [1, 6, 9]) {
-  const ours = check(`zlib ${level} node`, (p) => nodeZlib.deflate(p, level), (c) => nodeZlib.inflate(c, PAGE));
-  await measure({ codec: `zlib ${level}`, impl: 'migstream, node:zlib', ratio: ours.ratio },
-    () => { for (const p of pages) nodeZlib.deflate(p, level); },
-    () => { for (const c of ours.blocks) nodeZlib.inflate(c, PAGE); });
-  const ff = check(`zlib ${level} fflate`, (p) => fflateZlib.deflate(p, level), (c) => fflateZlib.inflate(c, PAGE));
-  await measure({ codec: `zlib ${level}`, impl: 'migstream, fflate (portable)', ratio: ff.ratio },
-    () => { for (const p of pages) fflateZlib.deflate(p, level); },
-    () => { for (const c of ff.blocks) fflateZlib.inflate(c, PAGE); });
-  const raw = check(`zlib ${level} raw`, (p) => deflateSync(p, { level }), (c) => inflateSync(c));
-  await measure({ codec: `zlib ${level}`, impl: 'node:zlib deflateSync (baseline)', ratio: raw.ratio },
-    () => { for (const p of pages) deflateSync(p, { level }); },
-    () => { for (const c of raw.blocks) inflateSync(c); });
+  const ours = check(
+    `zlib ${level} node`,
+    (p) => nodeZlib.deflate(p, level),
+    (c) => nodeZlib.inflate(c, PAGE),
+  );
+  await measure(
+    { codec: `zlib ${level}`, impl: 'migstream, node:zlib', ratio: ours.ratio },
+    () => {
+      for (const p of pages) nodeZlib.deflate(p, level);
+    },
+    () => {
+      for (const c of ours.blocks) nodeZlib.inflate(c, PAGE);
+    },
+  );
+  const ff = check(
+    `zlib ${level} fflate`,
+    (p) => fflateZlib.deflate(p, level),
+    (c) => fflateZlib.inflate(c, PAGE),
+  );
+  await measure(
+    { codec: `zlib ${level}`, impl: 'migstream, fflate (portable)', ratio: ff.ratio },
+    () => {
+      for (const p of pages) fflateZlib.deflate(p, level);
+    },
+    () => {
+      for (const c of ff.blocks) fflateZlib.inflate(c, PAGE);
+    },
+  );
+  const raw = check(
+    `zlib ${level} raw`,
+    (p) => deflateSync(p, { level }),
+    (c) => inflateSync(c),
+  );
+  await measure(
+    { codec: `zlib ${level}`, impl: 'node:zlib deflateSync (baseline)', ratio: raw.ratio },
+    () => {
+      for (const p of pages) deflateSync(p, { level });
+    },
+    () => {
+      for (const c of raw.blocks) inflateSync(c);
+    },
+  );
   const n = nativeZlib(level);
   if (n) rows.push({ codec: `zlib ${level}`, impl: `native zlib ${py.stdout.trim()} (Python binding)`, native: true, ...n });
 }
@@ -140,7 +171,15 @@ if (!lz4Version) throw new Error('the native lz4 tool is needed for the LZ4 base
 const out = new Uint8Array(PAGE);
 for (const acc of [1, 8, 16]) {
   const c = new Lz4Compressor(acc);
-  const ours = check(`lz4 ${acc}`, (p) => c.compress(p), (b) => { const o = new Uint8Array(PAGE); lz4DecompressInto(b, o); return o; });
+  const ours = check(
+    `lz4 ${acc}`,
+    (p) => c.compress(p),
+    (b) => {
+      const o = new Uint8Array(PAGE);
+      lz4DecompressInto(b, o);
+      return o;
+    },
+  );
   // liblz4 equality: the native tool's 4 KiB blocks of the same pages are our blocks
   const lz4File = join(tmp, `pages-${acc}.lz4`);
   spawnSync('lz4', ['-q', '-f', '-B4096', '--no-frame-crc', acc === 1 ? '-1' : `--fast=${acc - 1}`, corpusFile, lz4File]);
@@ -152,25 +191,58 @@ for (const acc of [1, 8, 16]) {
     if (!(word & 0x80000000) && !same(frame.subarray(at + 4, at + 4 + size), b)) throw new Error(`lz4 ${acc}: block ${i} differs from liblz4`);
     at += 4 + size;
   });
-  await measure({ codec: `lz4 acc ${acc}`, impl: 'migstream liblz4 port (TS)', ratio: ours.ratio },
-    () => { for (const p of pages) c.compressView(p); },
-    () => { for (const b of ours.blocks) lz4DecompressInto(b, out); });
+  await measure(
+    { codec: `lz4 acc ${acc}`, impl: 'migstream liblz4 port (TS)', ratio: ours.ratio },
+    () => {
+      for (const p of pages) c.compressView(p);
+    },
+    () => {
+      for (const b of ours.blocks) lz4DecompressInto(b, out);
+    },
+  );
   if (acc === 1) {
-    const flex = check('lz4_flex', (p) => lz4WasmCompress(p), (b) => lz4WasmDecompress(b, PAGE));
+    const flex = check(
+      'lz4_flex',
+      (p) => lz4WasmCompress(p),
+      (b) => lz4WasmDecompress(b, PAGE),
+    );
     // the package's API: size-prefixed input and output, copied through its JS glue on every call
-    const prefixed = flex.blocks.map((b) => { const x = new Uint8Array(b.length + 4); new DataView(x.buffer).setUint32(0, PAGE, true); x.set(b, 4); return x; });
+    const prefixed = flex.blocks.map((b) => {
+      const x = new Uint8Array(b.length + 4);
+      new DataView(x.buffer).setUint32(0, PAGE, true);
+      x.set(b, 4);
+      return x;
+    });
     if (!same(lz4WasmApi.decompress(prefixed[0]), pages[0])) throw new Error('lz4 wasm API differs');
-    await measure({ codec: 'lz4 acc 1', impl: 'lz4-wasm-nodejs, its API per call', ratio: flex.ratio },
-      () => { for (const p of pages) lz4WasmApi.compress(p); },
-      () => { for (const b of prefixed) lz4WasmApi.decompress(b); });
-    await measure({ codec: 'lz4 acc 1', impl: 'lz4-wasm-nodejs, our per-page call on its exports', ratio: flex.ratio },
-      () => { for (const p of pages) lz4WasmCompress(p); },
-      () => { for (const b of flex.blocks) lz4WasmDecompress(b, PAGE); });
+    await measure(
+      { codec: 'lz4 acc 1', impl: 'lz4-wasm-nodejs, its API per call', ratio: flex.ratio },
+      () => {
+        for (const p of pages) lz4WasmApi.compress(p);
+      },
+      () => {
+        for (const b of prefixed) lz4WasmApi.decompress(b);
+      },
+    );
+    await measure(
+      { codec: 'lz4 acc 1', impl: 'lz4-wasm-nodejs, our per-page call on its exports', ratio: flex.ratio },
+      () => {
+        for (const p of pages) lz4WasmCompress(p);
+      },
+      () => {
+        for (const b of flex.blocks) lz4WasmDecompress(b, PAGE);
+      },
+    );
     const batchOut = new Uint8Array(corpus.length);
     if (lz4WasmDecompressBatch(flex.blocks, PAGE, batchOut) || !same(batchOut, corpus)) throw new Error('lz4 wasm batch differs');
-    await measure({ codec: 'lz4 acc 1', impl: 'lz4-wasm-nodejs, direct exports (batch form)', ratio: flex.ratio },
-      () => { lz4WasmCompressBatch(corpus, PAGE); },
-      () => { lz4WasmDecompressBatch(flex.blocks, PAGE, batchOut); });
+    await measure(
+      { codec: 'lz4 acc 1', impl: 'lz4-wasm-nodejs, direct exports (batch form)', ratio: flex.ratio },
+      () => {
+        lz4WasmCompressBatch(corpus, PAGE);
+      },
+      () => {
+        lz4WasmDecompressBatch(flex.blocks, PAGE, batchOut);
+      },
+    );
   }
   const n = nativeLz4(acc);
   if (!n) throw new Error(`lz4 -b printed no result for acceleration ${acc}`);
@@ -214,11 +286,15 @@ async function capacity(threads, ms = 600) {
     while (Date.now() - t < workerData.ms) { for (let i = 0; i < pages.length; i += P) zlib.deflateSync(pages.subarray(i, i + P), { level: 1 }); n++; }
     parentPort.postMessage(n * pages.length / ((Date.now() - t) / 1000) / 1e6);`;
   const rates = await Promise.all(
-    Array.from({ length: threads }, () => new Promise((resolve, reject) => {
-      const w = new Worker(code, { eval: true, workerData: { pages: corpus, ms } });
-      w.once('message', resolve);
-      w.once('error', reject);
-    })),
+    Array.from(
+      { length: threads },
+      () =>
+        new Promise((resolve, reject) => {
+          const w = new Worker(code, { eval: true, workerData: { pages: corpus, ms } });
+          w.once('message', resolve);
+          w.once('error', reject);
+        }),
+    ),
   );
   return rates.reduce((a, b) => a + b, 0);
 }
@@ -226,7 +302,10 @@ async function capacity(threads, ms = 600) {
 const ROUNDS = Number(process.env.COMPRESS_BENCH_ROUNDS ?? 4);
 const configs = [{ name: 'ceiling: independent threads deflating (zlib 1), no pool', run: (n) => capacity(n) }];
 for (const spec of [resolveSpec({ codec: 'zlib', level: 1 }), resolveSpec({ codec: 'lz4', acceleration: 1 })]) {
-  for (const [poolName, Pool] of [['ThreadPool (default)', ThreadPool], ['piscina', PiscinaPool]]) {
+  for (const [poolName, Pool] of [
+    ['ThreadPool (default)', ThreadPool],
+    ['piscina', PiscinaPool],
+  ]) {
     configs.push({ name: `${spec.codec === 'zlib' ? 'zlib level 1 (node:zlib)' : 'lz4 acc 1 (lz4_flex)'}, ${poolName}`, run: (n) => pooled(n, spec, Pool) });
   }
 }
@@ -242,7 +321,9 @@ rmSync(tmp, { recursive: true, force: true });
 // ---- report
 const fmt = (x) => (x === undefined ? '–' : x >= 100 ? x.toFixed(0) : x.toFixed(1));
 const nativeOf = (codec) => rows.find((r) => r.codec === codec && r.native);
-console.log(`corpus: ${pages.length} distinct non-zero 4 KiB pages (${(bytes / 1e6).toFixed(1)} MB) from the QEMU fixtures' RAM; node ${process.version}, zlib ${process.versions.zlib}\n`);
+console.log(
+  `corpus: ${pages.length} distinct non-zero 4 KiB pages (${(bytes / 1e6).toFixed(1)} MB) from the QEMU fixtures' RAM; node ${process.version}, zlib ${process.versions.zlib}\n`,
+);
 console.log('| codec | implementation | compress MB/s | decompress MB/s | ratio (out/in) | compress vs native |');
 console.log('|---|---|---:|---:|---:|---:|');
 for (const r of rows) {
@@ -253,4 +334,9 @@ for (const r of rows) {
 console.log('\n| pooled compression | 1 worker MB/s | 2 workers MB/s | scaling |');
 console.log('|---|---:|---:|---:|');
 for (const s of scaling) console.log(`| ${s.name} | ${fmt(s.one)} | ${fmt(s.two)} | ${(s.two / s.one).toFixed(2)}× |`);
-console.log(`\n${(await import('node:os')).cpus().length} cores, load average ${(await import('node:os')).loadavg().map((x) => x.toFixed(1)).join(' ')} at the end`);
+console.log(
+  `\n${(await import('node:os')).cpus().length} cores, load average ${(await import('node:os'))
+    .loadavg()
+    .map((x) => x.toFixed(1))
+    .join(' ')} at the end`,
+);

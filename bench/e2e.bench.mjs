@@ -42,7 +42,8 @@ try {
   const dumps = files.map((f) => new Uint8Array(readFileSync(f)));
   const last = dumps[dumps.length - 1];
   const series = [{ idstr: 'pc.ram', dumps }];
-  const same = (a, b) => a.length === b.length && Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.length), Buffer.from(b.buffer, b.byteOffset, b.length)) === 0;
+  const same = (a, b) =>
+    a.length === b.length && Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.length), Buffer.from(b.buffer, b.byteOffset, b.length)) === 0;
   function encode(options) {
     const parts = [];
     const r = encodeDumps(series, (c) => parts.push(c.slice()), options);
@@ -68,7 +69,13 @@ try {
     for (let off = 0; off < dumps[0].length; off += PAGE) add(dumps[0], off);
     for (let i = 1; i < dumps.length; i++) {
       for (let off = 0; off < last.length; off += PAGE) {
-        if (Buffer.compare(Buffer.from(dumps[i - 1].buffer, dumps[i - 1].byteOffset + off, PAGE), Buffer.from(dumps[i].buffer, dumps[i].byteOffset + off, PAGE)) !== 0) add(dumps[i], off);
+        if (
+          Buffer.compare(
+            Buffer.from(dumps[i - 1].buffer, dumps[i - 1].byteOffset + off, PAGE),
+            Buffer.from(dumps[i].buffer, dumps[i].byteOffset + off, PAGE),
+          ) !== 0
+        )
+          add(dumps[i], off);
       }
     }
   }
@@ -133,15 +140,24 @@ try {
   };
   const count = () => {
     let n = 0;
-    return { sink: (c) => void (n += c.length), get bytes() { return n; } };
+    return {
+      sink: (c) => void (n += c.length),
+      get bytes() {
+        return n;
+      },
+    };
   };
   const decodeTo = (stream) => () => toRam(stream);
   const decodePool = (stream) => async () => {
     const ram = new RamImage();
-    await decodePooled(stream, (ev) => {
-      if (ev.type === 'ram-blocks') ram.setBlocks(ev.blocks);
-      else if (ev.type === 'page') ram.apply(ev);
-    }, { workers: 2 });
+    await decodePooled(
+      stream,
+      (ev) => {
+        if (ev.type === 'ram-blocks') ram.setBlocks(ev.blocks);
+        else if (ev.type === 'page') ram.apply(ev);
+      },
+      { workers: 2 },
+    );
   };
   const copy = new Uint8Array(plain.stream.length);
   const tasks = [
@@ -152,18 +168,66 @@ try {
     ['plain', 'transcode plain → plain', () => transcodeBytes(plain.stream), plain.stream.length],
     ['plain', 'decode plain → RAM image', decodeTo(plain.stream), undefined],
     ['plain', 'extract plain.stream → pc.ram file', () => extractFile(paths.plain, join(tmp, 'x-plain')), undefined],
-    ['zlib 1', 'node:zlib deflateSync level 1, page by page', () => { for (const p of pages) deflateSync(p, { level: 1 }); }, zbaselineBytes, true],
+    [
+      'zlib 1',
+      'node:zlib deflateSync level 1, page by page',
+      () => {
+        for (const p of pages) deflateSync(p, { level: 1 });
+      },
+      zbaselineBytes,
+      true,
+    ],
     ['zlib 1', 'transcode plain → zlib 1, main thread', () => transcodeBytes(plain.stream, { compress: { codec: 'zlib', level: 1 } }), zlib1.stream.length],
-    ['zlib 1', 'transcode plain → zlib 1, 2 workers', () => { const c = count(); return transcodePooled(plain.stream, c.sink, { compress: { codec: 'zlib', level: 1 }, workers: 2 }); }, zlib1.stream.length],
-    ['zlib 1 decompress', 'node:zlib inflateSync, page by page', () => { for (const b of zblocks) inflateSync(b); }, undefined, true],
+    [
+      'zlib 1',
+      'transcode plain → zlib 1, 2 workers',
+      () => {
+        const c = count();
+        return transcodePooled(plain.stream, c.sink, { compress: { codec: 'zlib', level: 1 }, workers: 2 });
+      },
+      zlib1.stream.length,
+    ],
+    [
+      'zlib 1 decompress',
+      'node:zlib inflateSync, page by page',
+      () => {
+        for (const b of zblocks) inflateSync(b);
+      },
+      undefined,
+      true,
+    ],
     ['zlib 1 decompress', 'transcode zlib 1 → plain, main thread', () => transcodeBytes(zlib1.stream), plain.stream.length],
-    ['zlib 1 decompress', 'transcode zlib 1 → plain, 2 workers', () => { const c = count(); return transcodePooled(zlib1.stream, c.sink, { workers: 2 }); }, plain.stream.length],
+    [
+      'zlib 1 decompress',
+      'transcode zlib 1 → plain, 2 workers',
+      () => {
+        const c = count();
+        return transcodePooled(zlib1.stream, c.sink, { workers: 2 });
+      },
+      plain.stream.length,
+    ],
     ['zlib 1 decompress', 'decode zlib 1 → RAM image, 2 workers', decodePool(zlib1.stream), undefined],
     ['zlib 1 decompress', 'extract zlib1.stream → pc.ram file', () => extractFile(paths.zlib1, join(tmp, 'x-zlib1')), undefined],
     ['LZ4 acc 1', 'transcode plain → LZ4, main thread', () => transcodeBytes(plain.stream, { compress: { codec: 'lz4' } }), lz4.stream.length],
-    ['LZ4 acc 1', 'transcode plain → LZ4, 2 workers', () => { const c = count(); return transcodePooled(plain.stream, c.sink, { compress: { codec: 'lz4' }, workers: 2 }); }, lz4.stream.length],
+    [
+      'LZ4 acc 1',
+      'transcode plain → LZ4, 2 workers',
+      () => {
+        const c = count();
+        return transcodePooled(plain.stream, c.sink, { compress: { codec: 'lz4' }, workers: 2 });
+      },
+      lz4.stream.length,
+    ],
     ['LZ4 decompress', 'transcode LZ4 → plain, main thread', () => transcodeBytes(lz4.stream), plain.stream.length],
-    ['LZ4 decompress', 'transcode LZ4 → plain, 2 workers', () => { const c = count(); return transcodePooled(lz4.stream, c.sink, { workers: 2 }); }, plain.stream.length],
+    [
+      'LZ4 decompress',
+      'transcode LZ4 → plain, 2 workers',
+      () => {
+        const c = count();
+        return transcodePooled(lz4.stream, c.sink, { workers: 2 });
+      },
+      plain.stream.length,
+    ],
     ['LZ4 decompress', 'decode LZ4 → RAM image, main thread', decodeTo(lz4.stream), undefined],
     ['LZ4 decompress', 'extract lz4.stream → pc.ram file', () => extractFile(paths.lz4, join(tmp, 'x-lz4')), undefined],
   ];
@@ -192,8 +256,12 @@ try {
   const fmt = (x) => (x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2));
   const mbps = (ms) => raw / 1e6 / (ms / 1000);
   const order = ['plain', 'zlib 1', 'zlib 1 decompress', 'LZ4 acc 1', 'LZ4 decompress', 'zstd (reference)'];
-  console.log(`dumps: ${dumps.length} × ${dumps[0].length / 2 ** 20} MiB pc.ram (${relative(process.cwd(), files[0].replace(/\/[^/]*$/, '')) || '.'}); pages sent ${pagesSent} (${plain.sent.join(' + ')}), raw page bytes ${raw} (${(raw / 1e6).toFixed(1)} MB), of which ${pages.length} non-zero pages (${(corpus.length / 1e6).toFixed(1)} MB) for the baselines`);
-  console.log(`streams: plain ${plain.stream.length} B, zlib 1 ${zlib1.stream.length} B, LZ4 acc 1 ${lz4.stream.length} B; best of ${ITERATIONS}; node ${process.version}, zlib ${process.versions.zlib}\n`);
+  console.log(
+    `dumps: ${dumps.length} × ${dumps[0].length / 2 ** 20} MiB pc.ram (${relative(process.cwd(), files[0].replace(/\/[^/]*$/, '')) || '.'}); pages sent ${pagesSent} (${plain.sent.join(' + ')}), raw page bytes ${raw} (${(raw / 1e6).toFixed(1)} MB), of which ${pages.length} non-zero pages (${(corpus.length / 1e6).toFixed(1)} MB) for the baselines`,
+  );
+  console.log(
+    `streams: plain ${plain.stream.length} B, zlib 1 ${zlib1.stream.length} B, LZ4 acc 1 ${lz4.stream.length} B; best of ${ITERATIONS}; node ${process.version}, zlib ${process.versions.zlib}\n`,
+  );
   console.log('| group | task | ms | MB/s | vs baseline | size (out / raw) |');
   console.log('|---|---|---:|---:|---:|---:|');
   for (const g of order) {
@@ -202,10 +270,16 @@ try {
     for (const r of rs) {
       const vs = r.baseline || !base ? '' : `${((mbps(r.ms) / mbps(base.ms)) * 100).toFixed(0)}%`;
       const name = r.baseline ? `${r.name} (baseline)` : r.name;
-      console.log(`| ${g} | ${name} | ${fmt(r.ms)} | ${fmt(mbps(r.ms))} | ${vs} | ${r.outBytes === undefined ? '' : `${((r.outBytes / raw) * 100).toFixed(1)}%`} |`);
+      console.log(
+        `| ${g} | ${name} | ${fmt(r.ms)} | ${fmt(mbps(r.ms))} | ${vs} | ${r.outBytes === undefined ? '' : `${((r.outBytes / raw) * 100).toFixed(1)}%`} |`,
+      );
     }
   }
-  console.log(`\n"vs baseline": against the group's first baseline row. ${cpus().length} CPUs (${cpus()[0]?.model}); load average ${loadStart.map((x) => x.toFixed(2)).join(' ')} at the start, ${loadavg().map((x) => x.toFixed(2)).join(' ')} at the end`);
+  console.log(
+    `\n"vs baseline": against the group's first baseline row. ${cpus().length} CPUs (${cpus()[0]?.model}); load average ${loadStart.map((x) => x.toFixed(2)).join(' ')} at the start, ${loadavg()
+      .map((x) => x.toFixed(2))
+      .join(' ')} at the end`,
+  );
 } finally {
   rmSync(tmp, { recursive: true, force: true });
 }

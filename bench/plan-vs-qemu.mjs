@@ -47,7 +47,13 @@ const SETTINGS = [
   { name: 'plain', caps: {}, params: {}, plan: 'plain', autoConverge: false },
   { name: 'plain + auto-converge', caps: { 'auto-converge': true }, params: {}, plan: 'plain', autoConverge: true },
   { name: 'xbzrle 32 MiB', caps: { xbzrle: true }, params: { 'xbzrle-cache-size': 32 * MiB }, plan: 'xbzrle:32M:qemu', autoConverge: false },
-  { name: 'compress zlib 1, 2 threads', caps: { compress: true }, params: { 'compress-level': 1, 'compress-threads': 2 }, plan: 'zlib:1/w2', autoConverge: false },
+  {
+    name: 'compress zlib 1, 2 threads',
+    caps: { compress: true },
+    params: { 'compress-level': 1, 'compress-threads': 2 },
+    plan: 'zlib:1/w2',
+    autoConverge: false,
+  },
 ];
 const ALL_CAPS = ['auto-converge', 'xbzrle', 'compress'];
 
@@ -72,15 +78,46 @@ async function main() {
   writeFileSync(initrd, buildCpio(entries));
 
   const args = [
-    '-machine', 'pc-i440fx-7.2,memory-backend=pc.ram', '-accel', 'tcg', '-cpu', 'qemu64', '-smp', '1', '-m', `${RAM_MIB}M`,
-    '-object', `memory-backend-file,id=pc.ram,share=on,mem-path=${memPath},size=${RAM_MIB}M,x-use-canonical-path-for-ramblock-id=off`,
-    '-kernel', pre.kernel.path, '-initrd', initrd, '-append', 'console=ttyS0 loglevel=4 panic=-1 rdinit=/init',
-    '-nodefaults', '-no-user-config', '-no-reboot', '-display', 'none', '-serial', `file:${consolePath}`,
-    '-qmp', `unix:${qmpPath},server=on,wait=off`,
+    '-machine',
+    'pc-i440fx-7.2,memory-backend=pc.ram',
+    '-accel',
+    'tcg',
+    '-cpu',
+    'qemu64',
+    '-smp',
+    '1',
+    '-m',
+    `${RAM_MIB}M`,
+    '-object',
+    `memory-backend-file,id=pc.ram,share=on,mem-path=${memPath},size=${RAM_MIB}M,x-use-canonical-path-for-ramblock-id=off`,
+    '-kernel',
+    pre.kernel.path,
+    '-initrd',
+    initrd,
+    '-append',
+    'console=ttyS0 loglevel=4 panic=-1 rdinit=/init',
+    '-nodefaults',
+    '-no-user-config',
+    '-no-reboot',
+    '-display',
+    'none',
+    '-serial',
+    `file:${consolePath}`,
+    '-qmp',
+    `unix:${qmpPath},server=on,wait=off`,
   ];
   const proc = startQemu(args);
   let qmp;
-  const report = { date: new Date().toISOString(), qemu: pre.qemu.banner, kernel: pre.kernel.path, command: [QEMU_BIN, ...args].join(' '), cap: CAP, interval: INTERVAL, dumps: DUMPS, runs: [] };
+  const report = {
+    date: new Date().toISOString(),
+    qemu: pre.qemu.banner,
+    kernel: pre.kernel.path,
+    command: [QEMU_BIN, ...args].join(' '),
+    cap: CAP,
+    interval: INTERVAL,
+    dumps: DUMPS,
+    runs: [],
+  };
   try {
     qmp = await connectQmp(qmpPath, { timeoutMs: 30000 });
     log(`booting a ${RAM_MIB} MiB guest under TCG`);
@@ -113,8 +150,15 @@ async function main() {
     const source = new FileDumpSource(files);
     const trace = Trace.build(source, INTERVAL);
     const rates = dirtyRateReport(trace);
-    report.dirtyRate = { perInterval: rates.intervals.map((r) => r.pages), meanMiBps: rates.mean.mibPerSecond, sampled: rates.sampling.estimates.map((e) => e.mibPerSecond), workingSet: rates.workingSet };
-    log(`dirty pages per interval: ${rates.intervals.map((r) => r.pages).join(' ')} (mean ${rates.mean.mibPerSecond.toFixed(1)} MiB/s; QEMU sampling ${rates.sampling.estimates.map((e) => e.mibPerSecond).join(' ')}); working set ${rates.workingSet.total} pages, hot ${rates.workingSet.hot}`);
+    report.dirtyRate = {
+      perInterval: rates.intervals.map((r) => r.pages),
+      meanMiBps: rates.mean.mibPerSecond,
+      sampled: rates.sampling.estimates.map((e) => e.mibPerSecond),
+      workingSet: rates.workingSet,
+    };
+    log(
+      `dirty pages per interval: ${rates.intervals.map((r) => r.pages).join(' ')} (mean ${rates.mean.mibPerSecond.toFixed(1)} MiB/s; QEMU sampling ${rates.sampling.estimates.map((e) => e.mibPerSecond).join(' ')}); working set ${rates.workingSet.total} pages, hot ${rates.workingSet.hot}`,
+    );
 
     const predictions = new Map();
     for (const s of SETTINGS) {
@@ -143,8 +187,20 @@ async function main() {
         let adjusted = null;
         if (captureSpeed && q.dirtierStepsPerSecond) {
           const scaled = Trace.build(source, INTERVAL * (captureSpeed / q.dirtierStepsPerSecond));
-          const a = simulate(scaled, parseSetting(s.plan), { bandwidth: bw * MiB, downtimeLimitMs: DOWNTIME_MS, autoConverge: s.autoConverge, timeCap: CAP, codecRate: p.codecRate });
-          adjusted = { converged: a.converged, totalTimeMs: Math.round(a.totalTime * 1000), transferred: a.wireBytes, dirtySyncCount: a.dirtySyncCount, throttle: a.throttle.final };
+          const a = simulate(scaled, parseSetting(s.plan), {
+            bandwidth: bw * MiB,
+            downtimeLimitMs: DOWNTIME_MS,
+            autoConverge: s.autoConverge,
+            timeCap: CAP,
+            codecRate: p.codecRate,
+          });
+          adjusted = {
+            converged: a.converged,
+            totalTimeMs: Math.round(a.totalTime * 1000),
+            transferred: a.wireBytes,
+            dirtySyncCount: a.dirtySyncCount,
+            throttle: a.throttle.final,
+          };
         }
         const row = {
           bandwidthMiBps: bw,
@@ -160,12 +216,20 @@ async function main() {
             sinkDowntimeMs: p.final ? Math.round((p.final.pages / p.codecRate.delta) * 1000) : null,
             throttle: p.throttle.final,
           },
-          hotAlwaysDirty: { converged: h.converged, totalTimeMs: Math.round(h.totalTime * 1000), transferred: h.wireBytes, dirtySyncCount: h.dirtySyncCount, throttle: h.throttle.final },
+          hotAlwaysDirty: {
+            converged: h.converged,
+            totalTimeMs: Math.round(h.totalTime * 1000),
+            transferred: h.wireBytes,
+            dirtySyncCount: h.dirtySyncCount,
+            throttle: h.throttle.final,
+          },
           qemu: q,
           adjusted,
         };
         report.runs.push(row);
-        log(`${bw} MiB/s ${s.name}: predicted ${fmt(row.predicted)} | QEMU ${fmt(q)} | dirtier ${q.dirtierStepsPerSecond?.toFixed(2)} MiB/s${adjusted ? ` | at that speed: ${fmt(adjusted)}` : ''}`);
+        log(
+          `${bw} MiB/s ${s.name}: predicted ${fmt(row.predicted)} | QEMU ${fmt(q)} | dirtier ${q.dirtierStepsPerSecond?.toFixed(2)} MiB/s${adjusted ? ` | at that speed: ${fmt(adjusted)}` : ''}`,
+        );
       }
     }
     source.close();
@@ -227,7 +291,7 @@ async function migrate(qmp, s, bw) {
   const result = {
     converged: done,
     status: done ? 'completed' : info.status === 'failed' ? `failed: ${info['error-desc'] ?? ''}` : 'cancelled at the cap',
-    totalTimeMs: done ? info['total-time'] : info['total-time'] ?? Date.now() - start,
+    totalTimeMs: done ? info['total-time'] : (info['total-time'] ?? Date.now() - start),
     transferred: info.ram?.transferred ?? 0,
     dirtySyncCount: info.ram?.['dirty-sync-count'] ?? 0,
     downtimeMs: done ? info.downtime : null,
@@ -243,7 +307,9 @@ async function migrate(qmp, s, bw) {
 
 function markdown(report) {
   const rows = [
-    '| MiB/s | setting | converged (pred / QEMU) | total s (pred / QEMU) | MiB on the wire (pred / QEMU, error) | dirty syncs (pred / QEMU) | downtime ms (pred at link / pred at sink / QEMU) | throttle % (pred / QEMU) | guest dirtier MiB/s in the run (capture: ' + (report.captureDirtierStepsPerSecond?.toFixed(2) ?? '?') + ') | at the run\'s dirtier speed: converged, MiB |',
+    '| MiB/s | setting | converged (pred / QEMU) | total s (pred / QEMU) | MiB on the wire (pred / QEMU, error) | dirty syncs (pred / QEMU) | downtime ms (pred at link / pred at sink / QEMU) | throttle % (pred / QEMU) | guest dirtier MiB/s in the run (capture: ' +
+      (report.captureDirtierStepsPerSecond?.toFixed(2) ?? '?') +
+      ") | at the run's dirtier speed: converged, MiB |",
     '|---:|---|---|---|---|---|---|---|---|---|',
   ];
   for (const r of report.runs) {

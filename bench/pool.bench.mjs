@@ -49,11 +49,32 @@ async function time(name, run, close) {
 const rows = [];
 for (const workers of [1, 2]) {
   const own = new ThreadPool(workers);
-  rows.push({ workers, ...(await time('migstream ThreadPool', (t) => own.run(t, [t.pages.buffer]), () => own.close())) });
+  rows.push({
+    workers,
+    ...(await time(
+      'migstream ThreadPool',
+      (t) => own.run(t, [t.pages.buffer]),
+      () => own.close(),
+    )),
+  });
   const p = new Piscina({ filename: workerUrl('piscina-worker').href, minThreads: workers, maxThreads: workers, idleTimeout: 1e9 });
-  rows.push({ workers, ...(await time('piscina 5.3.2', (t) => p.run(t, { transferList: [t.pages.buffer] }), () => p.destroy())) });
+  rows.push({
+    workers,
+    ...(await time(
+      'piscina 5.3.2',
+      (t) => p.run(t, { transferList: [t.pages.buffer] }),
+      () => p.destroy(),
+    )),
+  });
   const tp = new Tinypool({ filename: workerUrl('lib-worker').href, minThreads: workers, maxThreads: workers, isolateWorkers: false });
-  rows.push({ workers, ...(await time('tinypool 2.2.0', (t) => tp.run(t, { transferList: [t.pages.buffer] }), () => tp.destroy())) });
+  rows.push({
+    workers,
+    ...(await time(
+      'tinypool 2.2.0',
+      (t) => tp.run(t, { transferList: [t.pages.buffer] }),
+      () => tp.destroy(),
+    )),
+  });
 }
 console.log(`| pool | workers | MB/s (${spec.codec} level 1, ${BATCH}-page batches) |\n|---|---|---|`);
 for (const r of rows) console.log(`| ${r.name} | ${r.workers} | ${r.mbps.toFixed(1)} |`);
@@ -62,7 +83,10 @@ for (const r of rows) console.log(`| ${r.name} | ${r.workers} | ${r.mbps.toFixed
 // once they come back, through an echo worker that does nothing else: the cost PooledEncoder's
 // buffer reuse removes from the main thread. Best of ROUNDS, 4096 round trips, 8 in flight.
 const { Worker } = await import('node:worker_threads');
-const echo = new Worker(`require('node:worker_threads').parentPort.on('message', (m) => require('node:worker_threads').parentPort.postMessage(m, [m.pages.buffer]));`, { eval: true });
+const echo = new Worker(
+  `require('node:worker_threads').parentPort.on('message', (m) => require('node:worker_threads').parentPort.postMessage(m, [m.pages.buffer]));`,
+  { eval: true },
+);
 async function roundTrips(recycle) {
   const N = 4096;
   const free = [];

@@ -55,7 +55,8 @@ const LOW_MEMORY = MiB;
 const log = (s) => process.stderr.write(`${s}\n`);
 const loadStart = loadavg();
 const tmp = mkdtempSync(join(tmpdir(), 'migstream-qemu-compare-'));
-const same = (a, b) => a.length === b.length && Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.length), Buffer.from(b.buffer, b.byteOffset, b.length)) === 0;
+const same = (a, b) =>
+  a.length === b.length && Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.length), Buffer.from(b.buffer, b.byteOffset, b.length)) === 0;
 
 function decodeRam(path) {
   const ram = new RamImage();
@@ -134,7 +135,10 @@ try {
 
   // ---- checks: QEMU's and our outputs decode to the dump
   const checked = {};
-  for (const [name, on] of [['qemu-plain', false], ['qemu-zlib', true]]) {
+  for (const [name, on] of [
+    ['qemu-plain', false],
+    ['qemu-zlib', true],
+  ]) {
     const out = join(tmp, `${name}.stream`);
     const info = await qemuMigrate(`exec:cat > ${out}`, on, name === 'qemu-plain');
     const ram = decodeRam(out).blocks.get('pc.ram');
@@ -192,8 +196,12 @@ try {
     ['migstream, LZ4 acc 1, 2 workers (extension)', `\`migstream transcode ${S} /dev/null --compress lz4 --workers 2\``, 'ours-lz4'],
   ];
   const fmt = (x) => (x >= 100 ? x.toFixed(0) : x.toFixed(1));
-  console.log(`guest RAM: ${dumpPath.replace(REPO, '')} (${ramDesc}: ${ramBytes} bytes = ${ramMB.toFixed(1)} MB); S = ${statSync(streamPath).size}-byte one-iteration stream of it, loaded by QEMU ${avail.version} into a paused VM before each QEMU run (load: fastest ${fmt(Math.min(...loads))} ms wall, ${loads.length} loads)`);
-  console.log(`best of ${ROUNDS} alternating rounds; QEMU's time is query-migrate total-time (ms), ours the command's wall time including node's start (\`node -e 0\`: ${fmt(best['node-start'].ms)} ms)\n`);
+  console.log(
+    `guest RAM: ${dumpPath.replace(REPO, '')} (${ramDesc}: ${ramBytes} bytes = ${ramMB.toFixed(1)} MB); S = ${statSync(streamPath).size}-byte one-iteration stream of it, loaded by QEMU ${avail.version} into a paused VM before each QEMU run (load: fastest ${fmt(Math.min(...loads))} ms wall, ${loads.length} loads)`,
+  );
+  console.log(
+    `best of ${ROUNDS} alternating rounds; QEMU's time is query-migrate total-time (ms), ours the command's wall time including node's start (\`node -e 0\`: ${fmt(best['node-start'].ms)} ms)\n`,
+  );
   console.log('| what | command | time ms | RAM MB/s | wire bytes | wire / RAM | QEMU ram Mbit/s |');
   console.log('|---|---|---:|---:|---:|---:|---:|');
   for (const [what, cmd, key] of rows) {
@@ -204,10 +212,16 @@ try {
   }
   const q = best['qemu-plain'].info;
   const qz = best['qemu-zlib'].info;
-  console.log(`\nQEMU plain: setup ${q['setup-time']} ms, downtime ${q.downtime} ms, ${q.ram.normal} normal + ${q.ram.duplicate} zero pages, ${q.ram.transferred} bytes transferred`);
+  console.log(
+    `\nQEMU plain: setup ${q['setup-time']} ms, downtime ${q.downtime} ms, ${q.ram.normal} normal + ${q.ram.duplicate} zero pages, ${q.ram.transferred} bytes transferred`,
+  );
   console.log(`QEMU compress: setup ${qz['setup-time']} ms, downtime ${qz.downtime} ms, compression ${JSON.stringify(qz.compression ?? {})}`);
   console.log(`wire bytes: each output written once to a file, decoded by migstream and checked against the dump; timed runs write to /dev/null`);
-  console.log(`${cpus().length} CPUs (${cpus()[0]?.model}); load average ${loadStart.map((x) => x.toFixed(2)).join(' ')} at the start, ${loadavg().map((x) => x.toFixed(2)).join(' ')} at the end; QEMU: ${QEMU_BIN} ${avail.version}`);
+  console.log(
+    `${cpus().length} CPUs (${cpus()[0]?.model}); load average ${loadStart.map((x) => x.toFixed(2)).join(' ')} at the start, ${loadavg()
+      .map((x) => x.toFixed(2))
+      .join(' ')} at the end; QEMU: ${QEMU_BIN} ${avail.version}`,
+  );
   console.log(`destination: ${[QEMU_BIN, ...args].join(' ').replaceAll(tmp, '$TMP').replaceAll(qmpDir, '$QMP').replaceAll(REPO, '')}`);
 } finally {
   if (proc) await quitQemu(proc, qmp).catch(() => proc.kill());

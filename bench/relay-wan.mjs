@@ -25,7 +25,13 @@ if (values.guest === 'linux') {
   const initrd = join(work, 'initrd.cpio');
   writeFileSync(initrd, buildInitramfs(pre.busybox.path));
   guestArgs = (name, incoming) => {
-    const a = linuxArgs({ memPath: join(work, `${name}.ram`), kernel: pre.kernel.path, initrd, console: join(work, `${name}.console`), qmp: join(work, `${name}.qmp`) });
+    const a = linuxArgs({
+      memPath: join(work, `${name}.ram`),
+      kernel: pre.kernel.path,
+      initrd,
+      console: join(work, `${name}.console`),
+      qmp: join(work, `${name}.qmp`),
+    });
     return incoming ? [...a, '-incoming', 'defer'] : a;
   };
 } else {
@@ -109,7 +115,15 @@ async function run(label, viaRelays) {
     const b = relay(['--listen', `unix:${join(work, `${label}-b.sock`)}`, '--connect', `unix:${target}`]);
     await b.ready;
     link(join(work, `${label}-link.sock`), join(work, `${label}-b.sock`), stats);
-    const a = relay(['--listen', `unix:${join(work, `${label}-a.sock`)}`, '--connect', `unix:${join(work, `${label}-link.sock`)}`, '--xbzrle', '--compress', 'lz4']);
+    const a = relay([
+      '--listen',
+      `unix:${join(work, `${label}-a.sock`)}`,
+      '--connect',
+      `unix:${join(work, `${label}-link.sock`)}`,
+      '--xbzrle',
+      '--compress',
+      'lz4',
+    ]);
     await a.ready;
     relays = [a, b];
     target = join(work, `${label}-a.sock`);
@@ -122,14 +136,32 @@ async function run(label, viaRelays) {
   await src.qmp.execute('migrate-set-parameters', { 'max-bandwidth': 4 << 30, 'downtime-limit': 2000 });
   const t0 = Date.now();
   await src.qmp.execute('migrate', { uri: `unix:${target}` });
-  const info = await pollMigrate(src.qmp, (i) => i.status === 'completed' || i.status === 'failed', { deadline: Date.now() + 900000, intervalMs: 200, what: label });
+  const info = await pollMigrate(src.qmp, (i) => i.status === 'completed' || i.status === 'failed', {
+    deadline: Date.now() + 900000,
+    intervalMs: 200,
+    what: label,
+  });
   // Done when the destination has loaded it all: bytes still crossing the link count.
-  const dinfo = await pollMigrate(dst.qmp, (i) => i.status === 'completed' || i.status === 'failed', { deadline: Date.now() + 900000, intervalMs: 100, what: `${label} destination` });
+  const dinfo = await pollMigrate(dst.qmp, (i) => i.status === 'completed' || i.status === 'failed', {
+    deadline: Date.now() + 900000,
+    intervalMs: 100,
+    what: `${label} destination`,
+  });
   const wallMs = Date.now() - t0;
   const relayOut = await Promise.all(relays.map((r) => r.done));
   await src.proc.kill();
   await dst.proc.kill();
-  return { label, status: `${info.status}/${dinfo.status}`, wallMs, totalMs: info['total-time'], downtimeMs: info.downtime, qemuBytes: info.ram.transferred, linkBytes: stats.bytes, rounds: info.ram['dirty-sync-count'], relays: relayOut.map((r) => JSON.parse(r.out || '{}')) };
+  return {
+    label,
+    status: `${info.status}/${dinfo.status}`,
+    wallMs,
+    totalMs: info['total-time'],
+    downtimeMs: info.downtime,
+    qemuBytes: info.ram.transferred,
+    linkBytes: stats.bytes,
+    rounds: info.ram['dirty-sync-count'],
+    relays: relayOut.map((r) => JSON.parse(r.out || '{}')),
+  };
 }
 
 try {
@@ -137,9 +169,15 @@ try {
   console.log(`guest ${values.guest}, link ${values.mbit} Mbit/s\n`);
   console.log('| path | source/destination | bytes on the link | until the destination completed | source total-time | source downtime | dirty syncs |');
   console.log('|---|---|---:|---:|---:|---:|---:|');
-  for (const r of rows) console.log(`| ${r.label} | ${r.status} | ${r.linkBytes.toLocaleString('en')} | ${(r.wallMs / 1000).toFixed(1)} s | ${(r.totalMs / 1000).toFixed(1)} s | ${r.downtimeMs} ms | ${r.rounds} |`);
+  for (const r of rows)
+    console.log(
+      `| ${r.label} | ${r.status} | ${r.linkBytes.toLocaleString('en')} | ${(r.wallMs / 1000).toFixed(1)} s | ${(r.totalMs / 1000).toFixed(1)} s | ${r.downtimeMs} ms | ${r.rounds} |`,
+    );
   const a = rows[1].relays[0]?.connections?.[0];
-  if (a) console.log(`\nrelay A: ${a.s2dIn.toLocaleString('en')} bytes from QEMU → ${a.s2dOut.toLocaleString('en')} on the link; added latency per chunk median ${a.addedLatency.medianMs} ms, p99 ${a.addedLatency.p99Ms} ms`);
+  if (a)
+    console.log(
+      `\nrelay A: ${a.s2dIn.toLocaleString('en')} bytes from QEMU → ${a.s2dOut.toLocaleString('en')} on the link; added latency per chunk median ${a.addedLatency.medianMs} ms, p99 ${a.addedLatency.p99Ms} ms`,
+    );
 } finally {
   for (const k of killers.reverse()) await k();
   rmSync(work, { recursive: true, force: true });

@@ -56,7 +56,11 @@ export async function synthesize(path, gib) {
   const total = gib * 2 ** 30;
   const section = { sectionId: 2, idstr: 'ram', instanceId: 0, versionId: 4 };
   enc.header().configuration('pc-i440fx-7.2');
-  enc.sectionStart(section).memSize([{ idstr: 'pc.ram', length: total }]).ramEos().footer(2);
+  enc
+    .sectionStart(section)
+    .memSize([{ idstr: 'pc.ram', length: total }])
+    .ramEos()
+    .footer(2);
   const regionBytes = 256 << 20;
   // Iteration 0: every page; iteration 1: re-send 1% of the non-zero pages with a byte changed.
   for (const iteration of [0, 1]) {

@@ -18,7 +18,15 @@ export type { PageInflater } from './stream/inflate.js';
 export { Transcoder, transcodeBytes, DEFAULT_XBZRLE_CACHE, type TranscodeOptions } from './stream/transcode.js';
 
 // Encode: RAM dumps (and disks) to a stream, one-shot and incremental; the record writer
-export { encodeDumps, readTemplate, type DumpSeries, type StreamTemplate, type DumpEncodeOptions, type DumpEncodeResult, type DumpWriter } from './stream/dump-encoder.js';
+export {
+  encodeDumps,
+  readTemplate,
+  type DumpSeries,
+  type StreamTemplate,
+  type DumpEncodeOptions,
+  type DumpEncodeResult,
+  type DumpWriter,
+} from './stream/dump-encoder.js';
 export { StreamEncoder, type EncoderOptions, type StreamWriter, type RamRecordWriter, type PageCompressorFn } from './stream/encoder.js';
 export { SnapshotDiskSource, WriteLogDiskSource, parseWriteLog, formatWriteLog, type DiskSource } from './stream/disk-source.js';
 export type { XbzrleIterationStats } from './stream/ram-sender.js';

@@ -41,8 +41,13 @@ function raceStream(): Uint8Array {
   const parts: Uint8Array[] = [];
   const e = new StreamEncoder((c) => parts.push(c), { chunkSize: 1 << 30 });
   const lz4 = new Lz4Compressor(1);
-  e.header().configuration('pc-i440fx-7.2').manifest(encodeManifest([lz4PagesEntry({ pageSize: 4096, acceleration: 1, compressor: 'migstream-lz4' })]));
-  e.sectionStart(RAM).memSize([{ idstr: 'pc.ram', length: PAGES * 4096 }]).ramEos().footer(RAM.sectionId);
+  e.header()
+    .configuration('pc-i440fx-7.2')
+    .manifest(encodeManifest([lz4PagesEntry({ pageSize: 4096, acceleration: 1, compressor: 'migstream-lz4' })]));
+  e.sectionStart(RAM)
+    .memSize([{ idstr: 'pc.ram', length: PAGES * 4096 }])
+    .ramEos()
+    .footer(RAM.sectionId);
   const current: Uint8Array[] = [];
   const kinds = ['zlib', 'lz4', 'page', 'zero', 'zlib', 'lz4'] as const;
   for (let it = 1; it <= 6; it++) {

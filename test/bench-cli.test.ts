@@ -94,7 +94,25 @@ describe('migstream bench', () => {
     expect(results.map((x) => x.id)).toEqual(benchSettings(4 * MiB, { quick: true }).map((s) => s.id));
     expect(new Set(results.map((x) => x.group))).toEqual(new Set(['plain', 'zlib', 'lz4', 'xbzrle', 'xbzrle+lz4']));
     for (const x of results) {
-      expect(Object.keys(x)).toEqual(expect.arrayContaining(['id', 'label', 'group', 'workers', 'compress', 'xbzrle', 'roundTrip', 'wireBytes', 'ratio', 'encodeMs', 'decodeMs', 'encodeMBps', 'decodeMBps', 'sha256', 'records']));
+      expect(Object.keys(x)).toEqual(
+        expect.arrayContaining([
+          'id',
+          'label',
+          'group',
+          'workers',
+          'compress',
+          'xbzrle',
+          'roundTrip',
+          'wireBytes',
+          'ratio',
+          'encodeMs',
+          'decodeMs',
+          'encodeMBps',
+          'decodeMBps',
+          'sha256',
+          'records',
+        ]),
+      );
       expect(x.roundTrip, `${x.id}: ${x.error}`).toBe(true);
       expect(x.wireBytes).toBeGreaterThan(0);
       expect(x.ratio).toBeCloseTo(x.wireBytes / report.input.rawBytes, 12);
@@ -143,7 +161,14 @@ describe('migstream bench', () => {
     writeFileSync(odd, new Uint8Array(PAGE + 1));
     const small = join(work, 'small.ram');
     writeFileSync(small, new Uint8Array(2 * PAGE));
-    for (const args of [['bench'], ['bench', odd], ['bench', small4, small], ['bench', a, '--workers', 'x'], ['bench', a, '--runs', '0'], ['bench', a, '--frob']]) {
+    for (const args of [
+      ['bench'],
+      ['bench', odd],
+      ['bench', small4, small],
+      ['bench', a, '--workers', 'x'],
+      ['bench', a, '--runs', '0'],
+      ['bench', a, '--frob'],
+    ]) {
       const r = run(args);
       expect(r.code, args.join(' ')).toBe(2);
       expect(r.stderr).toMatch(/^migstream: /);

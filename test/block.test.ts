@@ -5,7 +5,15 @@ import { StreamDecoder } from '../src/stream/decoder.js';
 import { MigstreamError } from '../src/codec/errors.js';
 import { ByteWriter } from '../src/codec/byte-writer.js';
 import { DiskImage } from '../src/stream/disk-image.js';
-import { formatWriteLog, parseWriteLog, SnapshotDiskSource, WriteLogDiskSource, type DiskSource, type DiskWrite, type Extent } from '../src/stream/disk-source.js';
+import {
+  formatWriteLog,
+  parseWriteLog,
+  SnapshotDiskSource,
+  WriteLogDiskSource,
+  type DiskSource,
+  type DiskWrite,
+  type Extent,
+} from '../src/stream/disk-source.js';
 import { encodeDumps } from '../src/stream/dump-encoder.js';
 import type { StreamEvent } from '../src/stream/events.js';
 import { concatChunks, transcodeBytes } from '../src/stream/transcode.js';
@@ -16,8 +24,14 @@ const DISK = 5.5 * MiB;
 
 function baseImage(): Uint8Array {
   const img = new Uint8Array(DISK);
-  img.set(page((i) => i * 13 + 1, MiB), 0); // chunk 0: data
-  img.set(page((i) => i >> 3, MiB / 2), 5 * MiB); // last, partial chunk: data; chunks 1-4 zero
+  img.set(
+    page((i) => i * 13 + 1, MiB),
+    0,
+  ); // chunk 0: data
+  img.set(
+    page((i) => i >> 3, MiB / 2),
+    5 * MiB,
+  ); // last, partial chunk: data; chunks 1-4 zero
   return img;
 }
 
@@ -226,11 +240,17 @@ describe('block migration of a disk past 4 GiB', () => {
   ];
   const groups: DiskWrite[][] = [
     [{ offset: at4G + MiB - 512, data: page((i) => i ^ 0x5a, 1024) }], // straddles a 1 MiB chunk above 4 GiB
-    [{ offset: 2 ** 32 + 40 * MiB + 12345, data: page(() => 0xee, 100) }, { offset: SIZE - 1, data: Uint8Array.of(9) }],
+    [
+      { offset: 2 ** 32 + 40 * MiB + 12345, data: page(() => 0xee, 100) },
+      { offset: SIZE - 1, data: Uint8Array.of(9) },
+    ],
   ];
   const final: DiskWrite[] = [...initial, ...groups.flat()];
   /** Windows around every write, compared exactly; the rest of the disk must read as zeros there too. */
-  const windows = [...final.map((w) => [Math.max(0, w.offset - 70000), Math.min(SIZE, w.offset + w.data.length + 70000)]), [3 * 2 ** 30, 3 * 2 ** 30 + MiB]] as const;
+  const windows = [
+    ...final.map((w) => [Math.max(0, w.offset - 70000), Math.min(SIZE, w.offset + w.data.length + 70000)]),
+    [3 * 2 ** 30, 3 * 2 ** 30 + MiB],
+  ] as const;
   // 4 KiB chunks past 4 GiB cost 10 s here; the property test above covers them on small disks
 
   for (const chunk of [undefined, 65536]) {

@@ -11,7 +11,8 @@ import { requireBuiltCli } from './support/cli.js';
 requireBuiltCli(); // the bundle is made from the package entries in dist/
 const CHROMIUM = '/usr/bin/chromium';
 const available = existsSync(CHROMIUM);
-if (!available && process.env.MIGSTREAM_REQUIRE_BROWSER === '1') throw new Error(`MIGSTREAM_REQUIRE_BROWSER=1 but ${CHROMIUM} is missing (apt-get install chromium)`);
+if (!available && process.env.MIGSTREAM_REQUIRE_BROWSER === '1')
+  throw new Error(`MIGSTREAM_REQUIRE_BROWSER=1 but ${CHROMIUM} is missing (apt-get install chromium)`);
 if (!available) console.warn(`skipping the browser test: ${CHROMIUM} is missing (apt-get install chromium)`);
 
 const root = join(import.meta.dirname, '..');
@@ -37,7 +38,16 @@ describe.skipIf(!available)('the portable core in headless Chromium', () => {
     context = await chromium.launchPersistentContext(profile, {
       executablePath: CHROMIUM,
       headless: true,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
     });
   }, 120_000);
 
@@ -51,39 +61,50 @@ describe.skipIf(!available)('the portable core in headless Chromium', () => {
     expect(bundle).not.toMatch(/require\(["']node:|from ["']node:|\bprocess\.versions\b|\bBuffer\.from\b/);
   });
 
-  it.each(['plain', 'xbzrle-hit', 'compress-l1'])('%s: decodeEvents over fetch() rebuilds the source RAM (SHA-256 equals the ground truth)', async (name) => {
-    const fx = loadFixture(name);
-    const page = await context.newPage();
-    const pageErrors: string[] = [];
-    page.on('pageerror', (e) => pageErrors.push(e.message));
-    await page.route(`${ORIGIN}/**`, (route) => {
-      const path = new URL(route.request().url()).pathname;
-      if (path === '/') return route.fulfill({ contentType: 'text/html', body: '<!doctype html><title>migstream</title>' });
-      if (path === '/migstream.js') return route.fulfill({ contentType: 'text/javascript', body: bundle });
-      if (path === '/stream.bin') return route.fulfill({ contentType: 'application/octet-stream', body: fx.stream });
-      return route.abort();
-    });
-    await page.goto(`${ORIGIN}/`);
-    await page.addScriptTag({ url: `${ORIGIN}/migstream.js` });
-    const result = await page.evaluate(async () => {
-      const m = (globalThis as unknown as { migstream: typeof import('../src/index.js') & { RamImage: typeof import('../src/stream/ram-image.js').RamImage } }).migstream;
-      const response = await fetch('/stream.bin');
-      const ram = new m.RamImage();
-      let events = 0;
-      for await (const ev of m.decodeEvents(response.body!)) {
-        events++;
-        if (ev.type === 'ram-blocks') ram.setBlocks(ev.blocks);
-        else if (ev.type === 'page') ram.apply(ev);
-      }
-      const pcRam = ram.blocks.get('pc.ram')!;
-      const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', pcRam));
-      return { events, impl: m.defaultImpl(), sha256: Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join(''), node: typeof (globalThis as { process?: unknown }).process };
-    });
-    await page.close();
-    expect(pageErrors).toEqual([]);
-    expect(result.node).toBe('undefined');
-    expect(result.impl).toBe('portable'); // fflate and migstream's LZ4
-    expect(result.events).toBeGreaterThan(1000);
-    expect(result.sha256).toBe(createHash('sha256').update(fx.ram).digest('hex'));
-  }, 120_000);
+  it.each(['plain', 'xbzrle-hit', 'compress-l1'])(
+    '%s: decodeEvents over fetch() rebuilds the source RAM (SHA-256 equals the ground truth)',
+    async (name) => {
+      const fx = loadFixture(name);
+      const page = await context.newPage();
+      const pageErrors: string[] = [];
+      page.on('pageerror', (e) => pageErrors.push(e.message));
+      await page.route(`${ORIGIN}/**`, (route) => {
+        const path = new URL(route.request().url()).pathname;
+        if (path === '/') return route.fulfill({ contentType: 'text/html', body: '<!doctype html><title>migstream</title>' });
+        if (path === '/migstream.js') return route.fulfill({ contentType: 'text/javascript', body: bundle });
+        if (path === '/stream.bin') return route.fulfill({ contentType: 'application/octet-stream', body: fx.stream });
+        return route.abort();
+      });
+      await page.goto(`${ORIGIN}/`);
+      await page.addScriptTag({ url: `${ORIGIN}/migstream.js` });
+      const result = await page.evaluate(async () => {
+        const m = (
+          globalThis as unknown as { migstream: typeof import('../src/index.js') & { RamImage: typeof import('../src/stream/ram-image.js').RamImage } }
+        ).migstream;
+        const response = await fetch('/stream.bin');
+        const ram = new m.RamImage();
+        let events = 0;
+        for await (const ev of m.decodeEvents(response.body!)) {
+          events++;
+          if (ev.type === 'ram-blocks') ram.setBlocks(ev.blocks);
+          else if (ev.type === 'page') ram.apply(ev);
+        }
+        const pcRam = ram.blocks.get('pc.ram')!;
+        const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', pcRam));
+        return {
+          events,
+          impl: m.defaultImpl(),
+          sha256: Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join(''),
+          node: typeof (globalThis as { process?: unknown }).process,
+        };
+      });
+      await page.close();
+      expect(pageErrors).toEqual([]);
+      expect(result.node).toBe('undefined');
+      expect(result.impl).toBe('portable'); // fflate and migstream's LZ4
+      expect(result.events).toBeGreaterThan(1000);
+      expect(result.sha256).toBe(createHash('sha256').update(fx.ram).digest('hex'));
+    },
+    120_000,
+  );
 });

@@ -173,7 +173,7 @@ describe('compressed variable-size chunks (extension "chunk-compression")', () =
     expect(out.length).toBeGreaterThan(0);
   });
 
-  it('block byte counts of the pooled encoder equal the synchronous encoder\'s', async () => {
+  it("block byte counts of the pooled encoder equal the synchronous encoder's", async () => {
     const options: DumpEncodeOptions = { blockChunkSize: 64 * KiB, chunkCompress: { codec: 'lz4' } };
     const parts: Uint8Array[] = [];
     const sync = encodeDumps(ram(), (c) => parts.push(c), { ...options, disks: [new WriteLogDiskSource('vd0', diskImage(), writes())] });
@@ -272,7 +272,7 @@ describe('compressed variable-size chunks (extension "chunk-compression")', () =
               const offset = at % size;
               const data = new Uint8Array(Math.min(len, size - offset));
               // kind: 0 zeros, 1 a repeated byte, 2 a ramp, 3 noise (does not compress)
-              for (let i = 0; i < data.length; i++) data[i] = kind === 1 ? 0x5a : kind === 2 ? i & 0xff : kind === 3 ? (Math.imul(i + at, 2654435761) >>> 24) : 0;
+              for (let i = 0; i < data.length; i++) data[i] = kind === 1 ? 0x5a : kind === 2 ? i & 0xff : kind === 3 ? Math.imul(i + at, 2654435761) >>> 24 : 0;
               return { offset, data };
             }),
           );
@@ -280,7 +280,10 @@ describe('compressed variable-size chunks (extension "chunk-compression")', () =
           const dumps = Array.from({ length: groups.length + 1 }, () => new Uint8Array(4096));
           const options: DumpEncodeOptions = { blockChunkSize: chunk, chunkCompress: { codec } };
           const parts: Uint8Array[] = [];
-          encodeDumps([{ idstr: 'pc.ram', dumps }], (c) => parts.push(c.slice()), { ...options, disks: [new WriteLogDiskSource('vd0', image.slice(), groups)] });
+          encodeDumps([{ idstr: 'pc.ram', dumps }], (c) => parts.push(c.slice()), {
+            ...options,
+            disks: [new WriteLogDiskSource('vd0', image.slice(), groups)],
+          });
           const stream = concatChunks(parts);
           expect(sameBytes(readDisk(decodeDisk(stream).disks, size), want)).toBe(true);
           const pooled: Uint8Array[] = [];
@@ -303,7 +306,11 @@ describe('compressed chunks: malformed input', () => {
   const data = new Uint8Array(8192).fill(0x41);
 
   /** A stream with one block section holding `record` (bytes after the record header), declaring `extensions`. */
-  function stream(flags: number, body: (w: ByteWriter) => void, extensions = [blockChunksEntry(8192), chunkCompressionEntry('lz4', 1)]): { bytes: Uint8Array; recordAt: number } {
+  function stream(
+    flags: number,
+    body: (w: ByteWriter) => void,
+    extensions = [blockChunksEntry(8192), chunkCompressionEntry('lz4', 1)],
+  ): { bytes: Uint8Array; recordAt: number } {
     const w = new ByteWriter().be32(0x5145564d).be32(3);
     if (extensions.length) {
       const m = encodeManifest(extensions);
@@ -332,7 +339,14 @@ describe('compressed chunks: malformed input', () => {
     ['a compressed length not below the chunk', 0x31, (w) => w.be32(8192).u8(2).be32(8192).bytes(data), 'DECOMPRESS', header + 5, 'found 8192'],
     ['an LZ4 block one byte short', 0x31, (w) => good(w, lz4.compress(data).subarray(0, -1)), 'DECOMPRESS', header + 9, 'lz4 chunk failed'],
     ['an LZ4 block of the wrong size', 0x31, (w) => good(w, lz4.compress(data.subarray(0, 4096))), 'DECOMPRESS', header + 9, 'lz4 chunk failed'],
-    ['a zlib stream inflating past the chunk', 0x31, (w) => good(w, nodeZlib.deflate(new Uint8Array(16384), 1), 1), 'DECOMPRESS', header + 9, 'zlib chunk failed'],
+    [
+      'a zlib stream inflating past the chunk',
+      0x31,
+      (w) => good(w, nodeZlib.deflate(new Uint8Array(16384), 1), 1),
+      'DECOMPRESS',
+      header + 9,
+      'zlib chunk failed',
+    ],
     ['a zlib stream inflating short', 0x31, (w) => good(w, nodeZlib.deflate(new Uint8Array(4096), 1), 1), 'DECOMPRESS', header + 9, 'inflated to 4096 bytes'],
     ['garbage as zlib', 0x31, (w) => good(w, new Uint8Array(100).fill(7), 1), 'DECOMPRESS', header + 9, 'zlib chunk failed'],
     ['the compressed flag on a zero chunk', 0x39, (w) => good(w), 'BAD_BLOCK_RECORD', 0, 'must be a variable-size, non-zero chunk'],

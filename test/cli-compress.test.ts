@@ -22,7 +22,7 @@ describe('migstream CLI: --compress and --workers', () => {
   const input = join(work, 'plain.stream');
   writeFileSync(input, fx.stream);
 
-  it('transcode --compress zlib: the same bytes with 0, 1 and 2 workers, equal to the library\'s', () => {
+  it("transcode --compress zlib: the same bytes with 0, 1 and 2 workers, equal to the library's", () => {
     const want = transcodeBytes(fx.stream, { compress: { codec: 'zlib', level: 6 } });
     for (const workers of ['0', '1', '2']) {
       const out = join(work, `z${workers}.stream`);
@@ -87,7 +87,9 @@ describe('migstream CLI: --compress and --workers', () => {
   it('a stream with an extension this migstream lacks: exit 3 before any page', () => {
     const parts: Uint8Array[] = [];
     const e = new StreamEncoder((c) => parts.push(c));
-    e.header().configuration('pc-i440fx-7.2').manifest(encodeManifest([{ name: 'iteration-digests', version: 1, params: { algorithm: 'sha-256' } }]));
+    e.header()
+      .configuration('pc-i440fx-7.2')
+      .manifest(encodeManifest([{ name: 'iteration-digests', version: 1, params: { algorithm: 'sha-256' } }]));
     e.flush();
     const path = join(work, 'future.stream');
     writeFileSync(path, concatChunks(parts));

@@ -24,18 +24,19 @@ describe('failures that are not a bad stream', () => {
   const big = join(work, 'big.stream');
   writeFileSync(big, loadFixture('plain').stream); // transcodes to 21 MB
 
-  it.each([['sync', []], ['2 workers', ['--workers', '2']], ['2 workers, LZ4', ['--workers', '2', '--compress', 'lz4']]])(
-    '`transcode BIG - | head -c 1000000` (%s) exits 1 with one line naming the closed output',
-    (_, extra) => {
-      const r = intoHead(['transcode', big, '-', ...(extra as string[])], 1_000_000);
-      expect(r.headBytes).toBe(1_000_000);
-      expect(r.code).toBe(1);
-      const lines = r.stderr.trim().split('\n');
-      expect(lines).toHaveLength(1);
-      expect(lines[0]).toMatch(/^migstream: output closed: stdout \(EPIPE/);
-      expect(r.stderr).not.toMatch(/bad stream|UNSUPPORTED/);
-    },
-  );
+  it.each([
+    ['sync', []],
+    ['2 workers', ['--workers', '2']],
+    ['2 workers, LZ4', ['--workers', '2', '--compress', 'lz4']],
+  ])('`transcode BIG - | head -c 1000000` (%s) exits 1 with one line naming the closed output', (_, extra) => {
+    const r = intoHead(['transcode', big, '-', ...(extra as string[])], 1_000_000);
+    expect(r.headBytes).toBe(1_000_000);
+    expect(r.code).toBe(1);
+    const lines = r.stderr.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^migstream: output closed: stdout \(EPIPE/);
+    expect(r.stderr).not.toMatch(/bad stream|UNSUPPORTED/);
+  });
 
   it('a bad stream still exits 3', () => {
     const bad = join(work, 'bad.stream');

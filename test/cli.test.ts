@@ -26,9 +26,27 @@ describe('migstream CLI', () => {
     const json = run(['inspect', streamPath, '--json']);
     const s = JSON.parse(json.stdout.toString());
     expect(Object.keys(s)).toEqual([
-      'streamBytes', 'version', 'machine', 'capabilities', 'pageSize', 'ramBlocks', 'iterations', 'totals',
-      'blockDevices', 'blockProgress', 'commands', 'sections', 'devices', 'deviceStateBytes', 'vmdesc', 'vmdescBytes',
-      'warnings', 'manifest', 'compression', 'digests', 'dirtyBitmaps',
+      'streamBytes',
+      'version',
+      'machine',
+      'capabilities',
+      'pageSize',
+      'ramBlocks',
+      'iterations',
+      'totals',
+      'blockDevices',
+      'blockProgress',
+      'commands',
+      'sections',
+      'devices',
+      'deviceStateBytes',
+      'vmdesc',
+      'vmdescBytes',
+      'warnings',
+      'manifest',
+      'compression',
+      'digests',
+      'dirtyBitmaps',
     ]);
     expect(s.totals.zero.pages).toBe(fx.queryMigrate.ram.duplicate);
     expect(s.streamBytes).toBe(fx.stream.length);
@@ -71,7 +89,10 @@ describe('migstream CLI', () => {
     expect(run(['extract', out, '--out', dir]).code).toBe(0);
     expect(sameBytes(readFileSync(join(dir, 'pc.ram.bin')), readFileSync(dumps[2]!))).toBe(true);
     // QEMU's "pages" are cache hits: XBZRLE records + overflows + unchanged pages (the --stats table's columns)
-    const rows = r.stderr.split('\n').filter((l) => /^\s*\d+\s/.test(l)).map((l) => l.trim().split(/\s+/).map(Number));
+    const rows = r.stderr
+      .split('\n')
+      .filter((l) => /^\s*\d+\s/.test(l))
+      .map((l) => l.trim().split(/\s+/).map(Number));
     const column = (i: number) => rows.reduce((n, row) => n + row[i]!, 0);
     expect(rows.length, r.stderr).toBe(4); // QEMU's setup stage (iteration 0, no pages), then the three dumps
     const records = column(3);

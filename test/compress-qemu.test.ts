@@ -26,34 +26,43 @@ afterAll(async () => {
 /** QEMU's compressed records in a fixture: their zlib payloads. */
 function compressedPayloads(stream: Uint8Array): Uint8Array[] {
   const out: Uint8Array[] = [];
-  decodeAll(stream, (ev) => {
-    if (ev.type === 'page' && ev.kind === 'compressed') out.push(stream.subarray(ev.dataOffset, ev.dataOffset + ev.compressedBytes!));
-  }, { decompress: 'defer' });
+  decodeAll(
+    stream,
+    (ev) => {
+      if (ev.type === 'page' && ev.kind === 'compressed') out.push(stream.subarray(ev.dataOffset, ev.dataOffset + ev.compressedBytes!));
+    },
+    { decompress: 'defer' },
+  );
   return out;
 }
 
 describe.each([
   ['compress-l1', 1],
   ['compress-l9', 9],
-])('QEMU\'s own compressed pages (%s)', (name, level) => {
-  it.skipIf(!hasFixtureFile(name, 'stream.bin'))(`every record has our level-${level} header and inflates to a page; fflate agrees; count node:zlib's identical records`, () => {
-    const payloads = compressedPayloads(loadFixture(name).stream);
-    expect(payloads.length).toBeGreaterThan(1000);
-    let identical = 0;
-    const header = Buffer.from(nodeZlib.deflate(new Uint8Array(4096), level).subarray(0, 2)).toString('hex');
-    let agree = 0;
-    payloads.forEach((z, i) => {
-      expect(Buffer.from(z.subarray(0, 2)).toString('hex')).toBe(header);
-      const page = nodeZlib.inflate(z, 4096);
-      expect(page.length).toBe(4096);
-      if (i % 8 === 0 && sameBytes(fflateZlib.inflate(z, 4096), page)) agree++; // fflate is slow: every 8th record
-      if (i % 4 === 0 && sameBytes(nodeZlib.deflate(page, level), z)) identical++; // every 4th: each sync zlib call sets up a stream
-    });
-    expect(agree).toBe(Math.ceil(payloads.length / 8));
-    // Node's bundled zlib (Chromium's) is not QEMU's system zlib: most records match byte for byte, not all
-    console.info(`${name}: node:zlib ${process.versions.zlib} re-deflates ${identical} of ${Math.ceil(payloads.length / 4)} sampled QEMU records byte for byte`);
-    expect(identical).toBeGreaterThan(0);
-  });
+])("QEMU's own compressed pages (%s)", (name, level) => {
+  it.skipIf(!hasFixtureFile(name, 'stream.bin'))(
+    `every record has our level-${level} header and inflates to a page; fflate agrees; count node:zlib's identical records`,
+    () => {
+      const payloads = compressedPayloads(loadFixture(name).stream);
+      expect(payloads.length).toBeGreaterThan(1000);
+      let identical = 0;
+      const header = Buffer.from(nodeZlib.deflate(new Uint8Array(4096), level).subarray(0, 2)).toString('hex');
+      let agree = 0;
+      payloads.forEach((z, i) => {
+        expect(Buffer.from(z.subarray(0, 2)).toString('hex')).toBe(header);
+        const page = nodeZlib.inflate(z, 4096);
+        expect(page.length).toBe(4096);
+        if (i % 8 === 0 && sameBytes(fflateZlib.inflate(z, 4096), page)) agree++; // fflate is slow: every 8th record
+        if (i % 4 === 0 && sameBytes(nodeZlib.deflate(page, level), z)) identical++; // every 4th: each sync zlib call sets up a stream
+      });
+      expect(agree).toBe(Math.ceil(payloads.length / 8));
+      // Node's bundled zlib (Chromium's) is not QEMU's system zlib: most records match byte for byte, not all
+      console.info(
+        `${name}: node:zlib ${process.versions.zlib} re-deflates ${identical} of ${Math.ceil(payloads.length / 4)} sampled QEMU records byte for byte`,
+      );
+      expect(identical).toBeGreaterThan(0);
+    },
+  );
 });
 
 describe.skipIf(!gate.run)('real QEMU 7.2 (compress capability) loads our compressed streams', () => {
@@ -94,12 +103,15 @@ describe.skipIf(!gate.run)('real QEMU 7.2 (compress capability) loads our compre
     expect(sameBytes(await load(back, 'lz4-back'), fx.ram)).toBe(true);
   });
 
-  it.skipIf(!hasFixtureFile('compress-l9', 'stream.bin'))('QEMU\'s compress-l9 stream, decompressed on workers and recompressed at level 1: loaded byte-exact', async () => {
-    const c = loadFixture('compress-l9');
-    const out = await transcodeBytesPooled(c.stream, { compress: { codec: 'zlib', level: 1 }, pool });
-    const streamPath = join(work, 'l9-l1.stream');
-    writeFileSync(streamPath, out);
-    const r = await runIncoming({ config: c.config, streamPath, workDir: join(work, 'l9-l1'), timeoutMs: 90_000 });
-    expect(sameBytes(readFileSync(r.ramPath), c.ram)).toBe(true);
-  });
+  it.skipIf(!hasFixtureFile('compress-l9', 'stream.bin'))(
+    "QEMU's compress-l9 stream, decompressed on workers and recompressed at level 1: loaded byte-exact",
+    async () => {
+      const c = loadFixture('compress-l9');
+      const out = await transcodeBytesPooled(c.stream, { compress: { codec: 'zlib', level: 1 }, pool });
+      const streamPath = join(work, 'l9-l1.stream');
+      writeFileSync(streamPath, out);
+      const r = await runIncoming({ config: c.config, streamPath, workDir: join(work, 'l9-l1'), timeoutMs: 90_000 });
+      expect(sameBytes(readFileSync(r.ramPath), c.ram)).toBe(true);
+    },
+  );
 });

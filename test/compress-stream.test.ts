@@ -62,7 +62,7 @@ describe('zlib pages in QEMU mode', () => {
   it.each([
     ['node:zlib level 1', { codec: 'zlib' as const, level: 1 }],
     ['fflate level 2', { codec: 'zlib' as const, level: 2, impl: 'portable' as const }],
-  ])('%s: CONTINUE on every compressed record, a block\'s first page never compressed, RAM exact', (_, compress) => {
+  ])("%s: CONTINUE on every compressed record, a block's first page never compressed, RAM exact", (_, compress) => {
     const out = transcodeBytes(fx.stream, { compress });
     const records = pageRecords(out);
     const compressed = records.filter((r) => r.kind === 'compressed');
@@ -78,7 +78,7 @@ describe('zlib pages in QEMU mode', () => {
     expect(sameBytes(decodeRam(out, { inflatePage: fflateZlib.inflate }).ram, fx.ram)).toBe(true);
   });
 
-  it('zero pages stay ZERO records, as QEMU\'s compress threads send them', () => {
+  it("zero pages stay ZERO records, as QEMU's compress threads send them", () => {
     const plain = decodeRam(transcodeBytes(fx.stream)).summary.totals;
     const z = decodeRam(transcodeBytes(fx.stream, { compress: { codec: 'zlib' } })).summary.totals;
     expect(z.zero.pages).toBe(plain.zero.pages);
@@ -114,7 +114,7 @@ describe('LZ4 extension streams', () => {
     expect(sameBytes(transcodeBytes(lz4), transcodeBytes(fx.stream))).toBe(true);
   });
 
-  it('acceleration 16 (migstream\'s liblz4 port) also round-trips', () => {
+  it("acceleration 16 (migstream's liblz4 port) also round-trips", () => {
     const fast = transcodeBytes(fx.stream, { compress: { codec: 'lz4', acceleration: 16 } });
     const { ram, summary } = decodeRam(fast);
     expect(summary.manifest!.extensions[0]!.params).toMatchObject({ acceleration: 16, compressor: 'migstream-lz4' });
@@ -129,7 +129,10 @@ describe('the manifest', () => {
     const e = new StreamEncoder((c) => parts.push(c), { chunkSize: 1 << 30 });
     e.header().configuration('pc-i440fx-7.2');
     if (manifest && !opts.manifestAfterSection) e.manifest(manifest);
-    e.sectionStart(RAM).memSize([{ idstr: 'pc.ram', length: 2 * 4096 }]).ramEos().footer(RAM.sectionId);
+    e.sectionStart(RAM)
+      .memSize([{ idstr: 'pc.ram', length: 2 * 4096 }])
+      .ramEos()
+      .footer(RAM.sectionId);
     if (manifest && opts.manifestAfterSection) e.manifest(manifest);
     e.sectionEnd(RAM.sectionId);
     const p = page((i) => i % 7);
@@ -159,7 +162,12 @@ describe('the manifest', () => {
       decodeAll(stream(good), (ev) => (ev.type === 'ram-blocks' ? img.setBlocks(ev.blocks) : ev.type === 'page' ? img.apply(ev) : undefined));
       return { ram: img.blocks.get('pc.ram')! };
     })();
-    expect(sameBytes(ram.subarray(4096), page((i) => i % 7))).toBe(true);
+    expect(
+      sameBytes(
+        ram.subarray(4096),
+        page((i) => i % 7),
+      ),
+    ).toBe(true);
   });
 
   it('an unknown required extension stops the reader before any page, at the manifest', () => {
@@ -213,7 +221,7 @@ describe('the manifest', () => {
     expect(failure(stream(good, { manifestAfterSection: true })).error.code).toBe('BAD_MANIFEST');
   });
 
-  it('an LZ4 record in a stream that did not declare lz4-pages: QEMU\'s unknown-flags error', () => {
+  it("an LZ4 record in a stream that did not declare lz4-pages: QEMU's unknown-flags error", () => {
     const { error } = failure(stream(undefined));
     expect(error.code).toBe('BAD_RAM_RECORD');
     expect(error.detail).toBe('Unknown combination of migration flags: 0x400');
@@ -222,15 +230,19 @@ describe('the manifest', () => {
   it('any mutation of an extension stream ends in events or a MigstreamError, never another exception', () => {
     const base = stream(good);
     fc.assert(
-      fc.property(fc.array(fc.tuple(fc.nat(base.length - 1), fc.integer({ min: 1, max: 255 })), { minLength: 1, maxLength: 6 }), fc.nat(base.length), (flips, cut) => {
-        const bytes = Uint8Array.from(base.subarray(0, Math.max(cut, 9)));
-        for (const [at, x] of flips) if (at < bytes.length) bytes[at]! ^= x;
-        try {
-          decodeAll(bytes, () => {});
-        } catch (e) {
-          expect(e).toBeInstanceOf(MigstreamError);
-        }
-      }),
+      fc.property(
+        fc.array(fc.tuple(fc.nat(base.length - 1), fc.integer({ min: 1, max: 255 })), { minLength: 1, maxLength: 6 }),
+        fc.nat(base.length),
+        (flips, cut) => {
+          const bytes = Uint8Array.from(base.subarray(0, Math.max(cut, 9)));
+          for (const [at, x] of flips) if (at < bytes.length) bytes[at]! ^= x;
+          try {
+            decodeAll(bytes, () => {});
+          } catch (e) {
+            expect(e).toBeInstanceOf(MigstreamError);
+          }
+        },
+      ),
       { numRuns: 2000 },
     );
   });
@@ -269,15 +281,18 @@ describe('worker pool', () => {
     expect(sameBytes(await transcodeBytesPooled(lz4, { pool: pool2 }), transcodeBytes(fx.stream))).toBe(true);
   });
 
-  it.each(['compress-l1', 'compress-xbzrle'].filter((n) => hasFixtureFile(n, 'stream.bin')))('real QEMU stream %s decoded on workers in landing order: RAM exact', async (name) => {
-    const c = loadFixture(name);
-    const ram = new RamImage();
-    await decodePooled(c.stream, (ev) => (ev.type === 'ram-blocks' ? ram.setBlocks(ev.blocks) : ev.type === 'page' ? ram.apply(ev) : undefined), {
-      pool: pool2,
-      order: 'landing',
-    });
-    expect(sameBytes(ram.blocks.get('pc.ram')!, c.ram)).toBe(true);
-  });
+  it.each(['compress-l1', 'compress-xbzrle'].filter((n) => hasFixtureFile(n, 'stream.bin')))(
+    'real QEMU stream %s decoded on workers in landing order: RAM exact',
+    async (name) => {
+      const c = loadFixture(name);
+      const ram = new RamImage();
+      await decodePooled(c.stream, (ev) => (ev.type === 'ram-blocks' ? ram.setBlocks(ev.blocks) : ev.type === 'page' ? ram.apply(ev) : undefined), {
+        pool: pool2,
+        order: 'landing',
+      });
+      expect(sameBytes(ram.blocks.get('pc.ram')!, c.ram)).toBe(true);
+    },
+  );
 
   /** A pool whose `nth` task is sabotaged in the worker. */
   function sabotaged(inner: PagePool, nth: number, how: 'throw' | 'exit'): PagePool & { tasks: number } {
@@ -309,12 +324,14 @@ describe('worker pool', () => {
       const err = await transcodeBytesPooled(input, { pool: sabotaged(pool, 2, how), compress, batchPages: 8 }).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(PoolError);
       expect((err as Error).message).toMatch(message);
-      const later = await pool.run({ op: 'compress', spec: resolveSpec({ codec: 'zlib' }), pageSize: 4096, pages: new Uint8Array(4096) }).catch((e: unknown) => e);
+      const later = await pool
+        .run({ op: 'compress', spec: resolveSpec({ codec: 'zlib' }), pageSize: 4096, pages: new Uint8Array(4096) })
+        .catch((e: unknown) => e);
       expect(later).toBeInstanceOf(PoolError);
     });
   });
 
-  it('a corrupt page found by a worker is a DECOMPRESS MigstreamError at that page\'s offset', async () => {
+  it("a corrupt page found by a worker is a DECOMPRESS MigstreamError at that page's offset", async () => {
     const lz4 = transcodeBytes(fx.stream, { compress: { codec: 'lz4' } });
     let at = -1;
     decodeAll(lz4, (ev) => {
@@ -369,12 +386,16 @@ describe('worker pool', () => {
   it('transcodePooled waits for an async sink before reading on', async () => {
     let pending = 0;
     let maxPending = 0;
-    await transcodePooled(fx.stream, async () => {
-      pending++;
-      maxPending = Math.max(maxPending, pending);
-      await new Promise((r) => setTimeout(r, 0));
-      pending--;
-    }, { pool: pool2, compress: { codec: 'lz4' }, sliceBytes: 16384 });
+    await transcodePooled(
+      fx.stream,
+      async () => {
+        pending++;
+        maxPending = Math.max(maxPending, pending);
+        await new Promise((r) => setTimeout(r, 0));
+        pending--;
+      },
+      { pool: pool2, compress: { codec: 'lz4' }, sliceBytes: 16384 },
+    );
     expect(maxPending).toBeGreaterThan(0);
     expect(maxPending).toBeLessThan(64);
   });

@@ -232,7 +232,9 @@ describe('iteration digests catch what the decoder alone accepts', () => {
     const digest = digestAfter(ev);
     expect(error?.code).toBe('DIGEST_MISMATCH');
     expect(error?.offset).toBe(digest.offset - ev.wireBytes);
-    expect(error?.detail).toBe(`iteration ${iteration}: digest mismatch for RAMBlock "pc.ram": ${digest.count - 1} page records arrived, the digest record counts ${digest.count}`);
+    expect(error?.detail).toBe(
+      `iteration ${iteration}: digest mismatch for RAMBlock "pc.ram": ${digest.count - 1} page records arrived, the digest record counts ${digest.count}`,
+    );
   });
 
   it('a dropped digest record fails at the RAM EOS', () => {
@@ -265,7 +267,10 @@ describe('iteration digests: the record and its declaration', () => {
     const e = new StreamEncoder((c) => parts.push(c.slice()));
     e.header().configuration('pc-i440fx-7.2');
     if (manifest) e.manifest(manifest);
-    e.sectionStart(RAM).memSize([{ idstr: 'pc.ram', length: 4 * 4096 }]).ramEos().footer(2);
+    e.sectionStart(RAM)
+      .memSize([{ idstr: 'pc.ram', length: 4 * 4096 }])
+      .ramEos()
+      .footer(2);
     e.sectionPart(2);
     part(e);
     e.ramEos().footer(2);
@@ -290,9 +295,11 @@ describe('iteration digests: the record and its declaration', () => {
     expect(ev).toMatchObject({ type: 'ram-digest', iteration: 1, count: 1, algorithm: 'xxh64', offset: at, wireBytes: 25 });
   });
 
-  it('without a declaration the record is QEMU\'s unknown flag combination', () => {
+  it("without a declaration the record is QEMU's unknown flag combination", () => {
     const bytes = tiny(undefined, (e) => e.page('pc.ram', 0, p1).ramDigest('pc.ram', 1, new Uint8Array(8)));
-    expect(() => decodeAll(bytes, () => {})).toThrow(expect.objectContaining({ code: 'BAD_RAM_RECORD', detail: 'Unknown combination of migration flags: 0x820' }));
+    expect(() => decodeAll(bytes, () => {})).toThrow(
+      expect.objectContaining({ code: 'BAD_RAM_RECORD', detail: 'Unknown combination of migration flags: 0x820' }),
+    );
   });
 
   it('an unknown algorithm is UNSUPPORTED_EXTENSION; a wrong flag is BAD_MANIFEST; a wrong length BAD_RAM_RECORD', () => {
@@ -300,13 +307,28 @@ describe('iteration digests: the record and its declaration', () => {
     const unknown = tiny(m({ flag: 0x800, algorithm: 'sha1' }), () => {});
     expect(() => decodeAll(unknown, () => {})).toThrow(expect.objectContaining({ code: 'UNSUPPORTED_EXTENSION' }));
     expect(() => decodeAll(unknown, () => {})).toThrow(/algorithm "sha1", which this migstream does not support \(supported: xxh64\)/);
-    expect(() => decodeAll(tiny(m({ flag: 0x400, algorithm: 'xxh64' }), () => {}), () => {})).toThrow(expect.objectContaining({ code: 'BAD_MANIFEST' }));
+    expect(() =>
+      decodeAll(
+        tiny(m({ flag: 0x400, algorithm: 'xxh64' }), () => {}),
+        () => {},
+      ),
+    ).toThrow(expect.objectContaining({ code: 'BAD_MANIFEST' }));
     const short = tiny(DECLARED, (e) => e.page('pc.ram', 0, p1).ramDigest('pc.ram', 1, new Uint8Array(4)));
     expect(() => decodeAll(short, () => {})).toThrow(expect.objectContaining({ code: 'BAD_RAM_RECORD', detail: 'digest of 4 bytes: xxh64 digests have 8' }));
   });
 
   it('a digest record with address bits is malformed', () => {
-    const bytes = tiny(DECLARED, (e) => e.raw(new ByteWriter().be64(4096 + 0x800).str8('pc.ram').be64(0).u8(8).bytes(new Uint8Array(8)).take()));
+    const bytes = tiny(DECLARED, (e) =>
+      e.raw(
+        new ByteWriter()
+          .be64(4096 + 0x800)
+          .str8('pc.ram')
+          .be64(0)
+          .u8(8)
+          .bytes(new Uint8Array(8))
+          .take(),
+      ),
+    );
     expect(() => decodeAll(bytes, () => {})).toThrow(expect.objectContaining({ code: 'BAD_RAM_RECORD' }));
   });
 });
@@ -360,12 +382,21 @@ describe('iteration digests on the command line', () => {
     writeFileSync(path, bad);
     const dir = join(work, 'x');
     const offset = digestAfter(ev).offset;
-    for (const args of [['verify', path, '--against', dir], ['extract', path, '--out', dir], ['inspect', path], ['transcode', path, join(work, 'o.stream')]]) {
+    for (const args of [
+      ['verify', path, '--against', dir],
+      ['extract', path, '--out', dir],
+      ['inspect', path],
+      ['transcode', path, join(work, 'o.stream')],
+    ]) {
       const r = run(args);
       expect(r.code).toBe(3);
       const lines = r.stderr.trimEnd().split('\n');
       expect(lines).toHaveLength(1);
-      expect(lines[0]).toMatch(new RegExp(`^migstream: bad stream \\[DIGEST_MISMATCH\\] at byte ${offset}: iteration ${iteration}: digest mismatch for RAMBlock "pc.ram": the pages hash to 0x[0-9a-f]{16}, the digest record says 0x[0-9a-f]{16} \\(section "ram", RAMBlock "pc.ram"\\)$`));
+      expect(lines[0]).toMatch(
+        new RegExp(
+          `^migstream: bad stream \\[DIGEST_MISMATCH\\] at byte ${offset}: iteration ${iteration}: digest mismatch for RAMBlock "pc.ram": the pages hash to 0x[0-9a-f]{16}, the digest record says 0x[0-9a-f]{16} \\(section "ram", RAMBlock "pc.ram"\\)$`,
+        ),
+      );
     }
   });
 });

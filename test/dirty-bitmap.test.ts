@@ -86,10 +86,26 @@ describe('the real-QEMU dirty-bitmap fixture', () => {
     }
   });
 
-  it('inspect reports every bitmap with QEMU\'s query-block counts and states', () => {
+  it("inspect reports every bitmap with QEMU's query-block counts and states", () => {
     const { stats } = decodeRam(stream);
-    const got = stats.summary.dirtyBitmaps.map((b) => ({ name: b.bitmap, node: b.node, granularity: b.granularity, count: b.dirtyGranules * b.granularity, recording: b.enabled, persistent: b.persistent, complete: b.complete }));
-    const want = truth.bitmaps.map((t) => ({ name: t.name, node: truth.device, granularity: t.granularity, count: t.count, recording: t.recording, persistent: t.persistent, complete: true }));
+    const got = stats.summary.dirtyBitmaps.map((b) => ({
+      name: b.bitmap,
+      node: b.node,
+      granularity: b.granularity,
+      count: b.dirtyGranules * b.granularity,
+      recording: b.enabled,
+      persistent: b.persistent,
+      complete: b.complete,
+    }));
+    const want = truth.bitmaps.map((t) => ({
+      name: t.name,
+      node: truth.device,
+      granularity: t.granularity,
+      count: t.count,
+      recording: t.recording,
+      persistent: t.persistent,
+      complete: true,
+    }));
     expect(got.sort((a, b) => a.name.localeCompare(b.name))).toEqual(want.sort((a, b) => a.name.localeCompare(b.name)));
   });
 
@@ -125,9 +141,12 @@ describe.skipIf(!gate.run)('real QEMU 7.2 loads the dirty bitmaps of our transco
       workDir: join(work, 'dest'),
       timeoutMs: 90_000,
       onLoaded: async (qmp: QmpClient) => {
-        const block = ((await qmp.execute('query-block')) as { device: string; inserted: { 'dirty-bitmaps': { name: string; granularity: number; count: number; recording: boolean; persistent: boolean }[] } }[]).find(
-          (b) => b.device === truth.device,
-        )!;
+        const block = (
+          (await qmp.execute('query-block')) as {
+            device: string;
+            inserted: { 'dirty-bitmaps': { name: string; granularity: number; count: number; recording: boolean; persistent: boolean }[] };
+          }[]
+        ).find((b) => b.device === truth.device)!;
         const list = [];
         for (const b of block.inserted['dirty-bitmaps']) {
           const { sha256 } = (await qmp.execute('x-debug-block-dirty-bitmap-sha256', { node: truth.device, name: b.name })) as { sha256: string };
@@ -136,19 +155,28 @@ describe.skipIf(!gate.run)('real QEMU 7.2 loads the dirty bitmaps of our transco
         return list.sort((a, b) => a.name.localeCompare(b.name));
       },
     });
-    const want = truth.bitmaps.map(({ name, granularity, count, recording, persistent, sha256 }) => ({ name, granularity, count, recording, persistent, sha256 }));
+    const want = truth.bitmaps.map(({ name, granularity, count, recording, persistent, sha256 }) => ({
+      name,
+      granularity,
+      count,
+      recording,
+      persistent,
+      sha256,
+    }));
     expect(r.loaded).toEqual(want.sort((a, b) => a.name.localeCompare(b.name)));
     expect(sameBytes(readFileSync(r.ramPath), ram)).toBe(true);
   });
 });
 
 describe.skipIf(!gate.run)('a QEMU 7.2 quirk the fixture tooling works around', () => {
-  it('a destination disk larger than the source\'s (here rounded up to 1 MiB) makes QEMU abort loading a bitmap', async () => {
+  it("a destination disk larger than the source's (here rounded up to 1 MiB) makes QEMU abort loading a bitmap", async () => {
     const streamPath = join(work, 'dbm-plain.stream');
     writeFileSync(streamPath, stream);
     // blk: true only makes runIncoming round the destination disk up to 1 MiB, as block migration needs
     const bigger = { ...DIRTY_BITMAP_CONFIG, blk: true };
-    await expect(runIncoming({ config: bigger, streamPath, workDir: join(work, 'dest-bigger'), timeoutMs: 60_000 })).rejects.toThrow(/serialization_chunk|Assertion/);
+    await expect(runIncoming({ config: bigger, streamPath, workDir: join(work, 'dest-bigger'), timeoutMs: 60_000 })).rejects.toThrow(
+      /serialization_chunk|Assertion/,
+    );
   });
 });
 

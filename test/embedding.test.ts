@@ -31,7 +31,10 @@ function sinkServer(): Promise<{ server: Server; port: number; received: Promise
 
 describe('docs/embedding.md', () => {
   it('the proxy is about 30 lines', () => {
-    const lines = proxyCode.trim().split('\n').filter((l) => l.trim() !== '' && !l.trim().startsWith('//'));
+    const lines = proxyCode
+      .trim()
+      .split('\n')
+      .filter((l) => l.trim() !== '' && !l.trim().startsWith('//'));
     expect(lines.length).toBeLessThanOrEqual(32);
   });
 

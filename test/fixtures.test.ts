@@ -14,7 +14,6 @@ const names = fixtureNames();
 const work = mkdtempSync(join(tmpdir(), 'migstream-fixtures-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-
 it('has every configuration of the fixture script committed', () => {
   expect(names).toEqual(CONFIGS.map((c) => c.name).sort());
 });

@@ -21,37 +21,41 @@ const seconds = Number(process.env.MIGSTREAM_FUZZ_SECONDS ?? (process.env.CI ===
 const scratch = mkdtempSync(join(tmpdir(), 'migstream-fuzz-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
-it(`fuzzes the decoder, transcode, extract sinks and page decoders for ${seconds} s (seed ${SEED})`, async () => {
-  const built = buildCorpus();
-  const corpus = prepareCorpus(built.seeds);
-  takeReferences(corpus);
-  // Every seed is a complete stream the decoder reads cleanly: the references of the run.
-  expect(corpus.references.map((r) => r.seed.name)).toEqual(corpus.seeds.map((s) => s.name));
-  setScratchDir(scratch);
-  // Every differential partner is there: a missing codec would leave its target checking nothing.
-  const extras = await loadExtraCodecs();
-  expect(extras.zlib.map((z) => z.name)).toEqual(EXPECTED_CODECS.zlib);
-  expect(extras.lz4.map((z) => z.name)).toEqual(EXPECTED_CODECS.lz4);
-  const found: { finding: Finding; index: number; how: string }[] = [];
-  const stats = await runLoop({
-    seed: SEED,
-    corpus,
-    extras,
-    deadline: Date.now() + seconds * 1000,
-    coverTargets: ALL_TARGETS, // past the deadline until each target had a case (rare ones are ~1%)
-    maxCases: 50_000,
-    slowMs: 250, // CI machines are shared: the long run uses 100 ms
-    extract: true,
-    referenceEvery: 2000,
-    onFinding: (f) => found.push(f),
-  });
-  const report = found.map((f) => `case ${f.index} (${f.how}): ${f.finding.kind} in ${f.finding.target}: ${f.finding.message}`);
-  expect(report, `seed ${SEED}`).toEqual([]);
-  expect(stats.cases).toBeGreaterThan(seconds * 20);
-  // Each target produced cases, and no case failed to build (that would be a 'harness' finding above).
-  for (const t of ALL_TARGETS) expect(stats.targets[t] ?? 0, `cases for ${t}`).toBeGreaterThan(0);
-  expect(stats.kinds.harness ?? 0).toBe(0);
-  // The mix reaches both clean decodes and many kinds of typed errors.
-  expect(stats.outcomes.ok).toBeGreaterThan(0);
-  expect(Object.keys(stats.outcomes).length).toBeGreaterThan(8);
-}, (seconds + 120) * 1000);
+it(
+  `fuzzes the decoder, transcode, extract sinks and page decoders for ${seconds} s (seed ${SEED})`,
+  async () => {
+    const built = buildCorpus();
+    const corpus = prepareCorpus(built.seeds);
+    takeReferences(corpus);
+    // Every seed is a complete stream the decoder reads cleanly: the references of the run.
+    expect(corpus.references.map((r) => r.seed.name)).toEqual(corpus.seeds.map((s) => s.name));
+    setScratchDir(scratch);
+    // Every differential partner is there: a missing codec would leave its target checking nothing.
+    const extras = await loadExtraCodecs();
+    expect(extras.zlib.map((z) => z.name)).toEqual(EXPECTED_CODECS.zlib);
+    expect(extras.lz4.map((z) => z.name)).toEqual(EXPECTED_CODECS.lz4);
+    const found: { finding: Finding; index: number; how: string }[] = [];
+    const stats = await runLoop({
+      seed: SEED,
+      corpus,
+      extras,
+      deadline: Date.now() + seconds * 1000,
+      coverTargets: ALL_TARGETS, // past the deadline until each target had a case (rare ones are ~1%)
+      maxCases: 50_000,
+      slowMs: 250, // CI machines are shared: the long run uses 100 ms
+      extract: true,
+      referenceEvery: 2000,
+      onFinding: (f) => found.push(f),
+    });
+    const report = found.map((f) => `case ${f.index} (${f.how}): ${f.finding.kind} in ${f.finding.target}: ${f.finding.message}`);
+    expect(report, `seed ${SEED}`).toEqual([]);
+    expect(stats.cases).toBeGreaterThan(seconds * 20);
+    // Each target produced cases, and no case failed to build (that would be a 'harness' finding above).
+    for (const t of ALL_TARGETS) expect(stats.targets[t] ?? 0, `cases for ${t}`).toBeGreaterThan(0);
+    expect(stats.kinds.harness ?? 0).toBe(0);
+    // The mix reaches both clean decodes and many kinds of typed errors.
+    expect(stats.outcomes.ok).toBeGreaterThan(0);
+    expect(Object.keys(stats.outcomes).length).toBeGreaterThan(8);
+  },
+  (seconds + 120) * 1000,
+);

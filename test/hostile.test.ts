@@ -117,7 +117,11 @@ describe('fixes from fuzzing', () => {
   it('rejects names that are not UTF-8 instead of decoding them lossily', () => {
     const w = new SeedWriter().header().configuration('pc-i440fx-7.2');
     w.start(RAM_SECTION);
-    w.w.be64(4096 + 0x04).u8(3).bytes(Uint8Array.of(0x70, 0xff, 0x72)).be64(4096);
+    w.w
+      .be64(4096 + 0x04)
+      .u8(3)
+      .bytes(Uint8Array.of(0x70, 0xff, 0x72))
+      .be64(4096);
     const e = (() => {
       try {
         decodeAll(w.take(), () => {});
@@ -149,10 +153,19 @@ describe('fixes from fuzzing', () => {
     expect(codeOf(stream(0xfffffe00 | 0x09, 0x1fffff))).toBe('BAD_BLOCK_RECORD'); // zero chunk ending past 2^53
     // PROGRESS and EOS ignore the sector bits: QEMU prints (int)(header >> 9) and goes on
     const w = new ByteWriter().be32(0x5145564d).be32(3).u8(1).be32(1).str8('block').be32(0).be32(1);
-    w.be32(0x80200000).be32((77 << 9) | 0x04).be32(0xffffffff).be32(0xfffffe00 | 0x02).u8(0x7e).be32(1).u8(0);
+    w.be32(0x80200000)
+      .be32((77 << 9) | 0x04)
+      .be32(0xffffffff)
+      .be32(0xfffffe00 | 0x02)
+      .u8(0x7e)
+      .be32(1)
+      .u8(0);
     const events: StreamEvent[] = [];
     decodeAll(w.take(), (ev) => events.push(ev));
-    expect(events.filter((e) => e.type === 'block-progress' || e.type === 'block-eos')).toEqual([{ type: 'block-progress', percent: 77 }, { type: 'block-eos' }]);
+    expect(events.filter((e) => e.type === 'block-progress' || e.type === 'block-eos')).toEqual([
+      { type: 'block-progress', percent: 77 },
+      { type: 'block-eos' },
+    ]);
   });
 
   it('names extract files within NAME_MAX, distinct for distinct long names', () => {
@@ -184,7 +197,10 @@ describe('fixes from fuzzing', () => {
 
   it('refuses to transcode a stream whose target page size is not its own, with a typed error', () => {
     const w = new SeedWriter(1024).header().configuration('virt-7.2', { pageBits: 10 });
-    w.start(RAM_SECTION).memSize([{ idstr: 'mach-virt.ram', length: 2048 }]).eos().footer(2);
+    w.start(RAM_SECTION)
+      .memSize([{ idstr: 'mach-virt.ram', length: 2048 }])
+      .eos()
+      .footer(2);
     w.part(2).page('mach-virt.ram', 0, new Uint8Array(1024).fill(1)).eos().footer(2).raw(syntheticTail(false));
     const bytes = w.take();
     expect(() => transcodeBytes(bytes, { xbzrle: { cacheBytes: 1 << 16 } })).toThrow(/target page size is 1024 bytes.*pageSize: 1024/);

@@ -50,10 +50,16 @@ function decode(bytes: Uint8Array, limits: Partial<DecoderLimits> = {}, strict =
     const events: StreamEvent[] = [];
     const trace: string[] = [];
     try {
-      decodeChunked(bytes, chunk, limits, (ev) => {
-        events.push(ev);
-        trace.push(traceOf(ev));
-      }, strict);
+      decodeChunked(
+        bytes,
+        chunk,
+        limits,
+        (ev) => {
+          events.push(ev);
+          trace.push(traceOf(ev));
+        },
+        strict,
+      );
       return { ok: true, events, trace };
     } catch (e) {
       if (!(e instanceof MigstreamError)) throw e;
@@ -115,7 +121,10 @@ function build(b: Build): { bytes: Uint8Array; marks: Record<string, number> } {
   if (b.manifest) e.manifest(b.manifest);
   e.flush();
   marks.memSize = written + 1 + 4 + 4 + 4 + 4; // START header: type, id, str8 "ram" (4), instance, version
-  e.sectionStart(RAM).memSize(b.blocks ?? [{ idstr: 'pc.ram', length: 4 * 4096 }]).ramEos().footer(RAM.sectionId);
+  e.sectionStart(RAM)
+    .memSize(b.blocks ?? [{ idstr: 'pc.ram', length: 4 * 4096 }])
+    .ramEos()
+    .footer(RAM.sectionId);
   if (b.part) {
     e.sectionPart(RAM.sectionId);
     e.flush();
@@ -230,9 +239,26 @@ describe('maxTotalRam', () => {
   });
 
   it('configured 64 KiB', () => {
-    expect(decode(build({ blocks: [{ idstr: 'a', length: 32768 }, { idstr: 'b', length: 32768 }] }).bytes, { maxTotalRam: 65536 })).toMatchObject(ok);
-    const over = build({ blocks: [{ idstr: 'a', length: 32768 }, { idstr: 'b', length: 36864 }] });
-    expect(decode(over.bytes, { maxTotalRam: 65536 })).toEqual(fail('LIMIT', over.marks.memSize!, 'MEM_SIZE declares 69632 bytes of RAM, above the limit of 65536'));
+    expect(
+      decode(
+        build({
+          blocks: [
+            { idstr: 'a', length: 32768 },
+            { idstr: 'b', length: 32768 },
+          ],
+        }).bytes,
+        { maxTotalRam: 65536 },
+      ),
+    ).toMatchObject(ok);
+    const over = build({
+      blocks: [
+        { idstr: 'a', length: 32768 },
+        { idstr: 'b', length: 36864 },
+      ],
+    });
+    expect(decode(over.bytes, { maxTotalRam: 65536 })).toEqual(
+      fail('LIMIT', over.marks.memSize!, 'MEM_SIZE declares 69632 bytes of RAM, above the limit of 65536'),
+    );
   });
 
   it("the transcoder's in-memory RAM (maxRamBytes) fails at the MEM_SIZE record too", () => {
@@ -266,7 +292,10 @@ describe('maxXbzrleLength', () => {
         w.be64(0x08).str8('pc.ram').bytes(new Uint8Array(4096)); // the page, then a delta against it
         rec = at();
         const data = xbzrlePayload(len);
-        w.be64(0x40 | 0x20).u8(1).be16(data.length).bytes(data);
+        w.be64(0x40 | 0x20)
+          .u8(1)
+          .be16(data.length)
+          .bytes(data);
       },
     });
     return { bytes: b.bytes, lenAt: rec + 9 };
@@ -302,7 +331,12 @@ describe('maxCompressedLength', () => {
   };
   const pad = (b: Uint8Array, to: number) => concatChunks([b, new Uint8Array(to - b.length)]);
   /** An LZ4 block of literals only: token, length bytes, the page (4114 bytes for 4 KiB). */
-  const lz4Literals = new ByteWriter().u8(0xf0).bytes(new Uint8Array(16).fill(0xff)).u8(4096 - 15 - 255 * 16).bytes(data).take();
+  const lz4Literals = new ByteWriter()
+    .u8(0xf0)
+    .bytes(new Uint8Array(16).fill(0xff))
+    .u8(4096 - 15 - 255 * 16)
+    .bytes(data)
+    .take();
   const LZ4 = encodeManifest([lz4PagesEntry({ pageSize: 4096, acceleration: 1, compressor: 'migstream-lz4' })]);
   const pageOf = (r: Outcome) => (r.ok ? (r.events.find((e) => e.type === 'page') as { data: Uint8Array } | undefined)?.data : undefined);
 
@@ -354,7 +388,10 @@ describe('maxTailBytes (device-state span)', () => {
     const tail = (n: number) => {
       // one FULL section whose data makes the whole tail n bytes: header 17, footer 5, EOF 1
       const overhead = 1 + 4 + 1 + 3 + 4 + 4 + 5 + 1;
-      return new ByteWriter().bytes(fullSection(9, 'big', 0, 1, new Uint8Array(n - overhead))).u8(0).take();
+      return new ByteWriter()
+        .bytes(fullSection(9, 'big', 0, 1, new Uint8Array(n - overhead)))
+        .u8(0)
+        .take();
     };
     const under = build({ tail: tail(64 << 20) });
     expect(under.bytes.length - under.marks.tail!).toBe(64 << 20);
@@ -392,18 +429,26 @@ describe('maxVmdescBytes (JSON trailer)', () => {
     expect(r.ok && r.events.find((e) => e.type === 'end')).toMatchObject({ tail: { vmdescBytes: 205, parsed: true } });
     const t = tailWith(201);
     const over = build({ tail: t.tail });
-    expect(decode(over.bytes, { maxVmdescBytes: 200 }, true)).toEqual(fail('LIMIT', over.marks.tail! + t.lenAt, 'vmdesc JSON of 201 bytes exceeds the limit of 200'));
+    expect(decode(over.bytes, { maxVmdescBytes: 200 }, true)).toEqual(
+      fail('LIMIT', over.marks.tail! + t.lenAt, 'vmdesc JSON of 201 bytes exceeds the limit of 200'),
+    );
     const lenient = decode(over.bytes, { maxVmdescBytes: 200 });
     expect(lenient.ok && lenient.events.find((e) => e.type === 'warning')).toEqual({
       type: 'warning',
-      warning: { code: 'LIMIT', offset: over.marks.tail! + t.lenAt, message: 'damaged vmdesc trailer (QEMU 7.2 skips it): vmdesc JSON of 201 bytes exceeds the limit of 200' },
+      warning: {
+        code: 'LIMIT',
+        offset: over.marks.tail! + t.lenAt,
+        message: 'damaged vmdesc trailer (QEMU 7.2 skips it): vmdesc JSON of 201 bytes exceeds the limit of 200',
+      },
     });
   });
 
   it('a truncated vmdesc that declares more than the limit fails on the declaration', () => {
     const t = tailWith(201);
     const over = build({ tail: t.tail.subarray(0, t.tail.length - 50) });
-    expect(decode(over.bytes, { maxVmdescBytes: 200 }, true)).toEqual(fail('LIMIT', over.marks.tail! + t.lenAt, 'vmdesc JSON of 201 bytes exceeds the limit of 200'));
+    expect(decode(over.bytes, { maxVmdescBytes: 200 }, true)).toEqual(
+      fail('LIMIT', over.marks.tail! + t.lenAt, 'vmdesc JSON of 201 bytes exceeds the limit of 200'),
+    );
     expect(decode(over.bytes, { maxVmdescBytes: 201 }, true)).toMatchObject({ code: 'TRUNCATED' });
     expect(decodeQuick(over.bytes, { maxVmdescBytes: 201 })).toBe(`ok warning TRUNCATED@${over.bytes.length}`);
   });
@@ -426,7 +471,9 @@ describe('maxBlockChunk', () => {
       manifest: CHUNKS,
       block: (w, at) => {
         rec = at();
-        w.be64(0x01 | 0x10 | (data ? 0 : 0x08)).str8('ide0-hd1').be32(length);
+        w.be64(0x01 | 0x10 | (data ? 0 : 0x08))
+          .str8('ide0-hd1')
+          .be32(length);
         if (data) w.bytes(new Uint8Array(length).fill(1));
       },
     });
@@ -437,7 +484,9 @@ describe('maxBlockChunk', () => {
     const b = build({
       block: (w, at) => {
         rec = at();
-        w.be64(0x01).str8('ide0-hd1').bytes(new Uint8Array(1 << 20).fill(2));
+        w.be64(0x01)
+          .str8('ide0-hd1')
+          .bytes(new Uint8Array(1 << 20).fill(2));
       },
     });
     return { bytes: b.bytes, rec };
@@ -452,7 +501,7 @@ describe('maxBlockChunk', () => {
     );
   });
 
-  it('configured 64 KiB: a 64 KiB chunk passes, 64 KiB + 512 fails at its length; QEMU\'s 1 MiB chunks fail at the record', () => {
+  it("configured 64 KiB: a 64 KiB chunk passes, 64 KiB + 512 fails at its length; QEMU's 1 MiB chunks fail at the record", () => {
     expect(decode(varChunk(65536).bytes, { maxBlockChunk: 65536 })).toMatchObject(ok);
     const over = varChunk(65536 + 512);
     expect(decode(over.bytes, { maxBlockChunk: 65536 })).toEqual(fail('LIMIT', over.lenAt, 'block chunk of 66048 bytes exceeds the limit of 65536'));
@@ -510,7 +559,10 @@ describe('maxInFlight (pages in flight, pool options): enforced by waiting, neve
       const plain = build({
         blocks: [{ idstr: 'pc.ram', length: 8 * 4096 }],
         part: (w) => {
-          for (let i = 0; i < pages; i++) w.be64(i * 4096 + 0x08).str8('pc.ram').bytes(page((k) => k ^ i));
+          for (let i = 0; i < pages; i++)
+            w.be64(i * 4096 + 0x08)
+              .str8('pc.ram')
+              .bytes(page((k) => k ^ i));
         },
       });
       const stream = transcodeBytes(plain.bytes, { compress: { codec: 'lz4', impl: 'portable' } });
@@ -536,7 +588,12 @@ describe('maxInFlight (pages in flight, pool options): enforced by waiting, neve
       const pool = new HeldPool();
       const out: Uint8Array[] = [];
       const enc = new PooledEncoder((c) => void out.push(c.slice()), { spec, pool, batchPages: 1, maxInFlight: 4 });
-      for (let i = 0; i < pages; i++) enc.compressPage('pc.ram', i * 4096, page((k) => k ^ i));
+      for (let i = 0; i < pages; i++)
+        enc.compressPage(
+          'pc.ram',
+          i * 4096,
+          page((k) => k ^ i),
+        );
       expect(enc.pagesInFlight).toBe(pages);
       const drained = enc.drain();
       expect(await settles(drained)).toBe(!waits);

@@ -28,7 +28,7 @@ function corpus(limit = 400): Uint8Array[] {
     if (!isZeroPage(p)) pages.push(p);
   }
   let x = 0x12345678;
-  const random = new Uint8Array(4096).map(() => ((x = (Math.imul(x, 1103515245) + 12345) >>> 0) >>> 24));
+  const random = new Uint8Array(4096).map(() => (x = (Math.imul(x, 1103515245) + 12345) >>> 0) >>> 24);
   const ramp = new Uint8Array(4096).map((_, i) => i & 0xff);
   const oneByte = new Uint8Array(4096);
   oneByte[4095] = 1;
@@ -38,7 +38,7 @@ function corpus(limit = 400): Uint8Array[] {
 describe('zlib pages (QEMU COMPRESS_PAGE framing)', () => {
   const pages = corpus(200);
 
-  it.each([0, 1, 6, 9])('level %i: node:zlib and fflate read each other, with zlib\'s header bytes', (level) => {
+  it.each([0, 1, 6, 9])("level %i: node:zlib and fflate read each other, with zlib's header bytes", (level) => {
     for (const page of pages) {
       const a = nodeZlib.deflate(page, level);
       const b = fflateZlib.deflate(page, level);
@@ -55,7 +55,7 @@ describe('zlib pages (QEMU COMPRESS_PAGE framing)', () => {
     }
   });
 
-  it('both inflaters reject what QEMU\'s inflate rejects, with a plain Error', () => {
+  it("both inflaters reject what QEMU's inflate rejects, with a plain Error", () => {
     const page = pages[3]!;
     const good = deflateSync(page, { level: 1 });
     const badSum = Uint8Array.from(good);
@@ -88,7 +88,7 @@ describe('zlib pages (QEMU COMPRESS_PAGE framing)', () => {
     for (const z of [nodeZlib, fflateZlib]) expect(sameBytes(z.inflate(trailing, 4096), page)).toBe(true);
   });
 
-  it('adler32 matches zlib\'s trailer', () => {
+  it("adler32 matches zlib's trailer", () => {
     for (const page of pages.slice(0, 20)) {
       const z = deflateSync(page);
       expect(adler32(page)).toBe(z.readUInt32BE(z.length - 4));
@@ -170,7 +170,8 @@ describe('LZ4 pages (migstream extension)', () => {
       at += 4;
       const size = word & 0x7fffffff;
       const ours = c.compress(page);
-      if (word & 0x80000000) expect(ours.length).toBeGreaterThanOrEqual(4096); // liblz4 stored it: it didn't shrink
+      if (word & 0x80000000)
+        expect(ours.length).toBeGreaterThanOrEqual(4096); // liblz4 stored it: it didn't shrink
       else {
         expect(Buffer.from(ours).equals(frame.subarray(at, at + size))).toBe(true);
         compared++;

@@ -46,7 +46,11 @@ const plain = parseSetting('plain');
 describe('trace', () => {
   it('finds exactly the pages that changed in each interval, and the working set', () => {
     const trace = Trace.build(new MemoryDumpSource(series(64, 4, (k) => (k === 1 ? [3, 9] : [3, 5, 60]))), 2);
-    expect(trace.dirty.map((d) => Array.from(d))).toEqual([[3, 5, 60], [3, 9], [3, 5, 60]]);
+    expect(trace.dirty.map((d) => Array.from(d))).toEqual([
+      [3, 5, 60],
+      [3, 9],
+      [3, 5, 60],
+    ]);
     const r = dirtyRateReport(trace, { minBlockBytes: 0 });
     expect(r.intervals.map((i) => i.pages)).toEqual([3, 2, 3]);
     expect(r.intervals[0]!.mibPerSecond).toBeCloseTo((3 * PS) / MiB / 2, 12);

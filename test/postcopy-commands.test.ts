@@ -38,7 +38,14 @@ function postcopyShaped() {
   const nested = cat(encodeCommand({ name: 'POSTCOPY_LISTEN' }), devices, encodeCommand({ name: 'PING', value: 3 }), encodeCommand({ name: 'POSTCOPY_RUN' }));
   const bytes = cat(
     stream.subarray(0, full),
-    encodeCommand({ name: 'POSTCOPY_RAM_DISCARD', block: 'pc.ram', ranges: [[0x200000, 0x40000], [0x800000, 0x200000]] }),
+    encodeCommand({
+      name: 'POSTCOPY_RAM_DISCARD',
+      block: 'pc.ram',
+      ranges: [
+        [0x200000, 0x40000],
+        [0x800000, 0x200000],
+      ],
+    }),
     encodeCommand({ name: 'PING', value: 2 }),
     encodePackaged(nested),
     encodeCommand({ name: 'PING', value: 4 }),
@@ -69,9 +76,20 @@ describe('postcopy commands', () => {
     const cmds = evs.filter((e) => e.type === 'command');
     expect(cmds.map((c) => c.type === 'command' && c.name)).toEqual(['POSTCOPY_RAM_DISCARD', 'PING', 'PACKAGED', 'PING']);
     const discard = cmds[0]!;
-    expect(discard.type === 'command' && discard.info).toEqual({ name: 'POSTCOPY_RAM_DISCARD', block: 'pc.ram', ranges: [[0x200000, 0x40000], [0x800000, 0x200000]] });
+    expect(discard.type === 'command' && discard.info).toEqual({
+      name: 'POSTCOPY_RAM_DISCARD',
+      block: 'pc.ram',
+      ranges: [
+        [0x200000, 0x40000],
+        [0x800000, 0x200000],
+      ],
+    });
     const pkg = cmds[2]!.type === 'command' ? cmds[2]!.package! : undefined;
-    expect(pkg!.commands.map((c) => [c.name, c.before])).toEqual([['POSTCOPY_LISTEN', 0], ['PING', devices.length], ['POSTCOPY_RUN', devices.length]]);
+    expect(pkg!.commands.map((c) => [c.name, c.before])).toEqual([
+      ['POSTCOPY_LISTEN', 0],
+      ['PING', devices.length],
+      ['POSTCOPY_RUN', devices.length],
+    ]);
     expect(pkg!.devices.map((d) => [d.idstr, d.instanceId, d.size])).toEqual(devices.map((d) => [d.idstr, d.instanceId, d.size]));
     expect(pkg!.devices[0]!.offset).toBe(pkg!.offset + 5);
     const end = evs[evs.length - 1]!;
@@ -85,7 +103,9 @@ describe('postcopy commands', () => {
       cmds.map((c) => c.type === 'command' && [c.name, c.offset, hex(c.package?.bytes ?? c.payload)]),
     );
     const again = events(transcodeBytes(bytes)).filter((e) => e.type === 'command');
-    expect(again.map((c) => c.type === 'command' && [c.name, hex(c.package?.bytes ?? c.payload)])).toEqual(cmds.map((c) => c.type === 'command' && [c.name, hex(c.package?.bytes ?? c.payload)]));
+    expect(again.map((c) => c.type === 'command' && [c.name, hex(c.package?.bytes ?? c.payload)])).toEqual(
+      cmds.map((c) => c.type === 'command' && [c.name, hex(c.package?.bytes ?? c.payload)]),
+    );
   });
 
   it('reject what QEMU rejects, at the byte', () => {
@@ -142,11 +162,12 @@ describe('return path', () => {
   });
 
   it('rejects what the source rejects', () => {
-    const run = (b: Uint8Array) => failure(() => {
-      const d = new ReturnPathDecoder(() => {});
-      d.push(b);
-      d.end();
-    });
+    const run = (b: Uint8Array) =>
+      failure(() => {
+        const d = new ReturnPathDecoder(() => {});
+        d.push(b);
+        d.end();
+      });
     expect(run(new Uint8Array([0, 7, 0, 0])).message).toMatch(/Received invalid message 0x0007 length 0x0000/);
     expect(run(new Uint8Array([0, 2, 0, 5, 0, 0, 0, 0, 0])).message).toMatch(/'PONG' message \(0x0002\) with incorrect length 5 expecting 4/);
     expect(run(encodeReturnPath({ type: 'REQ_PAGES', offset: 0, block: '', start: 0, length: 4096 })).message).toMatch(/REQ_PAGES before any REQ_PAGES_ID/);
@@ -172,15 +193,19 @@ describe('preempt channel', () => {
     const d = new PreemptDecoder(blocks, 4096, (ev) => ev.type === 'page' && got.push([ev.kind, ev.offset]));
     for (let at = 0; at < stream.length; at += 777) d.push(stream.subarray(at, at + 777));
     d.end();
-    expect(got).toEqual([['normal', 0x3000], ['zero', 0x4000]]);
+    expect(got).toEqual([
+      ['normal', 0x3000],
+      ['zero', 0x4000],
+    ]);
   });
 
   it('rejects other records, bytes after EOS and a cut channel', () => {
-    const run = (b: Uint8Array) => failure(() => {
-      const d = new PreemptDecoder(blocks, 4096, () => {});
-      d.push(b);
-      d.end();
-    });
+    const run = (b: Uint8Array) =>
+      failure(() => {
+        const d = new PreemptDecoder(blocks, 4096, () => {});
+        d.push(b);
+        d.end();
+      });
     expect(run(rec(0, 0x40, 'pc.ram')).code).toBe('BAD_RAM_RECORD');
     expect(run(cat(stream, new Uint8Array([1]))).code).toBe('TRAILING_DATA');
     expect([run(stream.subarray(0, 100)).code, run(stream.subarray(0, 100)).offset]).toEqual(['TRUNCATED', 100]);

@@ -19,22 +19,56 @@ describe('the public API: package entries only', () => {
   it('the root is small: stream surface, one-shot and incremental forms, events, errors, the codec table', () => {
     expect(Object.keys(root).sort()).toEqual(
       [
-        'DEFAULT_LIMITS', 'DEFAULT_XBZRLE_CACHE', 'DecodeStream', 'MigstreamError', 'OutputClosedError', 'SnapshotDiskSource',
-        'StreamDecoder', 'StreamEncoder', 'TranscodeStream', 'Transcoder', 'WriteLogDiskSource', 'bufferBound', 'cloneEvent',
-        'codecSet', 'decodeAll', 'decodeEvents', 'defaultImpl', 'digestsReady', 'encodeDumps', 'formatWriteLog', 'isStreamFault',
-        'parseWriteLog', 'portableCodecs', 'readTemplate', 'registerCodecs', 'transcodeBytes',
+        'DEFAULT_LIMITS',
+        'DEFAULT_XBZRLE_CACHE',
+        'DecodeStream',
+        'MigstreamError',
+        'OutputClosedError',
+        'SnapshotDiskSource',
+        'StreamDecoder',
+        'StreamEncoder',
+        'TranscodeStream',
+        'Transcoder',
+        'WriteLogDiskSource',
+        'bufferBound',
+        'cloneEvent',
+        'codecSet',
+        'decodeAll',
+        'decodeEvents',
+        'defaultImpl',
+        'digestsReady',
+        'encodeDumps',
+        'formatWriteLog',
+        'isStreamFault',
+        'parseWriteLog',
+        'portableCodecs',
+        'readTemplate',
+        'registerCodecs',
+        'transcodeBytes',
       ].sort(),
     );
-    expect(Object.keys(sinks).sort()).toEqual(['DiskImage', 'IterationDigests', 'RamImage', 'StatsCollector', 'VerifyingRamStore', 'applyPage', 'digestsReady']);
-    expect(Object.keys(node)).toEqual(expect.arrayContaining(['transcodeTransform', 'decodeTransform', 'readFileChunks', 'ThreadPool', 'decodeFile', 'AutoRamStore']));
+    expect(Object.keys(sinks).sort()).toEqual([
+      'DiskImage',
+      'IterationDigests',
+      'RamImage',
+      'StatsCollector',
+      'VerifyingRamStore',
+      'applyPage',
+      'digestsReady',
+    ]);
+    expect(Object.keys(node)).toEqual(
+      expect.arrayContaining(['transcodeTransform', 'decodeTransform', 'readFileChunks', 'ThreadPool', 'decodeFile', 'AutoRamStore']),
+    );
     expect(Object.keys(xbzrle)).toEqual(expect.arrayContaining(['encodePage', 'decodePage', 'xbzrleEncode', 'xbzrleDecode']));
     expect(Object.keys(codec)).toEqual(expect.arrayContaining(['ByteReader', 'ByteWriter', 'Lz4Compressor', 'fflateZlib']));
     expect(Object.keys(plan)).toEqual(expect.arrayContaining(['Trace', 'FileDumpSource', 'dirtyRateReport', 'planMigration', 'parseSetting', 'simulate']));
-    expect(Object.keys(relay)).toEqual(expect.arrayContaining(['Relay', 'replayRecording', 'decodeRecording', 'ReturnPathDecoder', 'PreemptDecoder', 'encodeCommand']));
+    expect(Object.keys(relay)).toEqual(
+      expect.arrayContaining(['Relay', 'replayRecording', 'decodeRecording', 'ReturnPathDecoder', 'PreemptDecoder', 'encodeCommand']),
+    );
     for (const name of [...Object.keys(root), ...Object.keys(node)]) expect(name).not.toMatch(/Pooled|Piscina|bench|fuzz/i);
   });
 
-  it('under Node, the root entry has Node\'s codecs and worker pool plugged in', () => {
+  it("under Node, the root entry has Node's codecs and worker pool plugged in", () => {
     expect(root.defaultImpl()).toBe('node');
   });
 
@@ -43,7 +77,13 @@ describe('the public API: package entries only', () => {
     expect(pkg.exports['.'].node).toBe('./dist/index.node.js');
     expect(pkg.exports['.'].default).toBe('./dist/index.js');
     // the Node-only entries plug Node's codecs in when loaded
-    expect(pkg.sideEffects).toEqual(['./dist/index.node.js', './dist/node/*.js', './dist/stream/pool/worker.js', './dist/plan/index.js', './dist/relay/index.js']);
+    expect(pkg.sideEffects).toEqual([
+      './dist/index.node.js',
+      './dist/node/*.js',
+      './dist/stream/pool/worker.js',
+      './dist/plan/index.js',
+      './dist/relay/index.js',
+    ]);
     expect(Object.keys(pkg.dependencies)).not.toContain('piscina');
     expect(Object.keys(pkg.dependencies)).not.toContain('chart.js');
     expect(pkg.files).toContain('!dist/fuzz');
@@ -56,7 +96,12 @@ describe('the public API: package entries only', () => {
     const delta = xbzrle.encodePage(a, b)!;
     expect(delta.length).toBeLessThan(120);
     expect(xbzrle.decodePage(a, delta)).toEqual(b);
-    expect(xbzrle.encodePage(a, new Uint8Array(4096).map((_, i) => i * 7))).toBeUndefined(); // overflow: QEMU sends the page whole
+    expect(
+      xbzrle.encodePage(
+        a,
+        new Uint8Array(4096).map((_, i) => i * 7),
+      ),
+    ).toBeUndefined(); // overflow: QEMU sends the page whole
   });
 
   it('decodeEvents + RamImage rebuild a real QEMU stream; errors are MigstreamError with INTERNAL for a handler bug', async () => {

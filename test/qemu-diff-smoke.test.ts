@@ -20,7 +20,8 @@ describe.skipIf(!gate.run)('differential smoke against real QEMU 7.2', () => {
   it(`seed ${SEED}: ${CASES} cases, no undocumented disagreement`, { timeout: 240_000 }, async () => {
     const s = await runDiff({ seed: SEED, cases: CASES, seconds: 150 });
     const report = s.undocumented.map(
-      (r) => `${r.verdict} case ${r.index} (${r.fixture}, ${r.how}): QEMU ${r.qemuStatus} ${r.qemu?.message ?? ''} | migstream ${r.migstream.status} ${r.migstream.message ?? ''} ${r.differ ?? ''}`,
+      (r) =>
+        `${r.verdict} case ${r.index} (${r.fixture}, ${r.how}): QEMU ${r.qemuStatus} ${r.qemu?.message ?? ''} | migstream ${r.migstream.status} ${r.migstream.message ?? ''} ${r.differ ?? ''}`,
     );
     expect(report).toEqual([]);
     // it ran: the time bound may cut it short on a slow machine, not to nothing

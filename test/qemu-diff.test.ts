@@ -88,7 +88,11 @@ describe('verdicts', () => {
   });
 
   it('rejections, crashes and hangs', () => {
-    const rejected: LoadResult = { status: 'rejected', ms: 1, stderr: 'qemu-system-x86_64: Unknown combination of migration flags: 0x0\nqemu-system-x86_64: error while loading state section id 2(ram)\n' };
+    const rejected: LoadResult = {
+      status: 'rejected',
+      ms: 1,
+      stderr: 'qemu-system-x86_64: Unknown combination of migration flags: 0x0\nqemu-system-x86_64: error while loading state section id 2(ram)\n',
+    };
     const bad = migstreamLoad(plain.subarray(0, 100));
     expect(bad).toMatchObject({ status: 'rejected', code: 'TRUNCATED' });
     expect(judge(rejected, bad, {})).toMatchObject({ verdict: 'both-reject', qemu: { kind: 'wire', section: 'ram' } });
@@ -99,21 +103,37 @@ describe('verdicts', () => {
   });
 
   it("classifies QEMU's reasons: device sections by name, RAM and framing as wire format", () => {
-    const q = (s: string) => classifyQemu(s.split('\n').map((l) => `qemu-system-x86_64: ${l}`).join('\n'));
-    expect(q("Missing section footer for timer\nload of migration failed: Invalid argument")).toEqual({ kind: 'device-state', section: 'timer', message: 'Missing section footer for timer' });
-    expect(q("savevm: unsupported version 8193 for 'i8259' v1\nload of migration failed: Invalid argument")).toMatchObject({ kind: 'device-state', section: 'i8259' });
+    const q = (s: string) =>
+      classifyQemu(
+        s
+          .split('\n')
+          .map((l) => `qemu-system-x86_64: ${l}`)
+          .join('\n'),
+      );
+    expect(q('Missing section footer for timer\nload of migration failed: Invalid argument')).toEqual({
+      kind: 'device-state',
+      section: 'timer',
+      message: 'Missing section footer for timer',
+    });
+    expect(q("savevm: unsupported version 8193 for 'i8259' v1\nload of migration failed: Invalid argument")).toMatchObject({
+      kind: 'device-state',
+      section: 'i8259',
+    });
     expect(q("Failed to load PIIX3:pci_irq_levels_vmstate\nerror while loading state for instance 0x0 of device '0000:00:01.0/PIIX3'")).toMatchObject({
       kind: 'device-state',
       section: '0000:00:01.0/PIIX3',
     });
     expect(q('Illegal RAM offset 201bb1000\nerror while loading state section id 2(ram)')).toMatchObject({ kind: 'wire', section: 'ram' });
     expect(q('Expected vmdescription section, but got 7\nUnknown savevm section type 9')).toEqual({ kind: 'wire', message: 'Unknown savevm section type 9' });
-    expect(q('Length mismatch: pc.ram: 0x2000000 in != 0x2001000: Invalid argument\nerror while loading state for instance 0x0 of device \'ram\'')).toEqual({
+    expect(q("Length mismatch: pc.ram: 0x2000000 in != 0x2001000: Invalid argument\nerror while loading state for instance 0x0 of device 'ram'")).toEqual({
       kind: 'destination',
       section: 'ram',
       message: 'Length mismatch: pc.ram: 0x2000000 in != 0x2001000: Invalid argument',
     });
-    expect(classifyQemu('Error unknown block device ide0-hd9\nqemu-system-x86_64: error while loading state section id 1(block)')).toMatchObject({ kind: 'destination', section: 'block' });
+    expect(classifyQemu('Error unknown block device ide0-hd9\nqemu-system-x86_64: error while loading state section id 1(block)')).toMatchObject({
+      kind: 'destination',
+      section: 'block',
+    });
   });
 
   it('documents only agreement and rejections for device state or the destination machine', () => {
@@ -121,16 +141,25 @@ describe('verdicts', () => {
     expect(documented({ verdict: 'qemu-rejects', qemu: { kind: 'destination', section: 'ram', message: '' } })).toBe(true);
     expect(documented({ verdict: 'qemu-rejects', qemu: { kind: 'wire', section: 'ram', message: '' } })).toBe(false);
     // QEMU 8.1+'s multifd flush, which migstream reads on purpose (README)
-    expect(documented({ verdict: 'qemu-rejects', qemu: { kind: 'wire', section: 'ram', message: 'Unknown combination of migration flags: 0x200' } })).toBe(true);
-    expect(documented({ verdict: 'qemu-rejects', qemu: { kind: 'wire', section: 'ram', message: 'Unknown combination of migration flags: 0x201' } })).toBe(false);
+    expect(documented({ verdict: 'qemu-rejects', qemu: { kind: 'wire', section: 'ram', message: 'Unknown combination of migration flags: 0x200' } })).toBe(
+      true,
+    );
+    expect(documented({ verdict: 'qemu-rejects', qemu: { kind: 'wire', section: 'ram', message: 'Unknown combination of migration flags: 0x201' } })).toBe(
+      false,
+    );
     // a duplicated device-section footer: QEMU knows the device's length, the wire does not
     expect(documented({ verdict: 'qemu-rejects', qemu: { kind: 'wire', message: 'Unknown savevm section type 126' } })).toBe(true);
     for (const v of ['migstream-rejects', 'both-load-differ', 'qemu-crash', 'qemu-hang'] as const) expect(documented({ verdict: v })).toBe(false);
     // QEMU's crashes of docs/qemu-findings.md, on streams migstream rejects too; any other crash is news
-    const abort = { kind: 'wire' as const, message: "../../hw/nvram/fw_cfg.c:726: fw_cfg_modify_bytes_read: Assertion `key < fw_cfg_max_entry(s) && len < UINT32_MAX' failed." };
+    const abort = {
+      kind: 'wire' as const,
+      message: "../../hw/nvram/fw_cfg.c:726: fw_cfg_modify_bytes_read: Assertion `key < fw_cfg_max_entry(s) && len < UINT32_MAX' failed.",
+    };
     expect(documented({ verdict: 'qemu-crash', qemu: abort, migstream: { status: 'rejected' } })).toBe(true);
     expect(documented({ verdict: 'qemu-crash', qemu: abort, migstream: { status: 'loaded' } })).toBe(false);
-    expect(documented({ verdict: 'qemu-crash', qemu: { kind: 'wire', message: 'Configuration section missing' }, migstream: { status: 'rejected' } })).toBe(true);
+    expect(documented({ verdict: 'qemu-crash', qemu: { kind: 'wire', message: 'Configuration section missing' }, migstream: { status: 'rejected' } })).toBe(
+      true,
+    );
     // the machine type is the destination's business: migstream loads it, QEMU (with compress) crashes rejecting it
     const machine = { kind: 'destination' as const, message: "Machine type received is 'pc-i4_0fx-7.2' and local is 'pc-i440fx-7.2'" };
     expect(documented({ verdict: 'qemu-crash', qemu: machine, migstream: { status: 'loaded' } })).toBe(true);

@@ -97,7 +97,10 @@ describe.skipIf(!gate.run)('real QEMU 7.2 loads `transcode` output', () => {
     const final = image.slice();
     const groups = [
       [{ offset: 3 * 2 ** 20 + 4096, data: new Uint8Array(8192).fill(0x33) }],
-      [{ offset: size - 1000, data: new Uint8Array(1000).fill(0x44) }, { offset: 0, data: new Uint8Array(512).fill(0x55) }],
+      [
+        { offset: size - 1000, data: new Uint8Array(1000).fill(0x44) },
+        { offset: 0, data: new Uint8Array(512).fill(0x55) },
+      ],
     ];
     for (const g of groups) for (const w of g) final.set(w.data, w.offset);
     const dumps = dumpSeries(new Uint8Array(fx.ram), 3);

@@ -7,7 +7,13 @@ import { RamImage } from '../src/stream/ram-image.js';
 import { transcodeBytes } from '../src/stream/transcode.js';
 import { compressedRecord, decodeEvents, deviceTail, page, sameBytes, smallStream } from './support/build.js';
 
-const hex = (s: string) => Uint8Array.from(s.replace(/\s+/g, '').match(/../g)!.map((b) => parseInt(b, 16)));
+const hex = (s: string) =>
+  Uint8Array.from(
+    s
+      .replace(/\s+/g, '')
+      .match(/../g)!
+      .map((b) => parseInt(b, 16)),
+  );
 const HEADER = '5145564d 00000003';
 const CONFIG = `07 0000000d ${Buffer.from('pc-i440fx-7.2').toString('hex')}`;
 const RAM_START = `01 00000002 03 ${Buffer.from('ram').toString('hex')} 00000000 00000004`;
@@ -34,9 +40,7 @@ function withPart(records: string): Uint8Array {
 describe('header and configuration', () => {
   it('reads the verified start of a real stream', () => {
     const events = decodeEvents(hex(`${HEADER} ${CONFIG} ${RAM_START} ${MEM_SIZE_2P} ${EOS} ${FOOTER} 00`));
-    expect(events.map((e) => e.type)).toEqual([
-      'header', 'configuration', 'section', 'ram-blocks', 'iteration-end', 'section-footer', 'device-state', 'end',
-    ]);
+    expect(events.map((e) => e.type)).toEqual(['header', 'configuration', 'section', 'ram-blocks', 'iteration-end', 'section-footer', 'device-state', 'end']);
     const cfg = events[1] as Extract<StreamEvent, { type: 'configuration' }>;
     expect(cfg.configuration.machine).toBe('pc-i440fx-7.2');
     expect(cfg.configuration.raw).toEqual(hex(CONFIG));
@@ -80,9 +84,7 @@ describe('RAM records', () => {
         ram.apply(ev);
       }
     });
-    expect(kinds).toEqual([
-      'zero@pc.ram:0', 'normal@pc.ram:4096', 'normal@vga:0', 'xbzrle@vga:0', 'normal@vga:4096', 'compressed@pc.ram:8192',
-    ]);
+    expect(kinds).toEqual(['zero@pc.ram:0', 'normal@pc.ram:4096', 'normal@vga:0', 'xbzrle@vga:0', 'normal@vga:4096', 'compressed@pc.ram:8192']);
     const expectedVga0 = page((i) => 255 - i);
     expectedVga0.set([0xaa, 0xbb], 0);
     expectedVga0[100] = 0xcc;
@@ -112,7 +114,10 @@ describe('RAM records', () => {
   it('keeps CONTINUE across sections and rejects it with no previous block', () => {
     const ok = decodeEvents(withPart(`0000000000000002 ${str8('pc.ram')} 00 ${EOS} ${FOOTER} 02 00000002 0000000000001022 07 ${EOS} ${FOOTER} 00`));
     const pages = ok.filter((e): e is PageEvent => e.type === 'page');
-    expect(pages.map((p) => [p.block.idstr, p.offset, p.fill])).toEqual([['pc.ram', 0, 0], ['pc.ram', 4096, 7]]);
+    expect(pages.map((p) => [p.block.idstr, p.offset, p.fill])).toEqual([
+      ['pc.ram', 0, 0],
+      ['pc.ram', 4096, 7],
+    ]);
     const e = errorOf(withPart(`0000000000000022 00 ${EOS}`));
     expect(e.code).toBe('BAD_RAM_RECORD');
     expect(e.message).toContain('Ack, bad migration stream!');
@@ -123,7 +128,10 @@ describe('RAM records', () => {
     expect(errorOf(withPart(`0000000000000002 ${str8('pc.rom')} 00`))).toMatchObject({ code: 'UNKNOWN_RAMBLOCK', detail: "Can't find block pc.rom" });
     // QEMU's order for flags with a page bit: the block, then the offset, then the combination
     expect(errorOf(withPart(`000000000000000a ${str8('pc.rom')} 00`))).toMatchObject({ code: 'UNKNOWN_RAMBLOCK', detail: "Can't find block pc.rom" });
-    expect(errorOf(withPart(`000000000000400a ${str8('pc.ram')} 00`))).toMatchObject({ code: 'BAD_OFFSET', detail: 'Illegal RAM offset 0x4000: block is 0x2000 bytes' });
+    expect(errorOf(withPart(`000000000000400a ${str8('pc.ram')} 00`))).toMatchObject({
+      code: 'BAD_OFFSET',
+      detail: 'Illegal RAM offset 0x4000: block is 0x2000 bytes',
+    });
     expect(errorOf(withPart(`0000000000002002 ${str8('pc.ram')} 00`))).toMatchObject({ code: 'BAD_OFFSET' });
     const combo = errorOf(withPart(`000000000000000a ${str8('pc.ram')} 00`));
     expect(combo.message).toContain('Unknown combination of migration flags: 0xa');
@@ -140,7 +148,11 @@ describe('RAM records', () => {
 
   it('rejects corrupt or oversized compressed pages', () => {
     expect(errorOf(withPart(`0000000000000100 ${str8('pc.ram')} 0000100f`)).message).toContain('Invalid compressed data length: 4111');
-    const rec = compressedRecord(0, page((i) => i), 'pc.ram');
+    const rec = compressedRecord(
+      0,
+      page((i) => i),
+      'pc.ram',
+    );
     rec[rec.length - 1]! ^= 1; // Adler-32 mismatch
     const bytes = new Uint8Array([...withPart(''), ...rec]);
     expect(errorOf(bytes).code).toBe('DECOMPRESS');
@@ -222,7 +234,9 @@ describe('block records', () => {
     const bytes = blockStream((w) => {
       w.be64((0 << 9) | 0x04); // PROGRESS 0
       w.be64((39 << 9) | 0x04);
-      w.be64((0 << 9) | 0x01).str8('ide0-hd1').bytes(chunk);
+      w.be64((0 << 9) | 0x01)
+        .str8('ide0-hd1')
+        .bytes(chunk);
       w.be64((2048 << 9) | 0x09).str8('ide0-hd1');
       w.be64(0x02).u8(0x7e).be32(1).u8(0);
     });
@@ -336,7 +350,13 @@ describe('transcode', () => {
 
   it('preserves block records byte for byte', () => {
     const w = new ByteWriter().be32(0x5145564d).be32(3).u8(1).be32(1).str8('block').be32(0).be32(1);
-    w.be64(0x04).be64((2048 << 9) | 0x09).str8('d0').be64(0x01).str8('d0').bytes(page((i) => i * 3, 1 << 20)).be64(0x02);
+    w.be64(0x04)
+      .be64((2048 << 9) | 0x09)
+      .str8('d0')
+      .be64(0x01)
+      .str8('d0')
+      .bytes(page((i) => i * 3, 1 << 20))
+      .be64(0x02);
     w.u8(0x7e).be32(1).u8(0);
     const bytes = w.take();
     expect(sameBytes(transcodeBytes(bytes), bytes)).toBe(true);
@@ -352,11 +372,22 @@ describe('dirty-bitmap section', () => {
 
   it('reads START, BITS (zeroes and data), COMPLETE and EOS, and transcodes them verbatim', () => {
     const bytes = dbmStream((w) => {
-      w.u8(0x10 | 0x08 | 0x04).str8('drive0').str8('bitmap0').be32(65536).u8(0x03); // START enabled+persistent
+      w.u8(0x10 | 0x08 | 0x04)
+        .str8('drive0')
+        .str8('bitmap0')
+        .be32(65536)
+        .u8(0x03); // START enabled+persistent
       w.u8(0x01).u8(0x7e).be32(5); // EOS, footer
       w.u8(0x03).be32(5); // END
-      w.u8(0x40 | 0x02).be64(0).be32(2048); // BITS, zeroes, names reused
-      w.u8(0x80 | 0x00).u8(0x40).be64(2048).be32(2048).be64(32).bytes(page((i) => i, 32)); // 2-byte flags
+      w.u8(0x40 | 0x02)
+        .be64(0)
+        .be32(2048); // BITS, zeroes, names reused
+      w.u8(0x80 | 0x00)
+        .u8(0x40)
+        .be64(2048)
+        .be32(2048)
+        .be64(32)
+        .bytes(page((i) => i, 32)); // 2-byte flags
       w.u8(0x20).u8(0x01); // COMPLETE, EOS
       w.u8(0x7e).be32(5).u8(0);
     });
@@ -385,7 +416,7 @@ describe('dirty-bitmap section', () => {
     expect(errorOf(empty).message).toContain('Unable to read node alias string');
   });
 
-  it('checks a BITS buffer against the granularity its START gave, allowing QEMU\'s padding to 32 bytes', () => {
+  it("checks a BITS buffer against the granularity its START gave, allowing QEMU's padding to 32 bytes", () => {
     // 2048 sectors (1 MiB) at 4 KiB granularity: 256 bits, 32 bytes; at 64 KiB: 16 bits, 8 bytes padded to 32
     const bits = (granularity: number, size: number) =>
       dbmStream((w) => {

@@ -27,7 +27,11 @@ interface Saved {
   expectedTranscodeCode?: string;
 }
 
-const files = existsSync(DIR) ? readdirSync(DIR).filter((f) => f.endsWith('.bin')).sort() : [];
+const files = existsSync(DIR)
+  ? readdirSync(DIR)
+      .filter((f) => f.endsWith('.bin'))
+      .sort()
+  : [];
 const extras = await loadExtraCodecs();
 // Cases saved with `extract: true` run the extract file sinks here.
 const scratch = mkdtempSync(join(tmpdir(), 'migstream-regressions-'));

@@ -54,7 +54,8 @@ async function consoleLine(path: string, pattern: RegExp, what: string, ms: numb
   for (;;) {
     const m = existsSync(path) ? pattern.exec(readFileSync(path, 'utf8')) : null;
     if (m) return m;
-    if (Date.now() > deadline) throw new Error(`${what}: not seen within ${ms} ms: ${existsSync(path) ? readFileSync(path, 'utf8').slice(-500) : '(no console)'}`);
+    if (Date.now() > deadline)
+      throw new Error(`${what}: not seen within ${ms} ms: ${existsSync(path) ? readFileSync(path, 'utf8').slice(-500) : '(no console)'}`);
     await sleep(200);
   }
 }
@@ -82,11 +83,36 @@ describe.skipIf(!gate.run || !linux)('postcopy of a Linux guest through the rela
     );
     const caps = { 'postcopy-ram': true };
     const dstUri = `unix:${join(work, 'dst.sock')}`;
-    const b: RelayProcess = startRelay(['--listen', 'tcp:127.0.0.1:0', '--connect', dstUri, '--once', '--json', '--idle-timeout', '120', '--record', join(work, 'recB')]);
+    const b: RelayProcess = startRelay([
+      '--listen',
+      'tcp:127.0.0.1:0',
+      '--connect',
+      dstUri,
+      '--once',
+      '--json',
+      '--idle-timeout',
+      '120',
+      '--record',
+      join(work, 'recB'),
+    ]);
     cleanup.push(() => b.kill());
     const bUri = await within(b.listening, 10000, 'relay B listening');
     const aUri = `unix:${join(work, 'a.sock')}`;
-    const a: RelayProcess = startRelay(['--listen', aUri, '--connect', bUri, '--xbzrle', '--compress', 'lz4', '--once', '--json', '--idle-timeout', '120', '--record', join(work, 'recA')]);
+    const a: RelayProcess = startRelay([
+      '--listen',
+      aUri,
+      '--connect',
+      bUri,
+      '--xbzrle',
+      '--compress',
+      'lz4',
+      '--once',
+      '--json',
+      '--idle-timeout',
+      '120',
+      '--record',
+      join(work, 'recA'),
+    ]);
     cleanup.push(() => a.kill());
     await within(a.listening, 10000, 'relay A listening');
 
@@ -98,7 +124,11 @@ describe.skipIf(!gate.run || !linux)('postcopy of a Linux guest through the rela
     await src.qmp.execute('migrate-set-capabilities', { capabilities: capabilityList(caps) });
     await src.qmp.execute('migrate-set-parameters', { 'max-bandwidth': 64 << 20, 'downtime-limit': 1, 'max-postcopy-bandwidth': 8 << 20 });
     await src.qmp.execute('migrate', { uri: aUri });
-    await pollMigrate(src.qmp, (i: any) => i.ram?.['dirty-sync-count'] >= 2 || !['setup', 'active'].includes(i.status), { deadline: Date.now() + 120000, intervalMs: 50, what: 'first round' });
+    await pollMigrate(src.qmp, (i: any) => i.ram?.['dirty-sync-count'] >= 2 || !['setup', 'active'].includes(i.status), {
+      deadline: Date.now() + 120000,
+      intervalMs: 50,
+      what: 'first round',
+    });
     await src.qmp.execute('migrate-start-postcopy');
     expect((await waitMigration(src, 'source', 180000)).status).toBe('completed');
     expect((await waitMigration(dst, 'destination', 60000)).status).toBe('completed');
@@ -118,6 +148,8 @@ describe.skipIf(!gate.run || !linux)('postcopy of a Linux guest through the rela
     expect(readFileSync(src.console, 'utf8')).not.toMatch(/CHECK BAD/);
     expect((await dst.qmp.execute('query-status')).status).toBe('running');
     const requested = JSON.parse(rb.stdout).connections[0].requestedPages;
-    console.log(`relay linux postcopy: ${statSync(dst.console).size} console bytes on the destination, requested pages at relay B ${JSON.stringify(requested)}`);
+    console.log(
+      `relay linux postcopy: ${statSync(dst.console).size} console bytes on the destination, requested pages at relay B ${JSON.stringify(requested)}`,
+    );
   }, 300000);
 });

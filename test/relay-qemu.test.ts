@@ -148,7 +148,10 @@ describe.skipIf(!gate.run)('relay pair between two real QEMU 7.2', () => {
           up.write(out);
         });
         up.on('data', (d) => s.write(d));
-        for (const [x, y] of [[s, up], [up, s]] as const) {
+        for (const [x, y] of [
+          [s, up],
+          [up, s],
+        ] as const) {
           x.on('close', () => y.destroy());
           x.on('error', () => {});
         }
@@ -181,7 +184,11 @@ describe.skipIf(!gate.run)('relay pair between two real QEMU 7.2', () => {
       const src = await startSource(work, caps, { 'max-bandwidth': 8 << 20, 'downtime-limit': 1, ...(running ? { 'max-postcopy-bandwidth': 2 << 20 } : {}) });
       vms.push(src);
       await src.qmp.execute('migrate', { uri: p.aUri });
-      await pollMigrate(src.qmp, (i: any) => i.ram?.['dirty-sync-count'] >= 2 || !['setup', 'active'].includes(i.status), { deadline: Date.now() + 60000, intervalMs: 50, what: 'first round' });
+      await pollMigrate(src.qmp, (i: any) => i.ram?.['dirty-sync-count'] >= 2 || !['setup', 'active'].includes(i.status), {
+        deadline: Date.now() + 60000,
+        intervalMs: 50,
+        what: 'first round',
+      });
       await src.qmp.execute('migrate-start-postcopy');
       const info = await waitMigration(src, 'source');
       expect(info.status).toBe('completed');
@@ -209,7 +216,11 @@ describe.skipIf(!gate.run)('relay pair between two real QEMU 7.2', () => {
         // Without preempt, requested pages come on the main channel: relay B saw some of them go out (with preempt they take conn-1).
         if (!label.startsWith('preempt')) expect(sb.connections[0].requestedPages.requestToPage.count).toBeGreaterThan(0);
         // What the guest does not write must be the source's, and it keeps running (its hot pages change).
-        for (const [at, n] of [[2 << 20, 256 << 10], [3 << 20, 1 << 20]] as const) expect(dest.subarray(at, at + n).equals(source.subarray(at, at + n))).toBe(true);
+        for (const [at, n] of [
+          [2 << 20, 256 << 10],
+          [3 << 20, 1 << 20],
+        ] as const)
+          expect(dest.subarray(at, at + n).equals(source.subarray(at, at + n))).toBe(true);
         const hot = () => readRam(dst.memPath).subarray(8 << 20, (8 << 20) + 512 * 4096);
         const before = Buffer.from(hot());
         await sleep(500);

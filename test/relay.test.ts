@@ -51,7 +51,14 @@ async function relayTo(dst: { path: string; listening: Promise<void> }, record?:
   const listen = join(work, `relay-${seq++}.sock`);
   let ready!: () => void;
   const listening = new Promise<void>((r) => (ready = r));
-  const relay = new Relay({ listen: parseUri(`unix:${listen}`, 'l'), connect: parseUri(`unix:${dst.path}`, 'c'), transcode: {}, once: true, record, onListening: ready });
+  const relay = new Relay({
+    listen: parseUri(`unix:${listen}`, 'l'),
+    connect: parseUri(`unix:${dst.path}`, 'c'),
+    transcode: {},
+    once: true,
+    record,
+    onListening: ready,
+  });
   await listening;
   return { relay, listen };
 }
@@ -59,7 +66,7 @@ async function relayTo(dst: { path: string; listening: Promise<void> }, record?:
 describe('relay (no QEMU)', () => {
   const stream = loadFixture('xbzrle-hit').stream;
 
-  it('writes exactly what transcode writes, records exactly what arrived, returns the destination\'s bytes unchanged', async () => {
+  it("writes exactly what transcode writes, records exactly what arrived, returns the destination's bytes unchanged", async () => {
     const reply = new Uint8Array([0, 2, 0, 4, 0, 0, 0, 1, 0, 1, 0, 4, 0, 0, 0, 0]); // PONG 1, SHUT 0
     const dst = fakeDestination(reply);
     const rec = join(work, 'rec');

@@ -22,7 +22,11 @@ function writeBigStream(path: string): { pages: number } {
   const total = 2 ** 30;
   const page = new Uint8Array(4096);
   enc.header().configuration('pc-i440fx-7.2');
-  enc.sectionStart({ sectionId: 2, idstr: 'ram', instanceId: 0, versionId: 4 }).memSize([{ idstr: 'pc.ram', length: total }]).ramEos().footer(2);
+  enc
+    .sectionStart({ sectionId: 2, idstr: 'ram', instanceId: 0, versionId: 4 })
+    .memSize([{ idstr: 'pc.ram', length: total }])
+    .ramEos()
+    .footer(2);
   let pages = 0;
   for (const pass of [0, 1]) {
     if (pass === 0) enc.sectionPart(2);

@@ -59,7 +59,7 @@ describe('TranscodeStream', () => {
     if (name !== 'compress-l1') expect(sameBytes(await transcodeStream(fx.stream, options, 4093), want)).toBe(true); // (slow under load: 71k zlib pages)
   });
 
-  it('xbzrle + LZ4 on 2 workers, and back to QEMU mode: the CLI\'s bytes (sync and 2 workers); QEMU 7.2 loads the result with RAM byte-exact', async () => {
+  it("xbzrle + LZ4 on 2 workers, and back to QEMU mode: the CLI's bytes (sync and 2 workers); QEMU 7.2 loads the result with RAM byte-exact", async () => {
     const fx = loadFixture('plain');
     const inPath = join(work, 'in.stream');
     writeFileSync(inPath, fx.stream);
@@ -71,7 +71,11 @@ describe('TranscodeStream', () => {
     }
     expect(sameBytes(there, transcodeBytes(fx.stream, xbzrleLz4))).toBe(true);
     const thereDecoded = transcodeBytes(there); // the LZ4 stream decodes
-    const back = await collect(pieces(there, 65536).pipeThrough(new TranscodeStream({ workers: 2 })).pipeThrough(new TranscodeStream({})));
+    const back = await collect(
+      pieces(there, 65536)
+        .pipeThrough(new TranscodeStream({ workers: 2 }))
+        .pipeThrough(new TranscodeStream({})),
+    );
     expect(sameBytes(back, thereDecoded)).toBe(true);
     const therePath = join(work, 'there.stream');
     writeFileSync(therePath, there);
@@ -97,7 +101,7 @@ function ramSha(events: Iterable<StreamEvent>): string {
 }
 
 describe('DecodeStream and decodeEvents', () => {
-  it.each(['plain', 'xbzrle-hit', 'compress-l1'])('%s: events equal the decoder\'s, and they rebuild the source RAM (sync and 2 workers)', async (name) => {
+  it.each(['plain', 'xbzrle-hit', 'compress-l1'])("%s: events equal the decoder's, and they rebuild the source RAM (sync and 2 workers)", async (name) => {
     const fx = loadFixture(name);
     const want: StreamEvent[] = [];
     // (compress-l1: 71k events; checked by RAM only, against the ground truth, to keep CI fast)
@@ -170,46 +174,50 @@ describe('DecodeStream and decodeEvents', () => {
 });
 
 describe('backpressure', () => {
-  it.each([0, 2])('a slow reader (64 KiB at a time, with pauses) keeps the bytes inside under bufferBound (workers %i)', async (workers) => {
-    // without workers: 21 MB of plain records out; with workers: QEMU's zlib pages decompress and LZ4 pages
-    // compress on the pool (7.9 MB out)
-    const fx = loadFixture(workers ? 'compress-l1' : 'plain');
-    const options = { workers, ...(workers ? { compress: { codec: 'lz4' as const }, highWaterMark: 256 << 10, maxInFlight: 64 } : {}) };
-    const ts = new TranscodeStream(options);
-    const w = ts.writable.getWriter();
-    const writing = w.write(fx.stream).then(() => w.close()); // one large write: only the stream's own backpressure bounds it
-    const reader = ts.readable.getReader();
-    const parts: Uint8Array[] = [];
-    let maxInside = 0;
-    let pending: Uint8Array | undefined;
-    for (let reads = 0; ; reads++) {
-      // take exactly 64 KiB per step
-      let want = 65536;
-      while (want > 0) {
-        if (!pending || pending.length === 0) {
-          const r = await reader.read();
-          if (r.done) break;
-          pending = r.value;
+  it.each([0, 2])(
+    'a slow reader (64 KiB at a time, with pauses) keeps the bytes inside under bufferBound (workers %i)',
+    async (workers) => {
+      // without workers: 21 MB of plain records out; with workers: QEMU's zlib pages decompress and LZ4 pages
+      // compress on the pool (7.9 MB out)
+      const fx = loadFixture(workers ? 'compress-l1' : 'plain');
+      const options = { workers, ...(workers ? { compress: { codec: 'lz4' as const }, highWaterMark: 256 << 10, maxInFlight: 64 } : {}) };
+      const ts = new TranscodeStream(options);
+      const w = ts.writable.getWriter();
+      const writing = w.write(fx.stream).then(() => w.close()); // one large write: only the stream's own backpressure bounds it
+      const reader = ts.readable.getReader();
+      const parts: Uint8Array[] = [];
+      let maxInside = 0;
+      let pending: Uint8Array | undefined;
+      for (let reads = 0; ; reads++) {
+        // take exactly 64 KiB per step
+        let want = 65536;
+        while (want > 0) {
+          if (!pending || pending.length === 0) {
+            const r = await reader.read();
+            if (r.done) break;
+            pending = r.value;
+          }
+          const take = pending.subarray(0, want);
+          parts.push(take);
+          pending = pending.subarray(take.length);
+          want -= take.length;
         }
-        const take = pending.subarray(0, want);
-        parts.push(take);
-        pending = pending.subarray(take.length);
-        want -= take.length;
+        maxInside = Math.max(maxInside, ts.bufferedBytes);
+        if (want > 0) break;
+        if (reads % 8 === 0) await new Promise((r) => setTimeout(r, 5));
+        else await new Promise((r) => setImmediate(r));
       }
-      maxInside = Math.max(maxInside, ts.bufferedBytes);
-      if (want > 0) break;
-      if (reads % 8 === 0) await new Promise((r) => setTimeout(r, 5));
-      else await new Promise((r) => setImmediate(r));
-    }
-    await writing;
-    const out = new Uint8Array(await new Blob(parts).arrayBuffer());
-    expect(sameBytes(out, transcodeBytes(fx.stream, options))).toBe(true);
-    // docs/embedding.md: highWaterMark + 1.3125 MiB (one record's output) + with workers 2 × (maxInFlight + 256) × (pageSize + 64)
-    expect(ts.bufferBound).toBe(workers ? 262_144 + 1_376_256 + 2 * (64 + 256) * 4160 : 1_048_576 + 1_376_256);
-    expect(maxInside).toBeLessThanOrEqual(ts.bufferBound);
-    expect(ts.peakQueuedBytes).toBeLessThanOrEqual(ts.bufferBound);
-    expect(out.length).toBeGreaterThan(1.2 * ts.bufferBound); // the bound means something: much of the output waited for the reader
-  }, 60_000);
+      await writing;
+      const out = new Uint8Array(await new Blob(parts).arrayBuffer());
+      expect(sameBytes(out, transcodeBytes(fx.stream, options))).toBe(true);
+      // docs/embedding.md: highWaterMark + 1.3125 MiB (one record's output) + with workers 2 × (maxInFlight + 256) × (pageSize + 64)
+      expect(ts.bufferBound).toBe(workers ? 262_144 + 1_376_256 + 2 * (64 + 256) * 4160 : 1_048_576 + 1_376_256);
+      expect(maxInside).toBeLessThanOrEqual(ts.bufferBound);
+      expect(ts.peakQueuedBytes).toBeLessThanOrEqual(ts.bufferBound);
+      expect(out.length).toBeGreaterThan(1.2 * ts.bufferBound); // the bound means something: much of the output waited for the reader
+    },
+    60_000,
+  );
 
   it('without a reader, the writer waits: the stream reads no more input than it can hold', async () => {
     const fx = loadFixture('compress-l1');
@@ -261,7 +269,10 @@ describe('cancellation and errors', () => {
 
   it('an already aborted signal fails both sides at once', async () => {
     const ts = new TranscodeStream({ signal: AbortSignal.abort() });
-    const e = await ts.readable.getReader().read().catch((x: unknown) => x);
+    const e = await ts.readable
+      .getReader()
+      .read()
+      .catch((x: unknown) => x);
     expect((e as Error).name).toBe('AbortError');
   });
 
@@ -276,7 +287,7 @@ describe('cancellation and errors', () => {
     const e = await transcodeStream(fx.stream, { ramStore: broken }).catch((x: unknown) => x);
     expect(e).toBeInstanceOf(MigstreamError);
     expect((e as MigstreamError).code).toBe('INTERNAL');
-    expect(((e as MigstreamError) as { cause?: Error }).cause?.message).toBe('store bug');
+    expect((e as MigstreamError as { cause?: Error }).cause?.message).toBe('store bug');
     const d = new StreamDecoder(() => {
       throw new RangeError('handler bug');
     });

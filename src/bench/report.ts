@@ -40,7 +40,14 @@ export function resultRow(r: BenchResult): string[] {
 /** Left-aligned first column, right-aligned rest (as the other commands print). */
 function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-  return rows.map((r) => r.map((c, i) => (i === 0 || i === r.length - 1 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd()).join('\n');
+  return rows
+    .map((r) =>
+      r
+        .map((c, i) => (i === 0 || i === r.length - 1 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!)))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
 }
 
 export function describeInput(report: BenchReport): string {
@@ -225,7 +232,12 @@ export function renderHtml(report: BenchReport, lib: ChartLibrary = loadChartLib
   const ok = report.results.filter((r) => r.roundTrip).length;
   const barHeight = Math.max(160, 40 + ok * 24);
   const rows = report.results
-    .map((r) => `<tr${r.roundTrip ? '' : ' class="bad"'}>${resultRow(r).map((c) => `<td>${escapeHtml(c)}</td>`).join('')}</tr>`)
+    .map(
+      (r) =>
+        `<tr${r.roundTrip ? '' : ' class="bad"'}>${resultRow(r)
+          .map((c) => `<td>${escapeHtml(c)}</td>`)
+          .join('')}</tr>`,
+    )
     .join('\n');
   return `${reportHead('bench', report.version, report.date, lib, BENCH_CSS)}<body>
 <h1>migstream bench</h1>

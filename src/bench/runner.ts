@@ -99,7 +99,8 @@ export const DEFINITIONS: Record<string, string> = {
   rawBytes: 'page bytes the series sends: every page of the first dump, then each page that differs from the previous dump, 4096 bytes each',
   wireBytes: 'bytes of the migration stream written (records, headers, sections, EOF)',
   ratio: 'wire bytes / raw page bytes',
-  encodeMBps: 'raw page bytes (1 MB = 1e6 bytes) per second of wall time from the dumps in memory to the stream in memory; with workers: a plain encode, then pages recompressed on the pool (as migstream encode --workers does)',
+  encodeMBps:
+    'raw page bytes (1 MB = 1e6 bytes) per second of wall time from the dumps in memory to the stream in memory; with workers: a plain encode, then pages recompressed on the pool (as migstream encode --workers does)',
   decodeMBps: 'raw page bytes per second of wall time from the stream in memory to a RAM image, compressed pages inflated on the workers when there are any',
   roundTrip: 'the decoded RAM equals the last dump byte for byte (a setting that fails reports no numbers)',
   cacheHitRate: 'XBZRLE cache hits / (hits + misses) over the pages sent after iteration 0, as QEMU counts them',
@@ -210,9 +211,7 @@ function describe(setting: BenchSetting): Pick<BenchResult, 'id' | 'label' | 'gr
 }
 
 /** One encode and decode of a setting, its output checked. */
-type Measurement =
-  | { ok: true; encoded: Encoded; sha256: string; decodeMs: number }
-  | { ok: false; error: string; pagesSent?: number[] };
+type Measurement = { ok: true; encoded: Encoded; sha256: string; decodeMs: number } | { ok: false; error: string; pagesSent?: number[] };
 
 export async function measureOnce(
   setting: BenchSetting,

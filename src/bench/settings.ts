@@ -51,7 +51,13 @@ function lz4(acceleration: number, workers: number): BenchSetting {
 
 function xbzrle(cacheBytes: number, policy: CachePolicy): BenchSetting {
   const size = sizeLabel(cacheBytes).replace(' ', '');
-  return { id: `xbzrle-${size}-${policy}`, label: `XBZRLE ${sizeLabel(cacheBytes)} ${policy === 'lru' ? 'LRU' : 'QEMU'}`, group: 'xbzrle', xbzrle: { cacheBytes, policy }, workers: 0 };
+  return {
+    id: `xbzrle-${size}-${policy}`,
+    label: `XBZRLE ${sizeLabel(cacheBytes)} ${policy === 'lru' ? 'LRU' : 'QEMU'}`,
+    group: 'xbzrle',
+    xbzrle: { cacheBytes, policy },
+    workers: 0,
+  };
 }
 
 function combo(cacheBytes: number, compress: CompressionSpec, workers: number): BenchSetting {

@@ -96,7 +96,11 @@ export function readDumps(paths: string[], idstr: string, limit: { pages?: numbe
     paths,
     dumps,
     pagesLimit: whole ? undefined : used,
-    pageSelection: whole ? undefined : ranges.length > 1 ? `${ranges.length} runs of ${SAMPLE_RUN} pages spread over each dump` : `the first ${used} pages of each dump`,
+    pageSelection: whole
+      ? undefined
+      : ranges.length > 1
+        ? `${ranges.length} runs of ${SAMPLE_RUN} pages spread over each dump`
+        : `the first ${used} pages of each dump`,
     pageSize: PAGE,
   };
 }

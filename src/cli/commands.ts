@@ -18,10 +18,14 @@ export async function inspectFile(path: string, strict = false): Promise<StreamS
   // A stream with iteration digests has them checked: that needs its RAM, kept only then.
   const digests = new DigestCheck();
   try {
-    stats.summary.streamBytes = await decodeFile(path, (ev) => {
-      digests.handle(ev);
-      stats.handle(ev);
-    }, decodeOptions(strict));
+    stats.summary.streamBytes = await decodeFile(
+      path,
+      (ev) => {
+        digests.handle(ev);
+        stats.handle(ev);
+      },
+      decodeOptions(strict),
+    );
   } finally {
     digests.close();
   }
@@ -33,7 +37,9 @@ export async function runInspect(path: string, opts: { json: boolean; strict?: b
   const s = await inspectFile(path, opts.strict);
   // Phases, discards and the return path: for migrations with commands and relay recordings (src/relay/inspect-migration.ts).
   const m = s.commands.length > 0 || isRecordingDir(path) ? await inspectMigration(path) : undefined;
-  process.stdout.write(opts.json ? `${JSON.stringify(m ? { ...s, migration: m } : s, null, 2)}\n` : `${[renderSummary(s), ...(m ? renderMigration(m) : [])].join('\n')}\n`);
+  process.stdout.write(
+    opts.json ? `${JSON.stringify(m ? { ...s, migration: m } : s, null, 2)}\n` : `${[renderSummary(s), ...(m ? renderMigration(m) : [])].join('\n')}\n`,
+  );
   return 0;
 }
 
@@ -47,7 +53,9 @@ export function renderSummary(s: StreamSummary): string {
   out.push(...renderCompression(s));
   if (s.digests) {
     const d = s.digests;
-    out.push(`iteration digests (${d.algorithm}): ${d.records} records over ${d.pageRecords} page records, ${d.bytes} bytes${d.verified ? ', all verified' : ''}`);
+    out.push(
+      `iteration digests (${d.algorithm}): ${d.records} records over ${d.pageRecords} page records, ${d.bytes} bytes${d.verified ? ', all verified' : ''}`,
+    );
   }
   const ramTotal = s.ramBlocks.reduce((n, b) => n + b.length, 0);
   out.push('', `RAMBlocks: ${s.ramBlocks.length}, ${formatBytes(ramTotal)}`);
@@ -61,7 +69,16 @@ export function renderSummary(s: StreamSummary): string {
     rows.push([it.index, it.kind, it.zero.pages, it.normal.pages, it.xbzrle.pages, it.compressed.pages, it.lz4.pages, bytes]);
   }
   const t = s.totals;
-  rows.push(['total', '', t.zero.pages, t.normal.pages, t.xbzrle.pages, t.compressed.pages, t.lz4.pages, t.zero.bytes + t.normal.bytes + t.xbzrle.bytes + t.compressed.bytes + t.lz4.bytes]);
+  rows.push([
+    'total',
+    '',
+    t.zero.pages,
+    t.normal.pages,
+    t.xbzrle.pages,
+    t.compressed.pages,
+    t.lz4.pages,
+    t.zero.bytes + t.normal.bytes + t.xbzrle.bytes + t.compressed.bytes + t.lz4.bytes,
+  ]);
   if (s.digests) {
     // a digests column: records per RAM section
     rows[0]!.push('digests');
@@ -90,7 +107,15 @@ export function renderSummary(s: StreamSummary): string {
     out.push(
       table([
         ['node', 'bitmap', 'granularity', 'enabled', 'persistent', 'dirty bytes', 'complete'],
-        ...s.dirtyBitmaps.map((b) => [b.node, b.bitmap, formatBytes(b.granularity), b.enabled ? 'yes' : 'no', b.persistent ? 'yes' : 'no', b.dirtyGranules * b.granularity, b.complete ? 'yes' : 'no']),
+        ...s.dirtyBitmaps.map((b) => [
+          b.node,
+          b.bitmap,
+          formatBytes(b.granularity),
+          b.enabled ? 'yes' : 'no',
+          b.persistent ? 'yes' : 'no',
+          b.dirtyGranules * b.granularity,
+          b.complete ? 'yes' : 'no',
+        ]),
       ]),
     );
   }
@@ -188,12 +213,20 @@ export async function runTranscode(
 ): Promise<number> {
   const c = opts.compress;
   const ramStore = new AutoRamStore();
-  const common = { xbzrle: opts.xbzrle, blockChunk: opts.blockChunk, diskSizes: opts.diskSizes, ramStore, digest: opts.digest, ...decodeOptions(opts.strict === true) };
+  const common = {
+    xbzrle: opts.xbzrle,
+    blockChunk: opts.blockChunk,
+    diskSizes: opts.diskSizes,
+    ramStore,
+    digest: opts.digest,
+    ...decodeOptions(opts.strict === true),
+  };
   let r;
   try {
-    r = c && c.workers > 0
-      ? await transcodeWithPool(input, output, c, common)
-      : await transcodeFile(input, output, { ...common, compress: c?.spec, chunkCompress: c?.chunkSpec });
+    r =
+      c && c.workers > 0
+        ? await transcodeWithPool(input, output, c, common)
+        : await transcodeFile(input, output, { ...common, compress: c?.spec, chunkCompress: c?.chunkSpec });
   } finally {
     ramStore.close();
   }
@@ -206,7 +239,13 @@ export async function runTranscode(
 /** XBZRLE counters as QEMU's `info migrate` names them: totals, and per iteration on request. */
 export function renderXbzrle(history: XbzrleIterationStats[], perIteration: boolean): string {
   const sum = history.reduce(
-    (a, s) => ({ pages: a.pages + s.pages, bytes: a.bytes + s.bytes, miss: a.miss + s.cacheMiss, overflow: a.overflow + s.overflow, sent: a.sent + s.records.zero + s.records.normal + s.records.xbzrle + s.records.unchanged }),
+    (a, s) => ({
+      pages: a.pages + s.pages,
+      bytes: a.bytes + s.bytes,
+      miss: a.miss + s.cacheMiss,
+      overflow: a.overflow + s.overflow,
+      sent: a.sent + s.records.zero + s.records.normal + s.records.xbzrle + s.records.unchanged,
+    }),
     { pages: 0, bytes: 0, miss: 0, overflow: 0, sent: 0 },
   );
   const lines = [
@@ -216,7 +255,19 @@ export function renderXbzrle(history: XbzrleIterationStats[], perIteration: bool
     lines.push(
       table([
         ['iteration', 'zero', 'normal', 'xbzrle', 'unchanged', 'xbzrle pages', 'bytes', 'cache miss', 'miss rate', 'overflow', 'encoding rate'],
-        ...history.map((s) => [s.iteration, s.records.zero, s.records.normal, s.records.xbzrle, s.records.unchanged, s.pages, s.bytes, s.cacheMiss, s.cacheMissRate.toFixed(3), s.overflow, s.encodingRate.toFixed(1)]),
+        ...history.map((s) => [
+          s.iteration,
+          s.records.zero,
+          s.records.normal,
+          s.records.xbzrle,
+          s.records.unchanged,
+          s.pages,
+          s.bytes,
+          s.cacheMiss,
+          s.cacheMissRate.toFixed(3),
+          s.overflow,
+          s.encodingRate.toFixed(1),
+        ]),
       ]),
     );
   }
@@ -289,10 +340,20 @@ export async function runEncode(cmd: EncodeCommand): Promise<number> {
   }
   const log = (s: string) => process.stderr.write(`${s}\n`);
   log(`encoded ${result.iterations.length} iterations, ${out.bytes} bytes`);
-  log(table([['iteration', 'pages sent', 'zero', 'normal', 'xbzrle', 'unchanged'], ...result.iterations.map((it, i) => [i, it.pagesSent, it.records.zero, it.records.normal, it.records.xbzrle, it.records.unchanged])]));
+  log(
+    table([
+      ['iteration', 'pages sent', 'zero', 'normal', 'xbzrle', 'unchanged'],
+      ...result.iterations.map((it, i) => [i, it.pagesSent, it.records.zero, it.records.normal, it.records.xbzrle, it.records.unchanged]),
+    ]),
+  );
   if (cmd.xbzrle) log(renderXbzrle(result.xbzrle, false));
   if (result.blocks.length) {
-    log(table([['block iteration', 'chunks', 'zero chunks', 'compressed', 'bytes'], ...result.blocks.map((b, i) => [i, b.chunks, b.zeroChunks, b.compressedChunks, b.bytes])]));
+    log(
+      table([
+        ['block iteration', 'chunks', 'zero chunks', 'compressed', 'bytes'],
+        ...result.blocks.map((b, i) => [i, b.chunks, b.zeroChunks, b.compressedChunks, b.bytes]),
+      ]),
+    );
   }
   return 0;
 }

@@ -97,7 +97,9 @@ export async function encodeCompressed(
 export function renderCompression(s: StreamSummary): string[] {
   const out: string[] = [];
   if (s.manifest) {
-    out.push(`extension manifest v${s.manifest.version}: ${s.manifest.extensions.map((e) => `${e.name} v${e.version} ${JSON.stringify(e.params)}`).join('; ')}`);
+    out.push(
+      `extension manifest v${s.manifest.version}: ${s.manifest.extensions.map((e) => `${e.name} v${e.version} ${JSON.stringify(e.params)}`).join('; ')}`,
+    );
   }
   for (const [codec, c] of Object.entries(s.compression)) {
     if (c.pages > 0) out.push(`${codec} pages: ${c.pages}, ${c.payloadBytes} payload bytes, ratio ${(c.ratio * 100).toFixed(1)}% of the pages`);

@@ -82,7 +82,9 @@ function renderDirtyRate(r: DirtyRateReport): string {
       String(i.pages),
       i.mibPerSecond.toFixed(2),
       e.mibPerSecond === null ? '–' : String(e.mibPerSecond),
-      e.errorMiBps === null ? '–' : `${e.errorMiBps >= 0 ? '+' : ''}${e.errorMiBps.toFixed(2)}${e.relativeError === null ? '' : ` (${(e.relativeError * 100).toFixed(0)}%)`}`,
+      e.errorMiBps === null
+        ? '–'
+        : `${e.errorMiBps >= 0 ? '+' : ''}${e.errorMiBps.toFixed(2)}${e.relativeError === null ? '' : ` (${(e.relativeError * 100).toFixed(0)}%)`}`,
     ]);
   }
   const ws = r.workingSet;
@@ -97,7 +99,12 @@ function renderDirtyRate(r: DirtyRateReport): string {
 }
 
 export async function runDirtyRate(args: string[]): Promise<number> {
-  const { values, positionals } = parse(args, { interval: { type: 'string' }, 'sample-pages': { type: 'string' }, seed: { type: 'string' }, json: { type: 'boolean' } });
+  const { values, positionals } = parse(args, {
+    interval: { type: 'string' },
+    'sample-pages': { type: 'string' },
+    seed: { type: 'string' },
+    json: { type: 'boolean' },
+  });
   const interval = number(values.interval as string | undefined, '--interval', 0.001, 1e6);
   if (interval === undefined) throw new UsageError('dirty-rate needs --interval SECONDS');
   const samplePages = number(values['sample-pages'] as string | undefined, '--sample-pages', 1, 1 << 20, true);
@@ -107,7 +114,9 @@ export async function runDirtyRate(args: string[]): Promise<number> {
   try {
     const report = dirtyRateReport(trace, { samplePages, seed });
     bar.end();
-    process.stdout.write(values.json ? `${JSON.stringify({ tool: 'migstream dirty-rate', dumps: positionals, ...report }, null, 2)}\n` : `${renderDirtyRate(report)}\n`);
+    process.stdout.write(
+      values.json ? `${JSON.stringify({ tool: 'migstream dirty-rate', dumps: positionals, ...report }, null, 2)}\n` : `${renderDirtyRate(report)}\n`,
+    );
     return 0;
   } finally {
     bar.end();

@@ -31,7 +31,9 @@ export async function runRelay(o: RelayCli): Promise<number> {
     idleTimeoutS: o.idleTimeoutS,
     onListening: () => {
       const port = relay.port;
-      process.stderr.write(`migstream relay: listening on ${port !== undefined && o.listen.startsWith('tcp:') ? o.listen.replace(/:\d+$/, `:${port}`) : o.listen}\n`);
+      process.stderr.write(
+        `migstream relay: listening on ${port !== undefined && o.listen.startsWith('tcp:') ? o.listen.replace(/:\d+$/, `:${port}`) : o.listen}\n`,
+      );
     },
   });
   const onSignal = (sig: NodeJS.Signals) => relay.stop(`stopped by ${sig}`, sig === 'SIGINT' ? 130 : 143);
@@ -40,7 +42,10 @@ export async function runRelay(o: RelayCli): Promise<number> {
   // On a terminal, one progress line, rewritten each second.
   const progress = process.stderr.isTTY
     ? setInterval(() => {
-        const line = relay.live().map((c) => `conn-${c.n} ${formatBytes(c.s2dIn)} in → ${formatBytes(c.s2dOut)} out, ${formatBytes(c.d2s)} back`).join('; ');
+        const line = relay
+          .live()
+          .map((c) => `conn-${c.n} ${formatBytes(c.s2dIn)} in → ${formatBytes(c.s2dOut)} out, ${formatBytes(c.d2s)} back`)
+          .join('; ');
         if (line) process.stderr.write(`\r\x1b[K${line}`);
       }, 1000)
     : undefined;

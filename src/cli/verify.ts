@@ -27,11 +27,15 @@ export async function verifyStream(path: string, dir: string, strict = false): P
   const blocks: RamBlockInfo[] = [];
   const out: VerifyEntry[] = [];
   try {
-    await decodeFile(path, (ev) => {
-      ram.handle(ev);
-      if (ev.type === 'ram-blocks') blocks.splice(0, blocks.length, ...ev.blocks);
-      else if (ev.type === 'block-chunk') disks.chunk(ev);
-    }, decodeOptions(strict));
+    await decodeFile(
+      path,
+      (ev) => {
+        ram.handle(ev);
+        if (ev.type === 'ram-blocks') blocks.splice(0, blocks.length, ...ev.blocks);
+        else if (ev.type === 'block-chunk') disks.chunk(ev);
+      },
+      decodeOptions(strict),
+    );
     for (const b of blocks) {
       const file = `${dir}/${ramBlockFileName(b.idstr)}`;
       out.push(compare('ramblock', b.idstr, file, b.length, 4096, (start, buf) => ram.read(b.idstr, start, buf)));

@@ -98,7 +98,9 @@ export class ByteReader {
     try {
       return STRICT.decode(bytes);
     } catch {
-      const shown = Array.from(bytes.subarray(0, 32), (b) => (b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : `\\x${b.toString(16).padStart(2, '0')}`)).join('');
+      const shown = Array.from(bytes.subarray(0, 32), (b) => (b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : `\\x${b.toString(16).padStart(2, '0')}`)).join(
+        '',
+      );
       throw new MigstreamError(code, at, `${what} is not valid UTF-8: "${shown}${n > 32 ? '…' : ''}"`);
     }
   }

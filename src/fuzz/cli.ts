@@ -10,6 +10,7 @@
  * `--test-hang-at N` makes case N spin forever, to see the watchdog work.
  * `npm run fuzz -- --against-qemu [--cases N] …` runs qemu-diff-cli.ts instead.
  */
+import '../node/install.js'; // migstream as the CLI runs it: node:zlib and lz4-wasm, not the portable codecs
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -162,7 +163,9 @@ async function runWorker(startIndex: number, casesLeft: number | undefined): Pro
     worker.on('message', (m: { type: string; [k: string]: unknown }) => {
       if (m.type === 'ready') {
         if (startIndex === 0 || !values.json) {
-          log(`corpus: ${(m.seeds as string[]).length} seeds from fixtures [${(m.fixtures as string[]).join(', ')}] + synthetic; ${m.references} references; extra codecs [${(m.codecs as string[]).join(', ')}]; setup ${(m.setupMs as number).toFixed(0)} ms`);
+          log(
+            `corpus: ${(m.seeds as string[]).length} seeds from fixtures [${(m.fixtures as string[]).join(', ')}] + synthetic; ${m.references} references; extra codecs [${(m.codecs as string[]).join(', ')}]; setup ${(m.setupMs as number).toFixed(0)} ms`,
+          );
         }
       } else if (m.type === 'finding') {
         record(m.finding as Finding, m.c as FuzzCase | undefined, m.index as number, m.how as string, m.sig as string);
@@ -223,8 +226,15 @@ const summary = {
   peakRssMiB: Math.round(peakRss / 2 ** 20),
   saved,
 };
-log(`${summary.cases} cases in ${summary.loopSeconds} s (${summary.wallSeconds} s wall): ${summary.casesPerSecond} cases/s; ${summary.findings} findings (${summary.distinctFindings} distinct)`);
-log(`outcomes: ${Object.entries(total.outcomes).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+log(
+  `${summary.cases} cases in ${summary.loopSeconds} s (${summary.wallSeconds} s wall): ${summary.casesPerSecond} cases/s; ${summary.findings} findings (${summary.distinctFindings} distinct)`,
+);
+log(
+  `outcomes: ${Object.entries(total.outcomes)
+    .sort((a, b) => b[1] - a[1])
+    .map(([k, v]) => `${k} ${v}`)
+    .join(', ')}`,
+);
 log(`targets: ${ALL_TARGETS.map((t) => `${t} ${total.targets[t] ?? 0}`).join(', ')}`);
 const idle = ALL_TARGETS.filter((t) => !total.targets[t]);
 if (idle.length) log(`WARNING: no case reached ${idle.join(', ')}: run longer`);

@@ -185,7 +185,11 @@ interface FixtureParts {
   compressed: { block: string; offset: number; data: Uint8Array }[];
   chunks: { device: string; sector: number; data: Uint8Array | undefined }[];
   /** The dirty-bitmap section's records as QEMU wrote them, per section occurrence. */
-  bitmaps: { kind: 'start' | 'part' | 'end' | 'full'; section: { sectionId: number; idstr: string; instanceId: number; versionId: number }; records: Uint8Array[] }[];
+  bitmaps: {
+    kind: 'start' | 'part' | 'end' | 'full';
+    section: { sectionId: number; idstr: string; instanceId: number; versionId: number };
+    records: Uint8Array[];
+  }[];
   tail: Uint8Array;
   ignoreShared: boolean;
 }
@@ -361,7 +365,6 @@ function realStartSeed(f: FixtureParts, approxBytes: number): Uint8Array | undef
   return w.take();
 }
 
-
 function pattern(seed: number, size = 4096): Uint8Array {
   const p = new Uint8Array(size);
   for (let i = 0; i < size; i++) p[i] = (Math.imul(i + seed, 2654435761) >>> 24) & (i % 64 < 48 ? 0xff : 0);
@@ -404,12 +407,19 @@ function syntheticSeeds(): { name: string; bytes: Uint8Array; weight: number }[]
     w.start(RAM_SECTION).memSize(blocks, opts.shared).eos().footer(2);
     w.part(2).zero('pc.ram', 0).page('pc.ram', ps, pattern(1, ps)).page('0000:00:02.0/vga.vram', 0, pattern(2, ps));
     if (opts.flush) w.flush();
-    w.zero('pc.ram', 2 * ps, 0x5a).eos().footer(2);
+    w.zero('pc.ram', 2 * ps, 0x5a)
+      .eos()
+      .footer(2);
     const enc = new Uint8Array(ps);
     const n = xbzrleEncodeJs(pattern(1, ps), pattern(3, ps), enc);
     w.part(2).xbzrle('pc.ram', ps, enc.subarray(0, Math.max(n, 0)));
     w.compressed('0000:00:02.0/vga.vram', ps, new Uint8Array(deflateSync(pattern(4, ps), { level: 1 })));
-    w.eos().footer(2).end(2).page('pc.ram', 7 * ps, pattern(5, ps)).eos().footer(2);
+    w.eos()
+      .footer(2)
+      .end(2)
+      .page('pc.ram', 7 * ps, pattern(5, ps))
+      .eos()
+      .footer(2);
   };
   let w = new SeedWriter().header().configuration('pc-i440fx-7.2');
   ram(w, 4096);
@@ -436,13 +446,18 @@ function syntheticSeeds(): { name: string; bytes: Uint8Array; weight: number }[]
   out.push({ name: 'syn/block-commands', bytes: w.raw(syntheticTail()).take(), weight: 2 });
 
   w = new SeedWriter().header().configuration('pc-i440fx-7.2');
-  w.start(BLOCK_SECTION).blockChunk('ide0-hd1', 0, pattern(6, 1 << 20)).blockEos().footer(1);
+  w.start(BLOCK_SECTION)
+    .blockChunk('ide0-hd1', 0, pattern(6, 1 << 20))
+    .blockEos()
+    .footer(1);
   w.end(1).blockEos().footer(1);
   out.push({ name: 'syn/block-1mib', bytes: w.raw(syntheticTail()).take(), weight: 0.05 });
 
   // A machine type <= 2.3: no configuration, no footers.
   w = new SeedWriter().header();
-  w.start(RAM_SECTION).memSize([{ idstr: 'pc.ram', length: 4 * 4096 }]).eos();
+  w.start(RAM_SECTION)
+    .memSize([{ idstr: 'pc.ram', length: 4 * 4096 }])
+    .eos();
   w.part(2).page('pc.ram', 4096, pattern(7)).zero('pc.ram', 0).eos().end(2).eos();
   w.raw(Uint8Array.of(0x04, 0, 0, 0, 3, 5, ...new TextEncoder().encode('timer'), 0, 0, 0, 0, 0, 0, 0, 2, 1, 2, 3, 0));
   out.push({ name: 'syn/no-footers', bytes: w.take(), weight: 1 });

@@ -100,7 +100,9 @@ export function makeCase(r: Rng, corpus: Corpus, extract = false): MadeCase {
           transcode: true,
           xbzrle: r.chance(0.3),
           ...(r.chance(0.2) ? { compress: r.pick(['zlib', 'lz4'] as const) } : {}),
-          ...(r.chance(0.1) ? { blockChunk: r.pick([4096, 65536, 262144]), ...(r.chance(0.5) ? { chunkCompress: r.pick(['zlib', 'lz4'] as const) } : {}) } : {}),
+          ...(r.chance(0.1)
+            ? { blockChunk: r.pick([4096, 65536, 262144]), ...(r.chance(0.5) ? { chunkCompress: r.pick(['zlib', 'lz4'] as const) } : {}) }
+            : {}),
           ...(extract && r.chance(0.05) ? { fileRam: true } : {}),
           ...(r.chance(0.1) ? { digest: true } : {}),
         }
@@ -123,7 +125,12 @@ export function signature(f: Finding): string {
     .replace(/\bok\b/g, 'CODE')
     .replace(/'[^']*'|"[^"]*"/g, 'S')
     .slice(0, 120);
-  const frame = f.stack?.split('\n').find((l) => l.includes('/src/') || l.includes('/dist/'))?.replace(/:\d+:\d+\)?$/, '').trim() ?? '';
+  const frame =
+    f.stack
+      ?.split('\n')
+      .find((l) => l.includes('/src/') || l.includes('/dist/'))
+      ?.replace(/:\d+:\d+\)?$/, '')
+      .trim() ?? '';
   return `${f.kind}|${f.target}|${msg}|${frame}`;
 }
 
@@ -293,7 +300,17 @@ export async function runLoop(o: LoopOptions): Promise<LoopStats> {
   const extras = o.extras ?? NO_EXTRAS;
   const slowMs = o.slowMs ?? 100;
   const seen = new Set<string>();
-  const stats: LoopStats = { cases: 0, ms: 0, findings: 0, bugs: 0, outcomes: {}, kinds: {}, targets: {}, slowest: { index: -1, ms: 0, how: '' }, nextIndex: o.startIndex ?? 0 };
+  const stats: LoopStats = {
+    cases: 0,
+    ms: 0,
+    findings: 0,
+    bugs: 0,
+    outcomes: {},
+    kinds: {},
+    targets: {},
+    slowest: { index: -1, ms: 0, how: '' },
+    nextIndex: o.startIndex ?? 0,
+  };
   const t0 = performance.now();
   const report = (finding: Finding, c: FuzzCase, index: number, how: string): void => {
     stats.findings++;
@@ -320,7 +337,12 @@ export async function runLoop(o: LoopOptions): Promise<LoopStats> {
       made = caseFor(o.seed, index, o.corpus, o.extract);
     } catch (e) {
       // A bug in the case builder leaves part of the input space untested: a finding, not a note.
-      report({ kind: 'harness', target: 'case-builder', message: `could not build case ${index}: ${String(e)}`, stack: (e as Error)?.stack }, { kind: 'stream', bytes: new Uint8Array(0), opts: {} }, index, 'case builder');
+      report(
+        { kind: 'harness', target: 'case-builder', message: `could not build case ${index}: ${String(e)}`, stack: (e as Error)?.stack },
+        { kind: 'stream', bytes: new Uint8Array(0), opts: {} },
+        index,
+        'case builder',
+      );
       index++;
       stats.cases++;
       continue;
@@ -334,7 +356,13 @@ export async function runLoop(o: LoopOptions): Promise<LoopStats> {
       // Confirm on a quiet moment: the machine is shared, a GC pause is not a finding.
       const again = Math.min(timedRun(made.c, extras).ms, timedRun(made.c, extras).ms);
       if (again > limit) {
-        t = { ...t, findings: [...t.findings, { kind: 'slow', target: made.c.kind, message: `case of ${made.c.bytes.length} bytes took ${again.toFixed(0)} ms (limit ${limit.toFixed(0)} ms)` }] };
+        t = {
+          ...t,
+          findings: [
+            ...t.findings,
+            { kind: 'slow', target: made.c.kind, message: `case of ${made.c.bytes.length} bytes took ${again.toFixed(0)} ms (limit ${limit.toFixed(0)} ms)` },
+          ],
+        };
       }
     }
     if (t.ms > stats.slowest.ms) stats.slowest = { index, ms: t.ms, how: made.how };

@@ -9,7 +9,14 @@ import { makeCase, signature, timedRun } from './engine.js';
 import { Rng } from './rng.js';
 import type { ExtraCodecs, Finding } from './targets.js';
 
-export async function runFastCheck(o: { seed: number; corpus: Corpus; extras: ExtraCodecs; seconds: number; maxCases?: number; mode: 'gen' | 'seed' }): Promise<{ cases: number; ms: number; bugs: Set<string>; findings: Finding[] }> {
+export async function runFastCheck(o: {
+  seed: number;
+  corpus: Corpus;
+  extras: ExtraCodecs;
+  seconds: number;
+  maxCases?: number;
+  mode: 'gen' | 'seed';
+}): Promise<{ cases: number; ms: number; bugs: Set<string>; findings: Finding[] }> {
   const fc = await import('fast-check');
   let cases = 0;
   const bugs = new Set<string>();

@@ -72,8 +72,12 @@ export function hostileXbzrle(r: Rng, pageSize: number): Uint8Array {
   const w = new ByteWriter(256);
   const uleb = (v: number): void => {
     const form = r.int(30);
-    if (form === 0) w.u8(0x80 | (v & 0x7f)).u8(0x80 | ((v >> 7) & 0x7f)).u8(v >> 14); // 3-byte form QEMU rejects
-    else if (form === 1) w.u8(0x80 | (v & 0x7f)).u8(0x00); // a 2-byte form of a small value
+    if (form === 0)
+      w.u8(0x80 | (v & 0x7f))
+        .u8(0x80 | ((v >> 7) & 0x7f))
+        .u8(v >> 14); // 3-byte form QEMU rejects
+    else if (form === 1)
+      w.u8(0x80 | (v & 0x7f)).u8(0x00); // a 2-byte form of a small value
     else if (v < 0x80) w.u8(v);
     else w.u8(0x80 | (v & 0x7f)).u8((v >> 7) & 0x7f);
   };
@@ -83,13 +87,22 @@ export function hostileXbzrle(r: Rng, pageSize: number): Uint8Array {
   for (let k = 0; k < runs; k++) {
     const left = pageSize - d;
     const zpick = r.int(12);
-    const z = Math.max(0, Math.min(0x3fff, zpick === 0 ? 0 : zpick === 1 ? left : zpick === 2 ? left + 1 + r.int(3) : zpick === 3 ? 0x3fff : r.int(Math.max(1, Math.min(left, 600)))));
+    const z = Math.max(
+      0,
+      Math.min(
+        0x3fff,
+        zpick === 0 ? 0 : zpick === 1 ? left : zpick === 2 ? left + 1 + r.int(3) : zpick === 3 ? 0x3fff : r.int(Math.max(1, Math.min(left, 600))),
+      ),
+    );
     uleb(first && r.chance(0.5) ? 0 : z);
     first = false;
     d += z;
     const rest = Math.max(0, pageSize - d);
     const npick = r.int(12);
-    const n = Math.min(0x3fff, npick === 0 ? 0 : npick === 1 ? rest : npick === 2 ? rest + 1 : npick === 3 ? 0x3fff : 1 + r.int(Math.max(1, Math.min(rest, 300))));
+    const n = Math.min(
+      0x3fff,
+      npick === 0 ? 0 : npick === 1 ? rest : npick === 2 ? rest + 1 : npick === 3 ? 0x3fff : 1 + r.int(Math.max(1, Math.min(rest, 300))),
+    );
     uleb(n);
     const data = Math.min(n, r.chance(0.1) ? r.int(n + 1) : n);
     w.bytes(r.bytes(data));
@@ -132,7 +145,7 @@ export function hostileLz4(r: Rng, pageSize: number): Uint8Array {
   for (let i = 0; i < seqs; i++) {
     const lit = r.chance(0.3) ? r.int(20) : r.pick([0, 14, 15, 16, 270, pageSize, pageSize + 1]);
     const ml = r.int(16);
-    w.u8(((Math.min(lit, 15)) << 4) | ml);
+    w.u8((Math.min(lit, 15) << 4) | ml);
     if (lit >= 15) {
       let rest = lit - 15;
       while (rest >= 255) {
@@ -154,7 +167,6 @@ export function hostileLz4(r: Rng, pageSize: number): Uint8Array {
   if (r.chance(0.2)) return r.bytes(r.int(64));
   return w.take();
 }
-
 
 /** A minimal msgpack writer for manifests (maps, arrays, strings, ints, bools, nil, bin). */
 export function msgpack(v: unknown, w = new ByteWriter(128)): ByteWriter {
@@ -220,7 +232,10 @@ export function hostileManifest(r: Rng, pageSize: number): Uint8Array {
     case 8: {
       const depth = r.pick([100, 1000, 20000, 65000]);
       const w = new ByteWriter(depth + 8);
-      for (let i = 0; i < depth; i++) w.u8(r.chance(0.5) ? 0x91 : 0x81).u8(0xa0).u8(0);
+      for (let i = 0; i < depth; i++)
+        w.u8(r.chance(0.5) ? 0x91 : 0x81)
+          .u8(0xa0)
+          .u8(0);
       return w.take().subarray(0, Math.min(0xffff, depth * 3));
     }
     case 9:
@@ -293,9 +308,7 @@ function ramRecords(r: Rng, w: SeedWriter, st: GenState, first: boolean): void {
     const blocks: RamBlockInfo[] = [];
     for (let i = 0; i < n; i++) {
       const len =
-        r.int(10) === 0
-          ? r.pick([0, 1, ps - 1, ps + 1, 2 ** 40, 2 ** 40 + ps, 2 ** 53 - 1, 2 ** 33, 64 << 20])
-          : (1 + r.skewed(r.chance(0.05) ? 20 : 5)) * ps;
+        r.int(10) === 0 ? r.pick([0, 1, ps - 1, ps + 1, 2 ** 40, 2 ** 40 + ps, 2 ** 53 - 1, 2 ** 33, 64 << 20]) : (1 + r.skewed(r.chance(0.05) ? 20 : 5)) * ps;
       blocks.push({ idstr: n > 8 ? `b${i}` : name(r), length: len, mrAddr: r.chance(0.5) ? 0 : r.int(2 ** 32) });
     }
     const total = blocks.reduce((a, b) => a + b.length, 0);
@@ -470,7 +483,13 @@ function tail(r: Rng, w: SeedWriter): void {
           if (r.chance(0.5)) data.u8(r.pick([0x04, 0x00]));
           break;
         case 1:
-          data.u8(0x04).be32(id + 1).u8(3).bytes(TEXT.encode('cpu')).be32(0).be32(1);
+          data
+            .u8(0x04)
+            .be32(id + 1)
+            .u8(3)
+            .bytes(TEXT.encode('cpu'))
+            .be32(0)
+            .be32(1);
           break;
         case 2:
           data.bytes(new Uint8Array(r.skewed(r.chance(0.02) ? 16 : 8)));
@@ -506,24 +525,40 @@ export function hostileStream(r: Rng): Uint8Array {
   if (r.chance(0.9)) {
     const roll = r.int(30);
     const machine = roll === 0 ? 'm'.repeat(r.pick([256, 257, 5000])) : 'pc-i440fx-7.2';
-    w.w.u8(0x07).be32(roll === 1 ? 0xffffffff : machine.length).bytes(TEXT.encode(machine));
+    w.w
+      .u8(0x07)
+      .be32(roll === 1 ? 0xffffffff : machine.length)
+      .bytes(TEXT.encode(machine));
     if (pageBits !== undefined) w.w.u8(0x05).str8('configuration/target-page-bits').be32(1).be32(pageBits);
     if (r.chance(0.3)) {
       const all = ['x-ignore-shared', 'xbzrle', 'postcopy-ram', 'compress', 'multifd', 'x'.repeat(255), ''];
       const n = r.chance(0.02) ? r.pick([64, 65, 1000]) : r.int(4);
       for (let i = 0; i < n; i++) caps.push(r.pick(all));
-      w.w.u8(0x05).str8('configuration/capabilities').be32(r.chance(0.95) ? 1 : 2).be32(r.chance(0.95) ? caps.length : caps.length + 3);
+      w.w
+        .u8(0x05)
+        .str8('configuration/capabilities')
+        .be32(r.chance(0.95) ? 1 : 2)
+        .be32(r.chance(0.95) ? caps.length : caps.length + 3);
       for (const c of caps) rawStr8(r, w.w, c);
     }
     if (r.chance(0.1)) w.w.u8(0x05).str8('configuration/uuid').be32(1).bytes(r.bytes(16));
-    if (r.chance(0.03)) w.w.u8(0x05).str8(r.pick(['configuration/other', ''])).be32(1);
+    if (r.chance(0.03))
+      w.w
+        .u8(0x05)
+        .str8(r.pick(['configuration/other', '']))
+        .be32(1);
   }
   let lz4 = false;
   if (r.chance(0.15)) {
     const payload = hostileManifest(r, ps);
     lz4 = payload.length > 0;
     w.w.u8(0x08).be16(0x6d73).be16(Math.min(payload.length, 0xffff)).bytes(payload.subarray(0, 0xffff));
-    if (r.chance(0.05)) w.w.u8(0x08).be16(0x6d73).be16(payload.length & 0xffff).bytes(payload.subarray(0, 0xffff));
+    if (r.chance(0.05))
+      w.w
+        .u8(0x08)
+        .be16(0x6d73)
+        .be16(payload.length & 0xffff)
+        .bytes(payload.subarray(0, 0xffff));
   }
   const st: GenState = { pageSize: ps, blocks: [], shared: caps.includes('x-ignore-shared'), ramStarted: false, blockStarted: false, lz4 };
   const footers = r.chance(0.95);
@@ -551,12 +586,21 @@ export function hostileStream(r: Rng): Uint8Array {
     } else if (roll < 18) {
       const cmd = r.chance(0.8) ? r.int(11) : r.pick([0, 11, 0xffff, 7]);
       const len = r.pick([0, 4, 16, 1, 3, r.int(64), 0xffff]);
-      w.w.u8(0x08).be16(cmd).be16(len).bytes(r.bytes(Math.min(len, r.chance(0.9) ? len : r.int(len + 1))));
+      w.w
+        .u8(0x08)
+        .be16(cmd)
+        .be16(len)
+        .bytes(r.bytes(Math.min(len, r.chance(0.9) ? len : r.int(len + 1))));
     } else if (roll === 18) {
       w.w.u8(r.pick([0x01, 0x02, 0x03, 0x05, 0x06, 0x07, 0x09, 0x7e, 0xff]));
       if (r.chance(0.5)) w.w.be32(r.int(4));
     } else {
-      w.w.u8(r.pick([0x01, 0x04])).be32(r.int(10)).str8(r.pick(['timer', 'ram', 'block', 'dirty-bitmap', ''])).be32(0).be32(r.int(5));
+      w.w
+        .u8(r.pick([0x01, 0x04]))
+        .be32(r.int(10))
+        .str8(r.pick(['timer', 'ram', 'block', 'dirty-bitmap', '']))
+        .be32(0)
+        .be32(r.int(5));
     }
   }
   tail(r, w);

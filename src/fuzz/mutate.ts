@@ -24,7 +24,7 @@ function extremes(bits: number, old: number, kind: Field['kind']): number[] {
     v.push(2 ** 53 - 1, 2 ** 53, 2 ** 40, 2 ** 40 + 4096, 2 ** 33, 2 ** 32, 2 ** 32 - 4096, 2 ** 62);
     if (kind === 'ramhdr') {
       const flags = [0x02, 0x08, 0x40, 0x100, 0x04, 0x10, 0x20, 0x22, 0x28, 0x60, 0x120, 0x200, 0x80, 0x1000, 0xfff, 0x0c, 0x42, 0x104, 0x300];
-      for (let i = 0; i < 6; i++) v.push((old - (old % 4096)) + flags[(i * 7 + old) % flags.length]!);
+      for (let i = 0; i < 6; i++) v.push(old - (old % 4096) + flags[(i * 7 + old) % flags.length]!);
       v.push(old + 4096, old - 4096, old + 2 ** 33, (old % 4096) + 2 ** 40, (old % 4096) + 2 ** 52, old ^ 0x20);
     }
     if (kind === 'blkhdr') v.push(0x01, 0x02, 0x04, 0x08, 0x09, 0x03, 0x1ff, 0x200, (old % 512) + 2 ** 52, (old % 512) + 2 ** 41);

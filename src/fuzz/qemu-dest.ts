@@ -109,7 +109,12 @@ export class Destination {
   /** Feeds `streamPath` with `exec:cat` and waits for QEMU's verdict, at most `timeoutMs`. */
   async load(lib: QemuLib, streamPath: string, timeoutMs: number): Promise<LoadResult> {
     const t0 = performance.now();
-    const done = (status: LoadStatus, extra: Partial<LoadResult> = {}): LoadResult => ({ status, ms: performance.now() - t0, stderr: this.proc.stderr(), ...extra });
+    const done = (status: LoadStatus, extra: Partial<LoadResult> = {}): LoadResult => ({
+      status,
+      ms: performance.now() - t0,
+      stderr: this.proc.stderr(),
+      ...extra,
+    });
     let exited: { code: number | null; signal: string | null } | undefined;
     void this.proc.exited.then((x) => (exited = x));
     try {
@@ -182,6 +187,10 @@ export class DestinationPool {
   async close(): Promise<void> {
     const all = [...this.ready.values()].flat();
     this.ready.clear();
-    for (const p of all) await p.then((d) => d.dispose(), () => {});
+    for (const p of all)
+      await p.then(
+        (d) => d.dispose(),
+        () => {},
+      );
   }
 }

@@ -5,6 +5,7 @@
  * real QEMU 7.2 destination (docs/fuzzing.md). Exit 1 when a disagreement is
  * not one docs/fuzzing.md documents.
  */
+import '../node/install.js'; // migstream as the CLI runs it: node:zlib and lz4-wasm, not the portable codecs
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { runDiff, type DiffSummary } from './qemu-diff-run.js';
@@ -71,9 +72,12 @@ function printSummary(s: DiffSummary & { bothRejectSameWords?: number }): void {
   for (const [k, n] of Object.entries(s.qemuRejects).sort((a, b) => b[1] - a[1])) process.stderr.write(`    QEMU alone rejects, ${k}: ${n}\n`);
   for (const [k, n] of Object.entries(s.warnings)) process.stderr.write(`    migstream loaded with a ${k} warning: ${n}\n`);
   for (const r of s.undocumented) {
-    process.stderr.write(`UNDOCUMENTED ${r.verdict} case ${r.index} (${r.fixture}, ${r.how}): QEMU ${r.qemuStatus} ${r.qemu?.message ?? ''} | migstream ${r.migstream.status} ${r.migstream.message ?? ''}${r.differ ? ` | ${r.differ}` : ''}\n`);
+    process.stderr.write(
+      `UNDOCUMENTED ${r.verdict} case ${r.index} (${r.fixture}, ${r.how}): QEMU ${r.qemuStatus} ${r.qemu?.message ?? ''} | migstream ${r.migstream.status} ${r.migstream.message ?? ''}${r.differ ? ` | ${r.differ}` : ''}\n`,
+    );
   }
-  if (s.bothRejectSameWords !== undefined) process.stderr.write(`  both rejected with QEMU's words in migstream's message: ${s.bothRejectSameWords} of ${s.verdicts['both-reject']}\n`);
+  if (s.bothRejectSameWords !== undefined)
+    process.stderr.write(`  both rejected with QEMU's words in migstream's message: ${s.bothRejectSameWords} of ${s.verdicts['both-reject']}\n`);
 }
 
 function short(s: DiffSummary): string {

@@ -39,7 +39,11 @@ export function reportRun(dir: string): DiffReport {
 }
 
 function sameWords(qemu: string, mine: string): boolean {
-  const norm = (x: string) => x.replace(/0x/g, '').replace(/\b[0-9a-f]*\d[0-9a-f]*\b/gi, 'N').toLowerCase();
+  const norm = (x: string) =>
+    x
+      .replace(/0x/g, '')
+      .replace(/\b[0-9a-f]*\d[0-9a-f]*\b/gi, 'N')
+      .toLowerCase();
   const key = norm(qemu).split(':')[0]!.trim();
   return key.length > 0 && norm(mine).includes(key);
 }

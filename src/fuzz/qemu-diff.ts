@@ -91,7 +91,10 @@ const DESTINATION = [
 
 /** Why QEMU rejected, from its error_report lines. */
 export function classifyQemu(stderr: string): QemuReason {
-  const lines = stderr.split('\n').map((l) => l.replace(/^qemu-system-\w+: /, '').trim()).filter((l) => l && !/^Expected vmdescription section/.test(l));
+  const lines = stderr
+    .split('\n')
+    .map((l) => l.replace(/^qemu-system-\w+: /, '').trim())
+    .filter((l) => l && !/^Expected vmdescription section/.test(l));
   const text = lines.join('\n');
   const named =
     /error while loading state for instance 0x[0-9a-f]+ of device '([^']+)'/.exec(text)?.[1] ??

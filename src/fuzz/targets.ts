@@ -256,7 +256,12 @@ function decodeStream(bytes: Uint8Array, chunks: number[] | undefined, findings:
         } catch (x) {
           e2 = x;
         }
-        if (e2 !== e) findings.push({ kind: 'sticky', target, message: `after ${e.code}, the decoder ${e2 === undefined ? 'accepted more input' : `threw ${String(e2)}`}` });
+        if (e2 !== e)
+          findings.push({
+            kind: 'sticky',
+            target,
+            message: `after ${e.code}, the decoder ${e2 === undefined ? 'accepted more input' : `threw ${String(e2)}`}`,
+          });
       }
     }
   }
@@ -297,7 +302,6 @@ function sameRam(a: SparseRam, b: SparseRam): string | undefined {
   }
   return undefined;
 }
-
 
 let scratchDir: string | undefined;
 let scratchSeq = 0;
@@ -421,7 +425,11 @@ function runExtract(bytes: Uint8Array, a: StreamOutcome, findings: Finding[]): v
         want.set(a.ram.page(key).subarray(0, Math.max(0, b.length - offset)), offset);
       }
       if (file.length !== b.length || Buffer.compare(file, want) !== 0) {
-        findings.push({ kind: 'extract', target: 'extract', message: `${b.idstr}: the ${file.length}-byte file differs from the ${b.length}-byte in-memory block` });
+        findings.push({
+          kind: 'extract',
+          target: 'extract',
+          message: `${b.idstr}: the ${file.length}-byte file differs from the ${b.length}-byte in-memory block`,
+        });
         return;
       }
     }
@@ -522,10 +530,12 @@ function runXbzrleCase(c: Extract<FuzzCase, { kind: 'xbzrle' }>): Finding[] {
     if (slab[i] !== CANARY) findings.push({ kind: 'page-decoder', target: 'xbzrle', message: `wrote ${GUARD + align - i} bytes before the page` });
   }
   for (let i = GUARD + align + pageSize; i < slab.length; i++) {
-    if (slab[i] !== CANARY) findings.push({ kind: 'page-decoder', target: 'xbzrle', message: `wrote byte ${i - GUARD - align} past the ${pageSize}-byte page` });
+    if (slab[i] !== CANARY)
+      findings.push({ kind: 'page-decoder', target: 'xbzrle', message: `wrote byte ${i - GUARD - align} past the ${pageSize}-byte page` });
   }
   if (got !== want) findings.push({ kind: 'page-decoder', target: 'xbzrle', message: `returned ${got}, QEMU's decoder ${want}` });
-  else if (want >= 0 && Buffer.compare(page, ref) !== 0) findings.push({ kind: 'page-decoder', target: 'xbzrle', message: 'decoded page differs from the reference' });
+  else if (want >= 0 && Buffer.compare(page, ref) !== 0)
+    findings.push({ kind: 'page-decoder', target: 'xbzrle', message: 'decoded page differs from the reference' });
   return findings.slice(0, 1);
 }
 
@@ -560,11 +570,24 @@ function runCodecCase(
     // fflate builds Huffman tables that zlib rejects as invalid ("invalid code lengths set", …) and
     // decodes them anyway; its inflate checks the Adler-32, so what it accepts is what was compressed.
     // Documented leniency of the portable path (docs/fuzzing.md), not a finding.
-    if (b.name === 'fflate' && a.out === undefined && b.out !== undefined && /invalid (code lengths|distances|literal\/lengths) set|invalid code/.test(String(a.error))) continue;
+    if (
+      b.name === 'fflate' &&
+      a.out === undefined &&
+      b.out !== undefined &&
+      /invalid (code lengths|distances|literal\/lengths) set|invalid code/.test(String(a.error))
+    )
+      continue;
     if ((a.out === undefined) !== (b.out === undefined)) {
-      return [{ kind: 'page-decoder', target, message: `${a.name}: ${a.out ? `${a.out.length} bytes` : String(a.error)}; ${b.name}: ${b.out ? `${b.out.length} bytes` : String(b.error)}` }];
+      return [
+        {
+          kind: 'page-decoder',
+          target,
+          message: `${a.name}: ${a.out ? `${a.out.length} bytes` : String(a.error)}; ${b.name}: ${b.out ? `${b.out.length} bytes` : String(b.error)}`,
+        },
+      ];
     }
-    if (a.out && b.out && Buffer.compare(a.out, b.out) !== 0) return [{ kind: 'page-decoder', target, message: `${a.name} and ${b.name} inflate to different bytes` }];
+    if (a.out && b.out && Buffer.compare(a.out, b.out) !== 0)
+      return [{ kind: 'page-decoder', target, message: `${a.name} and ${b.name} inflate to different bytes` }];
   }
   return [];
 }
@@ -618,7 +641,8 @@ export function runCase(c: FuzzCase, extras: ExtraCodecs = NO_EXTRAS): CaseResul
     }
     case 'lz4':
       // a differential target needs two decoders: with fewer it would pass without checking anything
-      if (extras.lz4.length < 2) return { findings: [{ kind: 'harness', target: 'lz4', message: `${extras.lz4.length} LZ4 decoder(s) loaded, the check needs 2` }], outcome: 'lz4' };
+      if (extras.lz4.length < 2)
+        return { findings: [{ kind: 'harness', target: 'lz4', message: `${extras.lz4.length} LZ4 decoder(s) loaded, the check needs 2` }], outcome: 'lz4' };
       return { findings: runCodecCase('lz4', extras.lz4, c.bytes, c.pageSize), outcome: 'lz4' };
   }
 }

@@ -55,7 +55,10 @@ if (input.engine === 'loop') {
     onFinding: ({ finding, c, index, how, sig }) => {
       // Shrinking counts against the run's time, but every finding gets a few seconds.
       const budgetMs = Math.min(input.shrinkMs, Math.max(3000, input.deadline - Date.now()));
-      const small = finding.kind === 'reference' ? c : shrink(c, sig, extras, { budgetMs, slowMs: finding.kind === 'slow' ? input.slowMs * (1 + c.bytes.length / 2 ** 20) : undefined });
+      const small =
+        finding.kind === 'reference'
+          ? c
+          : shrink(c, sig, extras, { budgetMs, slowMs: finding.kind === 'slow' ? input.slowMs * (1 + c.bytes.length / 2 ** 20) : undefined });
       port.postMessage({ type: 'finding', finding, c: small, originalLength: c.bytes.length, index, how, sig });
     },
   });
@@ -71,5 +74,17 @@ if (input.engine === 'loop') {
     mode: input.engine === 'fast-check' ? 'gen' : 'seed',
   });
   for (const f of r.findings) port.postMessage({ type: 'finding', finding: f, c: undefined, index: -1, how: input.engine, sig: '' });
-  port.postMessage({ type: 'done', stats: { cases: r.cases, ms: r.ms, findings: r.findings.length, bugs: r.bugs.size, outcomes: {}, kinds: {}, slowest: { index: -1, ms: 0, how: '' }, nextIndex: -1 } });
+  port.postMessage({
+    type: 'done',
+    stats: {
+      cases: r.cases,
+      ms: r.ms,
+      findings: r.findings.length,
+      bugs: r.bugs.size,
+      outcomes: {},
+      kinds: {},
+      slowest: { index: -1, ms: 0, how: '' },
+      nextIndex: -1,
+    },
+  });
 }

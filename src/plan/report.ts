@@ -21,10 +21,12 @@ export const PLAN_DEFINITIONS: Record<string, string> = {
   converged: "QEMU 7.2's rule: after a dirty-bitmap sync, the dirty pages × 4096 are below bandwidth estimate × downtime limit",
   rounds: 'passes over the dirty bitmap, the first full pass included; a pass ends at the sync QEMU makes when what is left drops below the threshold',
   dirtySyncCount: "QEMU's dirty-sync-count at the end: the setup sync, one per pass, the stop-and-copy's",
-  wireBytes: 'bytes of the migration stream our encoder writes for exactly the pages sent, stop-and-copy included (RAM only: no device state, no other RAMBlocks)',
+  wireBytes:
+    'bytes of the migration stream our encoder writes for exactly the pages sent, stop-and-copy included (RAM only: no device state, no other RAMBlocks)',
   downtimeMs: 'stop-and-copy bytes at the bandwidth, or its pages at the codec speed when that is slower (device state not counted)',
   codecRate: 'pages per second the setting encodes on this machine (single thread × workers up to the CPU count); bulk = first pass, delta = later passes',
-  trace: 'guest time between snapshots is replayed forwards then backwards past its end; a page that changed in an interval changes once at a fixed hashed moment inside it, a page that changed in every interval is dirtied all the time',
+  trace:
+    'guest time between snapshots is replayed forwards then backwards past its end; a page that changed in an interval changes once at a fixed hashed moment inside it, a page that changed in every interval is dirtied all the time',
 };
 
 function secs(s: number): string {
@@ -53,7 +55,14 @@ export const PLAN_HEADER = ['setting', 'converges', 'rounds', 'syncs', 'total', 
 
 function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-  return rows.map((r) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd()).join('\n');
+  return rows
+    .map((r) =>
+      r
+        .map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!)))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
 }
 
 export function describeLink(report: PlanReport): string {
@@ -108,8 +117,17 @@ const PLAN_CSS = `  .chart { position: relative; width: 100%; height: 380px; }
 
 /** A self-contained HTML report in the family of `bench --html`: table, two charts, Chart.js inlined. */
 export function renderPlanHtml(report: PlanReport, lib: ChartLibrary = loadChartLibrary()): string {
-  const rows = report.results.map((r) => `<tr${r.converged ? '' : ' class="bad"'}>${resultRow(r).map((c) => `<td>${escapeHtml(c)}</td>`).join('')}</tr>`).join('\n');
-  const rec = report.recommended ? `<b>${escapeHtml(report.recommended.label)}</b>: ${escapeHtml(report.recommended.why)}` : `none: ${escapeHtml(report.advice ?? '')}`;
+  const rows = report.results
+    .map(
+      (r) =>
+        `<tr${r.converged ? '' : ' class="bad"'}>${resultRow(r)
+          .map((c) => `<td>${escapeHtml(c)}</td>`)
+          .join('')}</tr>`,
+    )
+    .join('\n');
+  const rec = report.recommended
+    ? `<b>${escapeHtml(report.recommended.label)}</b>: ${escapeHtml(report.recommended.why)}`
+    : `none: ${escapeHtml(report.advice ?? '')}`;
   return `${reportHead('plan', report.version, report.date, lib, PLAN_CSS)}<body>
 <h1>migstream plan</h1>
 <p class="meta"><code>${escapeHtml(report.command)}</code></p>

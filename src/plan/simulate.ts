@@ -114,7 +114,9 @@ export function simulate(trace: Trace, setting: PlanSetting, options: PlanOption
   const downtimeSec = (options.downtimeLimitMs ?? 300) / 1000;
   const cap = options.timeCap ?? 600;
   const rate = options.codecRate ?? { bulk: Infinity, delta: Infinity };
-  const ac = options.autoConverge ? { initial: 20, increment: 10, max: 99, triggerThreshold: 50, ...(options.autoConverge === true ? {} : options.autoConverge) } : undefined;
+  const ac = options.autoConverge
+    ? { initial: 20, increment: 10, max: 99, triggerThreshold: 50, ...(options.autoConverge === true ? {} : options.autoConverge) }
+    : undefined;
   const deferK = options.deferHot ?? 0;
   const idstr = options.idstr ?? 'pc.ram';
   const P = trace.pages;
@@ -125,7 +127,12 @@ export function simulate(trace: Trace, setting: PlanSetting, options: PlanOption
   const cache = setting.xbzrle ? createPageCache(setting.xbzrle.policy, setting.xbzrle.cacheBytes, ps) : undefined;
   const sender = new RamSender(enc, { cache, compress: spec?.codec });
   sender.setBlocks([{ idstr, length: P * ps }]);
-  enc.header().sectionStart(RAM_SECTION).memSize([{ idstr, length: P * ps }]).ramEos().footer(RAM_SECTION.sectionId);
+  enc
+    .header()
+    .sectionStart(RAM_SECTION)
+    .memSize([{ idstr, length: P * ps }])
+    .ramEos()
+    .footer(RAM_SECTION.sectionId);
 
   const pending = new Uint8Array(P).fill(1); // QEMU's bitmap starts all dirty
   let pendingCount = P;

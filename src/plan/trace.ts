@@ -186,7 +186,7 @@ export class Trace {
     const T = this.duration;
     let marked = 0;
     if (g1 - g0 >= 2 * T) {
-      for (const list of this.dirty) for (const p of list) if (out[p] === 0) ((out[p] = 1), marked++);
+      for (const list of this.dirty) for (const p of list) if (out[p] === 0) (out[p] = 1), marked++;
       return marked;
     }
     // Split [g0, g1) into monotone segments of trace position.

@@ -203,7 +203,10 @@ export class RelayConnection {
       this.done = true;
       other.destroy();
       // The failure first: the relay must not take this connection's close for a clean end.
-      this.hooks.fail({ reason: `${side} ${ended ? 'closed' : 'went away on'} conn-${this.n} before the migration stream ended (${this.s2dIn} bytes from the source)`, code: 1 });
+      this.hooks.fail({
+        reason: `${side} ${ended ? 'closed' : 'went away on'} conn-${this.n} before the migration stream ended (${this.s2dIn} bytes from the source)`,
+        code: 1,
+      });
       this.finish();
       return;
     }

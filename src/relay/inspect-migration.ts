@@ -47,7 +47,8 @@ export async function inspectMigration(path: string): Promise<MigrationSummary> 
       const info = ev.info;
       let detail: string | undefined;
       if (info?.name === 'PING') detail = String(info.value);
-      else if (info?.name === 'POSTCOPY_ADVISE' && info.targetPageSize !== undefined) detail = `host page sizes ${info.hostPageSizes}, target page size ${info.targetPageSize}`;
+      else if (info?.name === 'POSTCOPY_ADVISE' && info.targetPageSize !== undefined)
+        detail = `host page sizes ${info.hostPageSizes}, target page size ${info.targetPageSize}`;
       else if (info?.name === 'POSTCOPY_RAM_DISCARD') {
         detail = `${info.block}: ${info.ranges.length} ranges`;
         const d = discards.get(info.block) ?? { block: info.block, commands: 0, ranges: 0, bytes: 0 };
@@ -119,12 +120,18 @@ export function renderMigration(m: MigrationSummary): string[] {
       ? `phases: precopy only, ${p.precopyRamSections} RAM sections, ${p.precopyPages} pages`
       : `phases: precopy ${p.precopyRamSections} RAM sections (${p.precopyPages} pages), switch to postcopy, postcopy ${p.postcopyRamSections} RAM sections (${p.postcopyPages} pages pushed on the main channel, ${p.preemptPages} on the preempt channel)`,
   );
-  out.push(`commands: ${m.commands.map((c) => `${c.name}${c.detail ? ` (${c.detail})` : ''}${c.nested ? ` [${c.nested.join(', ')}]` : ''}`).join(', ') || 'none'}`);
+  out.push(
+    `commands: ${m.commands.map((c) => `${c.name}${c.detail ? ` (${c.detail})` : ''}${c.nested ? ` [${c.nested.join(', ')}]` : ''}`).join(', ') || 'none'}`,
+  );
   for (const d of m.discards) out.push(`discards: ${d.block}: ${d.commands} commands, ${d.ranges} ranges, ${d.bytes} bytes`);
   const r = m.returnPath;
   if (r) {
-    const msgs = Object.entries(r.messages).map(([k, v]) => `${k} ${v}`).join(', ');
-    out.push(`return path: ${msgs || 'no messages'}; PONGs in order ${r.pongs.join(', ') || '-'}; ${r.requestedPages} pages requested${r.shut !== undefined ? `; SHUT ${r.shut}` : ''}`);
+    const msgs = Object.entries(r.messages)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', ');
+    out.push(
+      `return path: ${msgs || 'no messages'}; PONGs in order ${r.pongs.join(', ') || '-'}; ${r.requestedPages} pages requested${r.shut !== undefined ? `; SHUT ${r.shut}` : ''}`,
+    );
   }
   return out;
 }

@@ -28,7 +28,10 @@ export class RecordingWriter {
   private readonly fds = new Map<string, number>();
   private readonly entries: RecordingIndexEntry[] = [];
 
-  constructor(readonly dir: string, private readonly meta: Record<string, unknown>) {
+  constructor(
+    readonly dir: string,
+    private readonly meta: Record<string, unknown>,
+  ) {
     mkdirSync(dir, { recursive: true });
   }
 

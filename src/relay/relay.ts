@@ -61,9 +61,7 @@ export class Relay {
 
   constructor(private readonly opts: RelayOptions) {
     this.done = new Promise((r) => (this.resolveDone = r));
-    this.recorder = opts.record
-      ? new RecordingWriter(opts.record, { listen: formatUri(opts.listen), connect: formatUri(opts.connect) })
-      : undefined;
+    this.recorder = opts.record ? new RecordingWriter(opts.record, { listen: formatUri(opts.listen), connect: formatUri(opts.connect) }) : undefined;
     this.server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (s) => this.accept(s));
     this.server.on('error', (e) => this.fail({ reason: `cannot listen on ${formatUri(opts.listen)}: ${e.message}`, code: 1 }));
     if (opts.listen.kind === 'unix') rmSync(opts.listen.path, { force: true });
@@ -119,11 +117,18 @@ export class Relay {
         dst.removeAllListeners('error');
         dst.setNoDelay?.(true);
         src.setNoDelay?.(true);
-        const c = new RelayConnection(n, src, dst, this.opts.transcode, {
-          fail: (f) => this.fail(f),
-          closed: (conn) => this.closed(conn),
-          activity: () => this.activity(),
-        }, this.recorder);
+        const c = new RelayConnection(
+          n,
+          src,
+          dst,
+          this.opts.transcode,
+          {
+            fail: (f) => this.fail(f),
+            closed: (conn) => this.closed(conn),
+            activity: () => this.activity(),
+          },
+          this.recorder,
+        );
         this.conns.push(c);
         resolve();
       });

@@ -34,12 +34,18 @@ export function readBlockRecord(this: StreamDecoder, r: ByteReader): void {
     let length = BLK_CHUNK_SIZE;
     if (flags & BLK_VAR_CHUNK) {
       if (!this.extensions.has('block-chunks')) {
-        throw new MigstreamError('BAD_BLOCK_RECORD', at, `Unknown block migration flags: 0x${flags.toString(16)} (a variable-size chunk, but no manifest declared the "block-chunks" extension)`);
+        throw new MigstreamError(
+          'BAD_BLOCK_RECORD',
+          at,
+          `Unknown block migration flags: 0x${flags.toString(16)} (a variable-size chunk, but no manifest declared the "block-chunks" extension)`,
+        );
       }
       const lenAt = r.offset;
       length = r.be32('a block chunk length');
       if (length === 0 || length > VAR_CHUNK_MAX || length % 512 !== 0) {
-        throw new MigstreamError('BAD_BLOCK_RECORD', lenAt, `expected a chunk length of 512..${VAR_CHUNK_MAX} bytes in whole sectors, found ${length}`, { device });
+        throw new MigstreamError('BAD_BLOCK_RECORD', lenAt, `expected a chunk length of 512..${VAR_CHUNK_MAX} bytes in whole sectors, found ${length}`, {
+          device,
+        });
       }
       if (!zero && length > this.limits.maxBlockChunk) {
         throw new MigstreamError('LIMIT', lenAt, `block chunk of ${length} bytes exceeds the limit of ${this.limits.maxBlockChunk}`, { device });
@@ -61,7 +67,7 @@ export function readBlockRecord(this: StreamDecoder, r: ByteReader): void {
     }
   } else if (flags & BLK_PROGRESS) {
     // past 2^53, the low 32 bits of header >> 9: what QEMU's (int) cast prints, and a header transcode can write back
-    this.emit({ type: 'block-progress', percent: huge ? ((((hi & 0x1ff) << 23) | (lo >>> 9)) >>> 0) : sector });
+    this.emit({ type: 'block-progress', percent: huge ? (((hi & 0x1ff) << 23) | (lo >>> 9)) >>> 0 : sector });
   } else if (!(flags & BLK_EOS)) {
     throw new MigstreamError('BAD_BLOCK_RECORD', at, `Unknown block migration flags: 0x${flags.toString(16)}`);
   }
@@ -72,12 +78,31 @@ export function readBlockRecord(this: StreamDecoder, r: ByteReader): void {
 }
 
 // A compressed variable-size chunk: after the length, a codec byte and be32 clen (1 <= clen < length).
-export function readCompressedChunk(this: StreamDecoder, r: ByteReader, at: number, flags: number, device: string, sector: number, length: number, start: number): void {
+export function readCompressedChunk(
+  this: StreamDecoder,
+  r: ByteReader,
+  at: number,
+  flags: number,
+  device: string,
+  sector: number,
+  length: number,
+  start: number,
+): void {
   if (!this.extensions.has('chunk-compression')) {
-    throw new MigstreamError('BAD_BLOCK_RECORD', at, `Unknown block migration flags: 0x${flags.toString(16)} (a compressed chunk, but no manifest declared the "chunk-compression" extension)`, { device });
+    throw new MigstreamError(
+      'BAD_BLOCK_RECORD',
+      at,
+      `Unknown block migration flags: 0x${flags.toString(16)} (a compressed chunk, but no manifest declared the "chunk-compression" extension)`,
+      { device },
+    );
   }
   if (!(flags & BLK_VAR_CHUNK) || flags & BLK_ZERO_BLOCK) {
-    throw new MigstreamError('BAD_BLOCK_RECORD', at, `Unknown block migration flags: 0x${flags.toString(16)} (a compressed chunk must be a variable-size, non-zero chunk)`, { device });
+    throw new MigstreamError(
+      'BAD_BLOCK_RECORD',
+      at,
+      `Unknown block migration flags: 0x${flags.toString(16)} (a compressed chunk must be a variable-size, non-zero chunk)`,
+      { device },
+    );
   }
   const codecAt = r.offset;
   const id = r.u8('a chunk codec byte');
@@ -103,7 +128,18 @@ export function readCompressedChunk(this: StreamDecoder, r: ByteReader, at: numb
       throw new MigstreamError('DECOMPRESS', dataOffset, `${codec} chunk inflated to ${data.length} bytes, the record says ${length}`, { device });
     }
   }
-  const ev: BlockChunkEvent = { type: 'block-chunk', device, sector, length, zero: false, data, codec, compressedBytes: clen, dataOffset, wireBytes: r.pos - start };
+  const ev: BlockChunkEvent = {
+    type: 'block-chunk',
+    device,
+    sector,
+    length,
+    zero: false,
+    data,
+    codec,
+    compressedBytes: clen,
+    dataOffset,
+    wireBytes: r.pos - start,
+  };
   if (this.defer) ev.encoded = true;
   this.emit(ev);
 }

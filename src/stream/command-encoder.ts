@@ -30,7 +30,10 @@ export function encodeCommand(info: CommandInfo): Uint8Array {
 
 /** PACKAGED: the command with len 4 (be32 N), then the N bytes of the nested stream. */
 export function encodePackaged(nested: Uint8Array): Uint8Array {
-  return new ByteWriter(9 + nested.length).bytes(encodeCommand({ name: 'PACKAGED', length: nested.length })).bytes(nested).take();
+  return new ByteWriter(9 + nested.length)
+    .bytes(encodeCommand({ name: 'PACKAGED', length: nested.length }))
+    .bytes(nested)
+    .take();
 }
 
 /** migration.c's enum mig_rp_message_type. */

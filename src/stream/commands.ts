@@ -60,7 +60,8 @@ export function commandInfo(command: number, payload: Uint8Array, at: number, pa
       const nameLen = payload[1]!;
       const pairs = payload.length - 3 - nameLen;
       if (pairs < 0 || pairs % 16 !== 0) throw new MigstreamError('BAD_COMMAND', at + 3, `CMD_POSTCOPY_RAM_DISCARD invalid length (${payload.length})`);
-      if (payload[2 + nameLen] !== 0) throw new MigstreamError('BAD_COMMAND', at + 7 + nameLen, 'CMD_POSTCOPY_RAM_DISCARD: expected the NUL after the RAMBlock name');
+      if (payload[2 + nameLen] !== 0)
+        throw new MigstreamError('BAD_COMMAND', at + 7 + nameLen, 'CMD_POSTCOPY_RAM_DISCARD: expected the NUL after the RAMBlock name');
       const block = new TextDecoder().decode(payload.subarray(2, 2 + nameLen));
       const ranges: [number, number][] = [];
       for (let p = 3 + nameLen; p < payload.length; p += 16) ranges.push([be64(p), be64(p + 8)]);
@@ -68,7 +69,8 @@ export function commandInfo(command: number, payload: Uint8Array, at: number, pa
     }
     case 'RECV_BITMAP': {
       const len = payload[0] ?? -1;
-      if (len < 0 || payload.length !== 1 + len) throw new MigstreamError('BAD_COMMAND', at + 3, `CMD_RECV_BITMAP: expected a length byte and that many name bytes, found ${payload.length} bytes`);
+      if (len < 0 || payload.length !== 1 + len)
+        throw new MigstreamError('BAD_COMMAND', at + 3, `CMD_RECV_BITMAP: expected a length byte and that many name bytes, found ${payload.length} bytes`);
       return { name, block: new TextDecoder().decode(payload.subarray(1)) };
     }
     case 'OPEN_RETURN_PATH':
@@ -111,17 +113,33 @@ export function decodePackage(bytes: Uint8Array, offset: number, pageSize: numbe
       if (name === 'PACKAGED') throw new MigstreamError('BAD_COMMAND', offset + p, 'PACKAGED inside PACKAGED');
       if (p + 5 + len > bytes.length) throw new MigstreamError('BAD_COMMAND', offset + p + 3, `PACKAGED: ${name}'s ${len} bytes run past the package`);
       const payload = bytes.subarray(p + 5, p + 5 + len);
-      info.commands.push({ command, name, payload, info: commandInfo(command, payload, offset + p, pageSize), offset: offset + p, before: info.devices.length });
+      info.commands.push({
+        command,
+        name,
+        payload,
+        info: commandInfo(command, payload, offset + p, pageSize),
+        offset: offset + p,
+        before: info.devices.length,
+      });
       p += 5 + len;
     } else if (type === VM_SECTION_FULL) {
       const h = fullHeader(bytes, v, p);
       if (!h) throw new MigstreamError('BAD_SECTION', offset + p, 'PACKAGED: expected a device section header');
       const close = sectionEnd(bytes, v, h.end, h.sectionId);
-      if (close < 0) throw new MigstreamError('BAD_SECTION', offset + bytes.length, `PACKAGED: expected the footer of device section "${h.idstr}" (section id ${h.sectionId})`);
+      if (close < 0)
+        throw new MigstreamError(
+          'BAD_SECTION',
+          offset + bytes.length,
+          `PACKAGED: expected the footer of device section "${h.idstr}" (section id ${h.sectionId})`,
+        );
       info.devices.push({ sectionId: h.sectionId, idstr: h.idstr, instanceId: h.instanceId, versionId: h.versionId, offset: offset + p, size: close - h.end });
       p = close + 5;
     } else {
-      throw new MigstreamError('BAD_SECTION', offset + p, `PACKAGED: expected a command (0x08) or a device section (0x04), found 0x${type.toString(16).padStart(2, '0')}`);
+      throw new MigstreamError(
+        'BAD_SECTION',
+        offset + p,
+        `PACKAGED: expected a command (0x08) or a device section (0x04), found 0x${type.toString(16).padStart(2, '0')}`,
+      );
     }
   }
   return info;

@@ -215,11 +215,8 @@ export class StreamDecoder {
       return;
     }
     this.compact();
-    const what =
-      this.needed > this.offset ? this.needWhat : this.state === 'header' ? 'the stream header' : 'the next record';
-    this.fail(
-      new MigstreamError('TRUNCATED', this.base + this.buf.length, `unexpected end of stream: expected ${what}`, this.context()),
-    );
+    const what = this.needed > this.offset ? this.needWhat : this.state === 'header' ? 'the stream header' : 'the next record';
+    this.fail(new MigstreamError('TRUNCATED', this.base + this.buf.length, `unexpected end of stream: expected ${what}`, this.context()));
   }
 
   private fail(error: MigstreamError): never {
@@ -317,7 +314,11 @@ export class StreamDecoder {
   private takeTail(chunk: Uint8Array): void {
     if (this.tailBytes + chunk.length > this.limits.maxTailBytes) {
       this.fail(
-        new MigstreamError('LIMIT', this.tailStart + this.limits.maxTailBytes, `device state after the last iterable section exceeds the limit of ${this.limits.maxTailBytes} bytes`),
+        new MigstreamError(
+          'LIMIT',
+          this.tailStart + this.limits.maxTailBytes,
+          `device state after the last iterable section exceeds the limit of ${this.limits.maxTailBytes} bytes`,
+        ),
       );
     }
     this.tailKept.push(chunk.slice());
@@ -333,7 +334,7 @@ export class StreamDecoder {
       throw new MigstreamError('BAD_MAGIC', 0, `expected magic 0x5145564d ("QEVM"), found 0x${hex(magic, 8)}`);
     }
     if (version === VM_FILE_VERSION_COMPAT) {
-      throw new MigstreamError('BAD_VERSION', 4, 'SaveVM v2 format is obsolete and don\'t work anymore');
+      throw new MigstreamError('BAD_VERSION', 4, "SaveVM v2 format is obsolete and don't work anymore");
     }
     if (version !== VM_FILE_VERSION) {
       throw new MigstreamError('BAD_VERSION', 4, `Unsupported migration stream version: expected 3, found ${version}`);
@@ -510,7 +511,9 @@ export class StreamDecoder {
     const info = commandInfo(command, payload, at, this.pageSize);
     if (info.name === 'POSTCOPY_ADVISE' && info.hostPageSizes !== undefined && info.hostPageSizes !== this.pageSize) this.postcopyHugePages = true;
     const pkg = info.name === 'PACKAGED' ? readPackage(r, info.length, this.limits.maxTailBytes, this.pageSize) : undefined;
-    this.emit(pkg ? { type: 'command', command, name, payload, info, package: pkg, offset: at } : { type: 'command', command, name, payload, info, offset: at });
+    this.emit(
+      pkg ? { type: 'command', command, name, payload, info, package: pkg, offset: at } : { type: 'command', command, name, payload, info, offset: at },
+    );
   }
 
   private checkOffset(block: RamBlockInfo, addr: number, huge: boolean, hi: number, loAddr: number, at: number): void {
@@ -528,7 +531,6 @@ export class StreamDecoder {
     }
     return r.str8(what, code);
   }
-
 }
 
 /** Decodes a whole stream held in memory; the incremental decoder fed once. */
@@ -541,7 +543,6 @@ export function decodeAll(bytes: Uint8Array, handler: EventHandler, options?: De
 export function hex(v: number, digits: number): string {
   return v.toString(16).padStart(digits, '0');
 }
-
 
 /** A bug in a handler or in migstream itself: still reported with the offset, never as a raw crash. */
 const internal = asMigstreamError;

@@ -155,4 +155,3 @@ export function formatWriteLog(groups: DiskWrite[][]): Uint8Array {
   }
   return out;
 }
-

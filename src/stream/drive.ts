@@ -75,7 +75,13 @@ export class DecodeDriver {
       const t = target(this.pool);
       this.writer = t.writer;
       if (this.pool) {
-        this.queue = new DecompressQueue(t.handle, { pool: this.pool, impl: options.impl, order: options.order ?? 'stream', batchPages: options.batchPages, maxInFlight: this.maxInFlight });
+        this.queue = new DecompressQueue(t.handle, {
+          pool: this.pool,
+          impl: options.impl,
+          order: options.order ?? 'stream',
+          batchPages: options.batchPages,
+          maxInFlight: this.maxInFlight,
+        });
         this.decoder = new StreamDecoder(this.queue.handle, { ...options, decompress: 'defer' });
       } else {
         this.decoder = new StreamDecoder(t.handle, options);

@@ -142,11 +142,7 @@ export function encodeManifest(extensions: ExtensionEntry[]): Uint8Array {
  * UNSUPPORTED_EXTENSION when it lists a required extension `supported`
  * doesn't have.
  */
-export function decodeManifest(
-  payload: Uint8Array,
-  offset: number,
-  supported: Readonly<Record<string, number>> = SUPPORTED_EXTENSIONS,
-): ExtensionManifest {
+export function decodeManifest(payload: Uint8Array, offset: number, supported: Readonly<Record<string, number>> = SUPPORTED_EXTENSIONS): ExtensionManifest {
   let raw: unknown;
   try {
     raw = decode(payload, { maxStrLength: 4096, maxArrayLength: 256, maxMapLength: 256, maxBinLength: 4096, maxExtLength: 0 });
@@ -159,7 +155,11 @@ export function decodeManifest(
   if (!isMap(raw)) return bad('expected a map');
   if (raw.format !== MANIFEST_FORMAT) bad(`expected format "${MANIFEST_FORMAT}", found ${JSON.stringify(raw.format)}`);
   if (raw.version !== MANIFEST_VERSION) {
-    throw new MigstreamError('UNSUPPORTED_EXTENSION', offset, `extension manifest version ${show(raw.version)}: this migstream reads version ${MANIFEST_VERSION}`);
+    throw new MigstreamError(
+      'UNSUPPORTED_EXTENSION',
+      offset,
+      `extension manifest version ${show(raw.version)}: this migstream reads version ${MANIFEST_VERSION}`,
+    );
   }
   if (!Array.isArray(raw.extensions)) return bad('expected an "extensions" array');
   const extensions: ExtensionEntry[] = [];

@@ -19,7 +19,11 @@ export class PreemptDecoder {
   private ended = false;
   private readonly blocks: Map<string, RamBlockInfo>;
 
-  constructor(blocks: RamBlockInfo[], private readonly pageSize: number, private readonly emit: EventHandler) {
+  constructor(
+    blocks: RamBlockInfo[],
+    private readonly pageSize: number,
+    private readonly emit: EventHandler,
+  ) {
     this.blocks = new Map(blocks.map((b) => [b.idstr, b]));
   }
 
@@ -29,7 +33,8 @@ export class PreemptDecoder {
 
   push(chunk: Uint8Array): void {
     if (chunk.length === 0) return;
-    if (this.ended) throw new MigstreamError('TRAILING_DATA', this.base + this.buf.length, 'expected the end of the preempt channel after its EOS, found more bytes');
+    if (this.ended)
+      throw new MigstreamError('TRAILING_DATA', this.base + this.buf.length, 'expected the end of the preempt channel after its EOS, found more bytes');
     this.buf = this.buf.length === 0 ? chunk : concatBytes([this.buf, chunk]);
     const r = new ByteReader(this.buf, this.base);
     let done = 0;
@@ -69,7 +74,11 @@ export class PreemptDecoder {
       return;
     }
     if (type !== RAM_ZERO && type !== RAM_PAGE) {
-      throw new MigstreamError('BAD_RAM_RECORD', at, `Unknown combination of migration flags: 0x${flags.toString(16)} (the preempt channel carries ZERO and PAGE records)`);
+      throw new MigstreamError(
+        'BAD_RAM_RECORD',
+        at,
+        `Unknown combination of migration flags: 0x${flags.toString(16)} (the preempt channel carries ZERO and PAGE records)`,
+      );
     }
     let block = this.last;
     if (!(flags & RAM_CONTINUE)) {
@@ -89,7 +98,9 @@ export class PreemptDecoder {
       data = r.bytes(this.pageSize, 'the data of a PAGE record');
     }
     if (addr + this.pageSize > block.length) {
-      throw new MigstreamError('BAD_OFFSET', at, `Illegal RAM offset 0x${addr.toString(16)}: block is 0x${block.length.toString(16)} bytes`, { ramBlock: block.idstr });
+      throw new MigstreamError('BAD_OFFSET', at, `Illegal RAM offset 0x${addr.toString(16)}: block is 0x${block.length.toString(16)} bytes`, {
+        ramBlock: block.idstr,
+      });
     }
     this.last = block;
     const kind = type === RAM_ZERO ? 'zero' : 'normal';

@@ -56,13 +56,19 @@ export function readRamRecord(this: StreamDecoder, r: ByteReader): void {
       const encoding = r.u8('the XBZRLE encoding flag');
       const elen = r.be16('the XBZRLE length');
       if (encoding !== ENCODING_FLAG_XBZRLE) {
-        throw new MigstreamError('XBZRLE_DECODE', encAt, `Failed to load XBZRLE page - wrong compression! expected 0x01, found 0x${hex(encoding, 2)}`, { ramBlock: block.idstr });
+        throw new MigstreamError('XBZRLE_DECODE', encAt, `Failed to load XBZRLE page - wrong compression! expected 0x01, found 0x${hex(encoding, 2)}`, {
+          ramBlock: block.idstr,
+        });
       }
       if (elen > this.pageSize) {
-        throw new MigstreamError('XBZRLE_DECODE', encAt + 1, `Failed to load XBZRLE page - len overflow! ${elen} > ${this.pageSize}`, { ramBlock: block.idstr });
+        throw new MigstreamError('XBZRLE_DECODE', encAt + 1, `Failed to load XBZRLE page - len overflow! ${elen} > ${this.pageSize}`, {
+          ramBlock: block.idstr,
+        });
       }
       if (elen > this.limits.maxXbzrleLength) {
-        throw new MigstreamError('LIMIT', encAt + 1, `XBZRLE payload of ${elen} bytes exceeds the limit of ${this.limits.maxXbzrleLength}`, { ramBlock: block.idstr });
+        throw new MigstreamError('LIMIT', encAt + 1, `XBZRLE payload of ${elen} bytes exceeds the limit of ${this.limits.maxXbzrleLength}`, {
+          ramBlock: block.idstr,
+        });
       }
       dataOffset = r.offset;
       data = r.bytes(elen, 'the XBZRLE data');
@@ -81,10 +87,14 @@ export function readRamRecord(this: StreamDecoder, r: ByteReader): void {
       const lenAt = r.offset;
       const clen = r.be32('a compressed page length');
       if (clen > compressBound(this.pageSize)) {
-        throw new MigstreamError('DECOMPRESS', lenAt, `Invalid compressed data length: ${clen} (at most ${compressBound(this.pageSize)})`, { ramBlock: block.idstr });
+        throw new MigstreamError('DECOMPRESS', lenAt, `Invalid compressed data length: ${clen} (at most ${compressBound(this.pageSize)})`, {
+          ramBlock: block.idstr,
+        });
       }
       if (clen > this.limits.maxCompressedLength) {
-        throw new MigstreamError('LIMIT', lenAt, `compressed page of ${clen} bytes exceeds the limit of ${this.limits.maxCompressedLength}`, { ramBlock: block.idstr });
+        throw new MigstreamError('LIMIT', lenAt, `compressed page of ${clen} bytes exceeds the limit of ${this.limits.maxCompressedLength}`, {
+          ramBlock: block.idstr,
+        });
       }
       dataOffset = r.offset;
       const compressed = r.bytes(clen, 'compressed page data');
@@ -94,7 +104,9 @@ export function readRamRecord(this: StreamDecoder, r: ByteReader): void {
         try {
           data = this.inflate(compressed, this.pageSize);
         } catch (e) {
-          throw new MigstreamError('DECOMPRESS', dataOffset, `decompress data failed: ${e instanceof Error ? e.message : String(e)}`, { ramBlock: block.idstr });
+          throw new MigstreamError('DECOMPRESS', dataOffset, `decompress data failed: ${e instanceof Error ? e.message : String(e)}`, {
+            ramBlock: block.idstr,
+          });
         }
       }
       kind = 'compressed';
@@ -109,7 +121,9 @@ export function readRamRecord(this: StreamDecoder, r: ByteReader): void {
         throw new MigstreamError('DECOMPRESS', lenAt, `Invalid LZ4 page length: ${clen} (1..${lz4Bound(this.pageSize)})`, { ramBlock: block.idstr });
       }
       if (clen > this.limits.maxCompressedLength) {
-        throw new MigstreamError('LIMIT', lenAt, `LZ4 page of ${clen} bytes exceeds the limit of ${this.limits.maxCompressedLength}`, { ramBlock: block.idstr });
+        throw new MigstreamError('LIMIT', lenAt, `LZ4 page of ${clen} bytes exceeds the limit of ${this.limits.maxCompressedLength}`, {
+          ramBlock: block.idstr,
+        });
       }
       dataOffset = r.offset;
       const compressed = r.bytes(clen, 'LZ4 page data');
@@ -119,7 +133,9 @@ export function readRamRecord(this: StreamDecoder, r: ByteReader): void {
         try {
           data = this.lz4Page(compressed, this.pageSize);
         } catch (e) {
-          throw new MigstreamError('DECOMPRESS', dataOffset, `LZ4 page failed to decompress: ${e instanceof Error ? e.message : String(e)}`, { ramBlock: block.idstr });
+          throw new MigstreamError('DECOMPRESS', dataOffset, `LZ4 page failed to decompress: ${e instanceof Error ? e.message : String(e)}`, {
+            ramBlock: block.idstr,
+          });
         }
       }
       kind = 'lz4';
@@ -133,11 +149,22 @@ export function readRamRecord(this: StreamDecoder, r: ByteReader): void {
       const lenAt = r.offset;
       const len = r.u8('a digest length');
       if (len !== this.digestLength) {
-        throw new MigstreamError('BAD_RAM_RECORD', lenAt, `digest of ${len} bytes: ${this.digestAlgorithm} digests have ${this.digestLength}`, { ramBlock: digestBlock.idstr });
+        throw new MigstreamError('BAD_RAM_RECORD', lenAt, `digest of ${len} bytes: ${this.digestAlgorithm} digests have ${this.digestLength}`, {
+          ramBlock: digestBlock.idstr,
+        });
       }
       const digest = r.bytes(len, 'the digest').slice();
       this.lastBlock = digestBlock;
-      this.emit({ type: 'ram-digest', block: digestBlock, iteration: this.ramSections, count, algorithm: this.digestAlgorithm, digest, offset: at, wireBytes: r.pos - start });
+      this.emit({
+        type: 'ram-digest',
+        block: digestBlock,
+        iteration: this.ramSections,
+        count,
+        algorithm: this.digestAlgorithm,
+        digest,
+        offset: at,
+        wireBytes: r.pos - start,
+      });
       return;
     }
     case RAM_MEM_SIZE:
@@ -193,7 +220,11 @@ export function blockRef(this: StreamDecoder, r: ByteReader, flags: number, at: 
 // MEM_SIZE: total | 0x04, then str8 idstr + be64 used_length [+ page size] [+ mr_addr] until the lengths add up.
 export function readMemSize(this: StreamDecoder, r: ByteReader, total: number, at: number, start: number): void {
   if (total > this.limits.maxTotalRam || total === Infinity) {
-    throw new MigstreamError('LIMIT', at, `MEM_SIZE declares ${total === Infinity ? '2^53 or more' : total} bytes of RAM, above the limit of ${this.limits.maxTotalRam}`);
+    throw new MigstreamError(
+      'LIMIT',
+      at,
+      `MEM_SIZE declares ${total === Infinity ? '2^53 or more' : total} bytes of RAM, above the limit of ${this.limits.maxTotalRam}`,
+    );
   }
   if (this.postcopyHugePages) {
     throw new MigstreamError('UNSUPPORTED', at, 'MEM_SIZE with postcopy hugepage-backed RAMBlocks is not supported');

@@ -25,7 +25,10 @@ export class ReturnPathDecoder {
   private lastBlock = '';
   private shut = false;
 
-  constructor(private readonly emit: (ev: ReturnPathEvent) => void, private readonly maxBitmapBytes = 1 << 30) {}
+  constructor(
+    private readonly emit: (ev: ReturnPathEvent) => void,
+    private readonly maxBitmapBytes = 1 << 30,
+  ) {}
 
   push(chunk: Uint8Array): void {
     this.buf = this.buf.length === 0 ? chunk.slice() : concatBytes([this.buf, chunk]);
@@ -45,7 +48,12 @@ export class ReturnPathDecoder {
   }
 
   end(): void {
-    if (this.buf.length > 0) throw new MigstreamError('TRUNCATED', this.base + this.buf.length, `unexpected end of the return path: ${this.buf.length} bytes of an incomplete message`);
+    if (this.buf.length > 0)
+      throw new MigstreamError(
+        'TRUNCATED',
+        this.base + this.buf.length,
+        `unexpected end of the return path: ${this.buf.length} bytes of an incomplete message`,
+      );
   }
 
   // Returns the bytes the message at p took, 0 when it is not all there yet.
@@ -57,10 +65,20 @@ export class ReturnPathDecoder {
     const type = v.getUint16(p);
     const len = v.getUint16(p + 2);
     if (this.shut) throw new MigstreamError('TRAILING_DATA', at, 'return path: a message after SHUT');
-    if (type === 0 || type >= RP_NAMES.length) throw new MigstreamError('BAD_COMMAND', at, `Received invalid message 0x${type.toString(16).padStart(4, '0')} length 0x${len.toString(16).padStart(4, '0')}`);
+    if (type === 0 || type >= RP_NAMES.length)
+      throw new MigstreamError(
+        'BAD_COMMAND',
+        at,
+        `Received invalid message 0x${type.toString(16).padStart(4, '0')} length 0x${len.toString(16).padStart(4, '0')}`,
+      );
     const name = RP_NAMES[type]!;
     const fixed = RP_LENGTHS[type]!;
-    if (fixed >= 0 && len !== fixed) throw new MigstreamError('BAD_COMMAND', at + 2, `Received '${name}' message (0x${type.toString(16).padStart(4, '0')}) with incorrect length ${len} expecting ${fixed}`);
+    if (fixed >= 0 && len !== fixed)
+      throw new MigstreamError(
+        'BAD_COMMAND',
+        at + 2,
+        `Received '${name}' message (0x${type.toString(16).padStart(4, '0')}) with incorrect length ${len} expecting ${fixed}`,
+      );
     if (p + 4 + len > b.length) return 0;
     const q = p + 4;
     const be64 = (o: number) => v.getUint32(o) * 2 ** 32 + v.getUint32(o + 4);
@@ -79,7 +97,8 @@ export class ReturnPathDecoder {
         return 4 + len;
       case 'REQ_PAGES_ID': {
         const n = b[q + 12];
-        if (len < 13 || n === undefined || len !== 13 + n) throw new MigstreamError('BAD_COMMAND', at + 2, `REQ_PAGES_ID of ${len} bytes: expected 13 + the name length`);
+        if (len < 13 || n === undefined || len !== 13 + n)
+          throw new MigstreamError('BAD_COMMAND', at + 2, `REQ_PAGES_ID of ${len} bytes: expected 13 + the name length`);
         this.lastBlock = new TextDecoder().decode(b.subarray(q + 13, q + 13 + n));
         this.emit({ type: name, offset: at, block: this.lastBlock, start: be64(q), length: v.getUint32(q + 8) });
         return 4 + len;
@@ -91,7 +110,8 @@ export class ReturnPathDecoder {
         const after = q + len;
         if (after + 8 > b.length) return 0;
         const size = be64(after);
-        if (size > this.maxBitmapBytes) throw new MigstreamError('LIMIT', this.base + after, `RECV_BITMAP of ${size} bytes exceeds the limit of ${this.maxBitmapBytes}`);
+        if (size > this.maxBitmapBytes)
+          throw new MigstreamError('LIMIT', this.base + after, `RECV_BITMAP of ${size} bytes exceeds the limit of ${this.maxBitmapBytes}`);
         if (after + 16 + size > b.length) return 0;
         if (v.getBigUint64(after + 8 + size) !== RECV_BITMAP_ENDING) {
           throw new MigstreamError('BAD_COMMAND', this.base + after + 8 + size, 'RECV_BITMAP: expected the ending mark 0x0123456789abcdef after the bitmap');

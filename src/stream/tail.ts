@@ -111,7 +111,11 @@ function parseStrict(tail: Uint8Array, base: number, footers: boolean, maxVmdesc
       );
     }
     if (expected && (expected[devices.length]?.name !== header.idstr || expected[devices.length]?.instance_id !== header.instanceId)) {
-      throw new MigstreamError('BAD_VMDESC', base + p, `device section "${header.idstr}" ${header.instanceId} does not match the vmdesc's device #${devices.length}`);
+      throw new MigstreamError(
+        'BAD_VMDESC',
+        base + p,
+        `device section "${header.idstr}" ${header.instanceId} does not match the vmdesc's device #${devices.length}`,
+      );
     }
     devices.push({ ...header, offset: base + p, size: close - dataStart });
     p = close + 5;
@@ -183,9 +187,7 @@ function findSectionEnd(t: Uint8Array, from: number, end: number, id: number, ne
     if (t[after] !== VM_SECTION_FULL) continue;
     const h = readHeader(t, after);
     if (!h || h.end > end) continue;
-    const plausible = next
-      ? h.idstr === next.name && h.instanceId === next.instance_id
-      : h.instanceId <= 0xffff && h.versionId <= 0xffff;
+    const plausible = next ? h.idstr === next.name && h.instanceId === next.instance_id : h.instanceId <= 0xffff && h.versionId <= 0xffff;
     if (plausible) return q;
   }
   return -1;

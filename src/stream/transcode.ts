@@ -128,7 +128,11 @@ export class Transcoder {
         // (8: the configuration record follows the header).
         const bits = ev.configuration.targetPageBits;
         if (bits !== undefined && 1 << bits !== enc.pageSize) {
-          throw new MigstreamError('UNSUPPORTED', 8, `transcode: the stream's target page size is ${1 << bits} bytes, the transcoder's ${enc.pageSize} (pass pageSize: ${1 << bits})`);
+          throw new MigstreamError(
+            'UNSUPPORTED',
+            8,
+            `transcode: the stream's target page size is ${1 << bits} bytes, the transcoder's ${enc.pageSize} (pass pageSize: ${1 << bits})`,
+          );
         }
         this.ignoreShared = ev.configuration.capabilities.includes('x-ignore-shared');
         enc.raw(ev.configuration.raw);

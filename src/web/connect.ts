@@ -34,7 +34,12 @@ function isAbortError(e: unknown): boolean {
  * MigstreamError; an abort with the signal's reason; a writable aborted by
  * its source (pipeTo) with the source's error.
  */
-export function connect<T>(driver: () => DecodeDriver, queue: OutputQueue<T>, signal: AbortSignal | undefined, onEnd: () => void): Connected<T> & { driver: DecodeDriver } {
+export function connect<T>(
+  driver: () => DecodeDriver,
+  queue: OutputQueue<T>,
+  signal: AbortSignal | undefined,
+  onEnd: () => void,
+): Connected<T> & { driver: DecodeDriver } {
   let readableController!: ReadableStreamDefaultController<T>;
   let writableController!: WritableStreamDefaultController;
   let failure: { reason: unknown } | undefined;
@@ -157,9 +162,14 @@ export abstract class DriverStream<T> {
     this.pageSize = options.pageSize ?? 4096;
     const queue = new OutputQueue<T>(options.highWaterMark ?? DEFAULT_HIGH_WATER_MARK, sizeOf);
     this.queue = queue;
-    const pair = connect(() => makeDriver(queue, options.maxInFlight ?? STREAM_MAX_IN_FLIGHT), queue, options.signal, () => {
-      this.ended = true;
-    });
+    const pair = connect(
+      () => makeDriver(queue, options.maxInFlight ?? STREAM_MAX_IN_FLIGHT),
+      queue,
+      options.signal,
+      () => {
+        this.ended = true;
+      },
+    );
     this.readable = pair.readable;
     this.writable = pair.writable;
     this.driver = pair.driver;

@@ -50,7 +50,11 @@ function eventSize(ev: StreamEvent): number {
  */
 export class DecodeStream extends DriverStream<StreamEvent> {
   constructor(options: DecodeStreamOptions = {}) {
-    super(options, eventSize, (queue, maxInFlight) => new DecodeDriver({ ...options, maxInFlight }, () => ({ handle: (ev) => queue.push(cloneEvent(ev)) }), queue));
+    super(
+      options,
+      eventSize,
+      (queue, maxInFlight) => new DecodeDriver({ ...options, maxInFlight }, () => ({ handle: (ev) => queue.push(cloneEvent(ev)) }), queue),
+    );
   }
 }
 

@@ -49,7 +49,9 @@ export class TranscodeStream extends DriverStream<Uint8Array> {
           (pool) => {
             const { spec, chunkSpec } = resolveSpecs(options);
             const writer =
-              pool && (spec || chunkSpec) ? new PooledEncoder(sink, { spec, chunkSpec, pool, pageSize, batchPages: options.batchPages, maxInFlight }) : undefined;
+              pool && (spec || chunkSpec)
+                ? new PooledEncoder(sink, { spec, chunkSpec, pool, pageSize, batchPages: options.batchPages, maxInFlight })
+                : undefined;
             run.transcoder = new Transcoder(writer ?? sink, options);
             return { handle: run.transcoder.handle, writer };
           },

@@ -21,22 +21,23 @@ export const KERNEL_OUT_SLACK = 16;
 function kernel(): FunctionBuilder {
   const f = new FunctionBuilder({
     params: ['old', 'new', 'out', 'slen', 'dlen'],
-    locals: [
-      ...['i', 'd', 'start', 'run', 'k', 'w'].map((name) => ({ name, type: I32 })),
-      { name: 'eq', type: I64 },
-      { name: 'bits', type: I64 },
-    ],
+    locals: [...['i', 'd', 'start', 'run', 'k', 'w'].map((name) => ({ name, type: I32 })), { name: 'eq', type: I64 }, { name: 'bits', type: I64 }],
     exportName: 'encode',
   });
 
-  const loadBoth = (delta: number) =>
-    f.get('old').get('w').i32Add().v128Load(delta).get('new').get('w').i32Add().v128Load(delta);
+  const loadBoth = (delta: number) => f.get('old').get('w').i32Add().v128Load(delta).get('new').get('w').i32Add().v128Load(delta);
   const windowXor = (delta: number) => loadBoth(delta).v128Xor();
   /** Pushes an i64 whose bit j is set when old[w + j] === new[w + j], j < 64. */
   const equalMask64 = () => {
     for (let q = 0; q < 4; q++) {
-      loadBoth(16 * q).i8x16Eq().i8x16Bitmask().i64ExtendI32U();
-      if (q > 0) f.i64(16 * q).i64Shl().i64Or();
+      loadBoth(16 * q)
+        .i8x16Eq()
+        .i8x16Bitmask()
+        .i64ExtendI32U();
+      if (q > 0)
+        f.i64(16 * q)
+          .i64Shl()
+          .i64Or();
     }
     return f;
   };
@@ -58,16 +59,41 @@ function kernel(): FunctionBuilder {
   };
   /** Writes `run` as a 1- or 2-byte ULEB128 at out + d and advances d. */
   const putRunLength = () =>
-    f.get('run').i32(0x80).i32LtU().if()
-      .get('out').get('d').i32Add().get('run').i32Store8()
-      .get('d').i32(1).i32Add().set('d')
-    .else()
-      .get('out').get('d').i32Add()
-      .get('run').i32(0x7f).i32And().i32(0x80).i32Or()
-      .get('run').i32(7).i32ShrU().i32(8).i32Shl().i32Or()
+    f
+      .get('run')
+      .i32(0x80)
+      .i32LtU()
+      .if()
+      .get('out')
+      .get('d')
+      .i32Add()
+      .get('run')
+      .i32Store8()
+      .get('d')
+      .i32(1)
+      .i32Add()
+      .set('d')
+      .else()
+      .get('out')
+      .get('d')
+      .i32Add()
+      .get('run')
+      .i32(0x7f)
+      .i32And()
+      .i32(0x80)
+      .i32Or()
+      .get('run')
+      .i32(7)
+      .i32ShrU()
+      .i32(8)
+      .i32Shl()
+      .i32Or()
       .i32Store16()
-      .get('d').i32(2).i32Add().set('d')
-    .end();
+      .get('d')
+      .i32(2)
+      .i32Add()
+      .set('d')
+      .end();
 
   // The scan keeps one 64-byte window: `eq` has bit j set when old[w + j] === new[w + j].
   // Run ends inside it are found by shifting and ctz, so several short runs share one load.
@@ -87,20 +113,15 @@ function kernel(): FunctionBuilder {
 
   // Zero run.
   f.block('zdone').loop('zscan');
-  fromCursor(true).tee('bits').i64Eqz().i32Eqz().if()
-    .get('bits');
-  advanceByCtz().br('zdone')
-  .end();
+  fromCursor(true).tee('bits').i64Eqz().i32Eqz().if().get('bits');
+  advanceByCtz().br('zdone').end();
   // The rest of the window matches: skip 128 bytes per step while everything matches.
   f.get('w').i32(64).i32Add().set('w');
-  f.block('differs').loop('skip')
-    .get('w').get('slen').i32GeU().if().get('d').return().end(); // trailing zero run: not sent
+  f.block('differs').loop('skip').get('w').get('slen').i32GeU().if().get('d').return().end(); // trailing zero run: not sent
   f.get('w').set('i');
   windowXor(0);
   for (let q = 16; q < 128; q += 16) windowXor(q).v128Or();
-  f.v128AnyTrue().brIf('differs')
-    .get('w').i32(128).i32Add().set('w').br('skip')
-  .end().end();
+  f.v128AnyTrue().brIf('differs').get('w').i32(128).i32Add().set('w').br('skip').end().end();
   loadWindow();
   f.br('zscan');
   f.end().end(); // zscan, zdone
@@ -112,20 +133,14 @@ function kernel(): FunctionBuilder {
 
   // Non-zero run. The bytes past slen are equal, so it stops at slen at the latest.
   f.block('ndone').loop('nscan');
-  fromCursor(false).tee('bits').i64Eqz().i32Eqz().if()
-    .get('bits');
-  advanceByCtz().br('ndone')
-  .end();
+  fromCursor(false).tee('bits').i64Eqz().i32Eqz().if().get('bits');
+  advanceByCtz().br('ndone').end();
   // The rest of the window differs: skip ahead while 128 bytes at a time all differ.
   f.get('w').i32(64).i32Add().set('w');
-  f.block('someEqual').loop('nskip')
-    .get('w').set('i')
-    .get('w').get('slen').i32GeU().brIf('ndone');
+  f.block('someEqual').loop('nskip').get('w').set('i').get('w').get('slen').i32GeU().brIf('ndone');
   loadBoth(0).i8x16Eq();
   for (let q = 16; q < 128; q += 16) loadBoth(q).i8x16Eq().v128Or();
-  f.v128AnyTrue().brIf('someEqual')
-    .get('w').i32(128).i32Add().set('w').br('nskip')
-  .end().end();
+  f.v128AnyTrue().brIf('someEqual').get('w').i32(128).i32Add().set('w').br('nskip').end().end();
   loadWindow();
   f.br('nscan');
   f.end().end(); // nscan, ndone
@@ -134,17 +149,43 @@ function kernel(): FunctionBuilder {
   putRunLength();
   overflowIf('run');
   // Copy the run: whole vectors for short runs, memory.copy for long ones.
-  f.get('run').i32(64).i32LtU().if()
-    .i32(0).set('k')
+  f.get('run')
+    .i32(64)
+    .i32LtU()
+    .if()
+    .i32(0)
+    .set('k')
     .loop('copy')
-      .get('out').get('d').i32Add().get('k').i32Add()
-      .get('new').get('start').i32Add().get('k').i32Add().v128Load()
-      .v128Store()
-      .get('k').i32(16).i32Add().tee('k').get('run').i32LtU().brIf('copy')
+    .get('out')
+    .get('d')
+    .i32Add()
+    .get('k')
+    .i32Add()
+    .get('new')
+    .get('start')
+    .i32Add()
+    .get('k')
+    .i32Add()
+    .v128Load()
+    .v128Store()
+    .get('k')
+    .i32(16)
+    .i32Add()
+    .tee('k')
+    .get('run')
+    .i32LtU()
+    .brIf('copy')
     .end()
-  .else()
-    .get('out').get('d').i32Add().get('new').get('start').i32Add().get('run').memoryCopy()
-  .end();
+    .else()
+    .get('out')
+    .get('d')
+    .i32Add()
+    .get('new')
+    .get('start')
+    .i32Add()
+    .get('run')
+    .memoryCopy()
+    .end();
   f.get('d').get('run').i32Add().set('d');
   f.br('top');
   f.end().end(); // top, exit

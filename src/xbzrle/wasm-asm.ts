@@ -75,60 +75,143 @@ export class FunctionBuilder {
   }
 
   // Variables and constants
-  get(name: string): this { return this.emit(0x20, ...this.local(name)); }
-  set(name: string): this { return this.emit(0x21, ...this.local(name)); }
-  tee(name: string): this { return this.emit(0x22, ...this.local(name)); }
-  i32(value: number): this { return this.emit(0x41, ...sleb(value)); }
-  i64(value: number): this { return this.emit(0x42, ...sleb(value)); }
+  get(name: string): this {
+    return this.emit(0x20, ...this.local(name));
+  }
+  set(name: string): this {
+    return this.emit(0x21, ...this.local(name));
+  }
+  tee(name: string): this {
+    return this.emit(0x22, ...this.local(name));
+  }
+  i32(value: number): this {
+    return this.emit(0x41, ...sleb(value));
+  }
+  i64(value: number): this {
+    return this.emit(0x42, ...sleb(value));
+  }
 
   // Control
-  block(label: string): this { this.labels.push(label); return this.emit(0x02, BLOCK_VOID); }
-  loop(label: string): this { this.labels.push(label); return this.emit(0x03, BLOCK_VOID); }
-  if(): this { this.labels.push(null); return this.emit(0x04, BLOCK_VOID); }
-  else(): this { return this.emit(0x05); }
+  block(label: string): this {
+    this.labels.push(label);
+    return this.emit(0x02, BLOCK_VOID);
+  }
+  loop(label: string): this {
+    this.labels.push(label);
+    return this.emit(0x03, BLOCK_VOID);
+  }
+  if(): this {
+    this.labels.push(null);
+    return this.emit(0x04, BLOCK_VOID);
+  }
+  else(): this {
+    return this.emit(0x05);
+  }
   end(): this {
     if (this.labels.pop() === undefined) throw new Error('wasm-asm: end without block');
     return this.emit(0x0b);
   }
-  br(label: string): this { return this.emit(0x0c, ...this.depth(label)); }
-  brIf(label: string): this { return this.emit(0x0d, ...this.depth(label)); }
-  return(): this { return this.emit(0x0f); }
+  br(label: string): this {
+    return this.emit(0x0c, ...this.depth(label));
+  }
+  brIf(label: string): this {
+    return this.emit(0x0d, ...this.depth(label));
+  }
+  return(): this {
+    return this.emit(0x0f);
+  }
 
   // i32 arithmetic and unsigned comparisons
-  i32Add(): this { return this.emit(0x6a); }
-  i32Sub(): this { return this.emit(0x6b); }
-  i32And(): this { return this.emit(0x71); }
-  i32Or(): this { return this.emit(0x72); }
-  i32Shl(): this { return this.emit(0x74); }
-  i32ShrU(): this { return this.emit(0x76); }
-  i32Eqz(): this { return this.emit(0x45); }
-  i32LtU(): this { return this.emit(0x49); }
-  i32GtU(): this { return this.emit(0x4b); }
-  i32GeU(): this { return this.emit(0x4f); }
+  i32Add(): this {
+    return this.emit(0x6a);
+  }
+  i32Sub(): this {
+    return this.emit(0x6b);
+  }
+  i32And(): this {
+    return this.emit(0x71);
+  }
+  i32Or(): this {
+    return this.emit(0x72);
+  }
+  i32Shl(): this {
+    return this.emit(0x74);
+  }
+  i32ShrU(): this {
+    return this.emit(0x76);
+  }
+  i32Eqz(): this {
+    return this.emit(0x45);
+  }
+  i32LtU(): this {
+    return this.emit(0x49);
+  }
+  i32GtU(): this {
+    return this.emit(0x4b);
+  }
+  i32GeU(): this {
+    return this.emit(0x4f);
+  }
 
   // i64, for 64-byte masks
-  i64ExtendI32U(): this { return this.emit(0xad); }
-  i32WrapI64(): this { return this.emit(0xa7); }
-  i64Shl(): this { return this.emit(0x86); }
-  i64ShrU(): this { return this.emit(0x88); }
-  i64Or(): this { return this.emit(0x84); }
-  i64Xor(): this { return this.emit(0x85); }
-  i64Ctz(): this { return this.emit(0x7a); }
-  i64Eqz(): this { return this.emit(0x50); }
+  i64ExtendI32U(): this {
+    return this.emit(0xad);
+  }
+  i32WrapI64(): this {
+    return this.emit(0xa7);
+  }
+  i64Shl(): this {
+    return this.emit(0x86);
+  }
+  i64ShrU(): this {
+    return this.emit(0x88);
+  }
+  i64Or(): this {
+    return this.emit(0x84);
+  }
+  i64Xor(): this {
+    return this.emit(0x85);
+  }
+  i64Ctz(): this {
+    return this.emit(0x7a);
+  }
+  i64Eqz(): this {
+    return this.emit(0x50);
+  }
 
   // Memory: byte alignment hints, no static offset.
-  i32Store8(): this { return this.emit(0x3a, 0, 0); }
-  i32Store16(): this { return this.emit(0x3b, 0, 0); }
-  memoryCopy(): this { return this.emit(0xfc, ...uleb(10), 0, 0); }
-  v128Load(offset = 0): this { return this.emit(SIMD, ...uleb(0x00), 0, ...uleb(offset)); }
-  v128Store(): this { return this.emit(SIMD, ...uleb(0x0b), 0, 0); }
+  i32Store8(): this {
+    return this.emit(0x3a, 0, 0);
+  }
+  i32Store16(): this {
+    return this.emit(0x3b, 0, 0);
+  }
+  memoryCopy(): this {
+    return this.emit(0xfc, ...uleb(10), 0, 0);
+  }
+  v128Load(offset = 0): this {
+    return this.emit(SIMD, ...uleb(0x00), 0, ...uleb(offset));
+  }
+  v128Store(): this {
+    return this.emit(SIMD, ...uleb(0x0b), 0, 0);
+  }
 
   // SIMD
-  i8x16Eq(): this { return this.emit(SIMD, ...uleb(0x23)); }
-  i8x16Bitmask(): this { return this.emit(SIMD, ...uleb(0x64)); }
-  v128Or(): this { return this.emit(SIMD, ...uleb(0x50)); }
-  v128Xor(): this { return this.emit(SIMD, ...uleb(0x51)); }
-  v128AnyTrue(): this { return this.emit(SIMD, ...uleb(0x53)); }
+  i8x16Eq(): this {
+    return this.emit(SIMD, ...uleb(0x23));
+  }
+  i8x16Bitmask(): this {
+    return this.emit(SIMD, ...uleb(0x64));
+  }
+  v128Or(): this {
+    return this.emit(SIMD, ...uleb(0x50));
+  }
+  v128Xor(): this {
+    return this.emit(SIMD, ...uleb(0x51));
+  }
+  v128AnyTrue(): this {
+    return this.emit(SIMD, ...uleb(0x53));
+  }
 
   /** The function body with its local declarations, as the code section wants it. */
   body(): number[] {

@@ -57,9 +57,7 @@ export function deviceTail(withVmdesc = true): Uint8Array {
   const b = fullSection(4, 'cpu_common', 0, 1, Uint8Array.of(0, 0, 0, 0, 0x7e));
   const w = new ByteWriter().bytes(a).bytes(b).u8(0);
   if (withVmdesc) {
-    const json = new TextEncoder().encode(
-      '{"page_size": 4096, "devices": [{"name": "timer", "instance_id": 0}, {"name": "cpu_common", "instance_id": 0}]}',
-    );
+    const json = new TextEncoder().encode('{"page_size": 4096, "devices": [{"name": "timer", "instance_id": 0}, {"name": "cpu_common", "instance_id": 0}]}');
     w.u8(6).be32(json.length).bytes(json);
   }
   return w.take();
@@ -87,17 +85,35 @@ export function smallStream(opts: { vmdesc?: boolean } = {}): Uint8Array {
   e.ramEos().footer(2);
   e.sectionPart(2);
   e.zeroPage('pc.ram', 0);
-  e.page('pc.ram', 4096, page((i) => i * 7));
-  e.page('vga', 0, page((i) => 255 - i));
+  e.page(
+    'pc.ram',
+    4096,
+    page((i) => i * 7),
+  );
+  e.page(
+    'vga',
+    0,
+    page((i) => 255 - i),
+  );
   // XBZRLE on vga:0: bytes 0..1 become 0xaa 0xbb, byte 100 becomes 0xcc
   e.xbzrlePage('vga', 0, Uint8Array.of(0, 2, 0xaa, 0xbb, 98, 1, 0xcc));
   e.ramEos().footer(2);
   e.sectionPart(2);
-  e.page('vga', 4096, page((i) => i ^ 0x5a)); // CONTINUE across the section boundary
+  e.page(
+    'vga',
+    4096,
+    page((i) => i ^ 0x5a),
+  ); // CONTINUE across the section boundary
   e.ramEos().footer(2);
   e.sectionEnd(2);
   e.flush();
-  parts.push(compressedRecord(8192, page((i) => (i >> 4) & 0xff), 'pc.ram'));
+  parts.push(
+    compressedRecord(
+      8192,
+      page((i) => (i >> 4) & 0xff),
+      'pc.ram',
+    ),
+  );
   e.ramEos().footer(2);
   e.raw(deviceTail(opts.vmdesc !== false));
   e.flush();
@@ -107,7 +123,12 @@ export function smallStream(opts: { vmdesc?: boolean } = {}): Uint8Array {
 /** A COMPRESS_PAGE record (with its idstr: the decoder does not require CONTINUE). */
 export function compressedRecord(offset: number, data: Uint8Array, idstr: string): Uint8Array {
   const z = deflateSync(data, { level: 1 });
-  return new ByteWriter().be64(offset + 0x100).str8(idstr).be32(z.length).bytes(z).take();
+  return new ByteWriter()
+    .be64(offset + 0x100)
+    .str8(idstr)
+    .be32(z.length)
+    .bytes(z)
+    .take();
 }
 
 /** Decodes a whole stream into an in-memory RAM image, with inspect's statistics. */

@@ -1,17 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
 import { join } from 'node:path';
-import {
-  capabilityList,
-  connectQmp,
-  getConfig,
-  pollMigrate,
-  qemuArgs,
-  sleep,
-  startQemu,
-  type QemuProcess,
-  type QmpClient,
-} from '../../fixtures/qemu/lib.mjs';
+import { capabilityList, connectQmp, getConfig, pollMigrate, qemuArgs, sleep, startQemu, type QemuProcess, type QmpClient } from '../../fixtures/qemu/lib.mjs';
 import { CLI } from './cli.js';
 
 /** A QEMU of the boot-sector guest (fixtures/qemu): pc.ram in `memPath`, QMP connected. */

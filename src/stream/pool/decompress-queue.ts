@@ -310,7 +310,10 @@ export class DecompressQueue {
     const r = b.result!;
     const i = e.index!;
     if (r.error && r.error.index === i) {
-      throw new MigstreamError('DECOMPRESS', ev.dataOffset, `${ev.codec} chunk failed to decompress: ${r.error.message}`, { section: 'block', device: ev.device });
+      throw new MigstreamError('DECOMPRESS', ev.dataOffset, `${ev.codec} chunk failed to decompress: ${r.error.message}`, {
+        section: 'block',
+        device: ev.device,
+      });
     }
     if (r.error && r.error.index < i) return; // the batch failed earlier: that chunk reports it
     const start = b.outStarts![i]!;

@@ -89,7 +89,13 @@ export async function decodePooled(
           handler(ev);
         }
       : handler;
-    const queue = new DecompressQueue(downstream, { pool, impl: options.impl, order: options.order, batchPages: options.batchPages, maxInFlight: options.maxInFlight });
+    const queue = new DecompressQueue(downstream, {
+      pool,
+      impl: options.impl,
+      order: options.order,
+      batchPages: options.batchPages,
+      maxInFlight: options.maxInFlight,
+    });
     const decoder = new StreamDecoder(queue.handle, { ...options, decompress: 'defer' });
     const bytes = await feed(source, decoder, options.sliceBytes ?? 65536, () => queue.drain());
     await queue.finish();
@@ -163,7 +169,13 @@ export async function encodeDumpsPooled(
   options: DumpEncodeOptions & PoolOptions = {},
 ): Promise<DumpEncodeResult> {
   return withPool(options, async (pool) => {
-    const writer = new PooledEncoder(sink, { ...resolveSpecs(options), pool, pageSize: options.pageSize ?? 4096, batchPages: options.batchPages, maxInFlight: options.maxInFlight });
+    const writer = new PooledEncoder(sink, {
+      ...resolveSpecs(options),
+      pool,
+      pageSize: options.pageSize ?? 4096,
+      batchPages: options.batchPages,
+      maxInFlight: options.maxInFlight,
+    });
     const steps = encodeSteps(series, writer, options);
     for (;;) {
       const r = steps.next();
