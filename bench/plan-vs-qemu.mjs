@@ -18,7 +18,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { buildCpio, ensurePrerequisites } from '../fixtures/dumps/lib.mjs';
+import { buildCpio, ensurePrerequisites, qemuArgs } from '../fixtures/dumps/lib.mjs';
 import { connectQmp, quitQemu, sleep, startQemu, QEMU_BIN } from '../fixtures/qemu/lib.mjs';
 import { FileDumpSource, Trace, dirtyRateReport, measureCodecRate, parseSetting, simulate } from '../dist/plan/index.js';
 
@@ -77,35 +77,7 @@ async function main() {
   entries.push({ path: 'init', type: 'file', mode: 0o755, data: readFileSync(join(ROOT, 'bench', 'plan-guest-init')) });
   writeFileSync(initrd, buildCpio(entries));
 
-  const args = [
-    '-machine',
-    'pc-i440fx-7.2,memory-backend=pc.ram',
-    '-accel',
-    'tcg',
-    '-cpu',
-    'qemu64',
-    '-smp',
-    '1',
-    '-m',
-    `${RAM_MIB}M`,
-    '-object',
-    `memory-backend-file,id=pc.ram,share=on,mem-path=${memPath},size=${RAM_MIB}M,x-use-canonical-path-for-ramblock-id=off`,
-    '-kernel',
-    pre.kernel.path,
-    '-initrd',
-    initrd,
-    '-append',
-    'console=ttyS0 loglevel=4 panic=-1 rdinit=/init',
-    '-nodefaults',
-    '-no-user-config',
-    '-no-reboot',
-    '-display',
-    'none',
-    '-serial',
-    `file:${consolePath}`,
-    '-qmp',
-    `unix:${qmpPath},server=on,wait=off`,
-  ];
+  const args = qemuArgs({ memPath, kernel: pre.kernel.path, initrd, console: consolePath, qmp: qmpPath, ramMiB: RAM_MIB });
   const proc = startQemu(args);
   let qmp;
   const report = {

@@ -1,8 +1,17 @@
 import type { TranscodeOptions } from '../stream/transcode.js';
 import { Relay, type RelayResult } from '../relay/relay.js';
 import { replayRecording } from '../relay/replay.js';
-import { parseUri } from '../relay/uri.js';
+import { parseUri as parseAddress, type SocketAddress } from '../relay/uri.js';
 import { formatBytes, UsageError } from './io.js';
+
+/** A bad URI on the command line is a usage error (exit 2); the library says RangeError. */
+function parseUri(uri: string, flag: string): SocketAddress {
+  try {
+    return parseAddress(uri, flag);
+  } catch (e) {
+    throw e instanceof RangeError ? new UsageError(e.message) : e;
+  }
+}
 
 export const RELAY_USAGE = `  relay --listen URI --connect URI [transcode options] [--record DIR] [--once] [--idle-timeout S] [--json]
                                                relay a live migration between two QEMUs (URI: unix:PATH or
