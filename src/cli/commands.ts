@@ -12,6 +12,7 @@ import { decodeOptions, formatBytes, OutputFile, table, UsageError } from './io.
 import { inspectMigration, renderMigration } from '../relay/inspect-migration.js';
 import { isRecordingDir } from '../relay/recording.js';
 import { encodeCompressed, renderCompression, transcodeWithPool, type CompressCli } from './compression.js';
+import { embedSummary, inspectorPage } from './inspect-html.js';
 
 export async function inspectFile(path: string, strict = false): Promise<StreamSummary> {
   const stats = new StatsCollector();
@@ -33,8 +34,10 @@ export async function inspectFile(path: string, strict = false): Promise<StreamS
   return stats.summary;
 }
 
-export async function runInspect(path: string, opts: { json: boolean; strict?: boolean }): Promise<number> {
+export async function runInspect(path: string, opts: { json: boolean; strict?: boolean; html?: string }): Promise<number> {
+  const page = opts.html === undefined ? undefined : inspectorPage(); // before decoding: a missing page fails fast
   const s = await inspectFile(path, opts.strict);
+  if (opts.html !== undefined) writeFileSync(opts.html, embedSummary(page!, path, s));
   // Phases, discards and the return path: for migrations with commands and relay recordings (src/relay/inspect-migration.ts).
   const m = s.commands.length > 0 || isRecordingDir(path) ? await inspectMigration(path) : undefined;
   process.stdout.write(

@@ -17,7 +17,7 @@ import { RELAY_USAGE, runRelay, runReplay } from './relay.js';
 const USAGE = `usage: migstream <command> [options]
 
 commands:
-  inspect STREAM [--json]                      summarise a migration stream
+  inspect STREAM [--json] [--html FILE]        summarise a migration stream (--html: the browser inspector with the summary)
   extract STREAM --out DIR [--disk-size DEV=BYTES]...
                                                write RAMBlocks, disks and devices.json into DIR
   transcode IN OUT [--xbzrle[=SIZE]] [--cache-policy lru|qemu] [--stats]
@@ -52,8 +52,9 @@ async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
     case 'inspect': {
-      const { values, positionals } = parse(rest, { json: { type: 'boolean' }, strict: { type: 'boolean' } });
-      return runInspect(one(positionals, 'STREAM'), { json: values.json === true, strict: values.strict === true });
+      const { values, positionals } = parse(rest, { json: { type: 'boolean' }, strict: { type: 'boolean' }, html: { type: 'string' } });
+      const html = values.html as string | undefined;
+      return runInspect(one(positionals, 'STREAM'), { json: values.json === true, strict: values.strict === true, html });
     }
     case 'extract': {
       const { values, positionals } = parse(rest, {
