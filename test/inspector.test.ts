@@ -1,4 +1,5 @@
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { closeSync, ftruncateSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { existsSync } from 'node:fs';
@@ -242,4 +243,63 @@ describe.skipIf(!available)('the stream inspector in headless Chromium', () => {
     expect(net.errors).toEqual([]);
     expect(net.requests).toEqual([]);
   }, 60_000);
+
+  it('a 1 GiB-RAM stream decodes in the page without the tab growing past 300 MiB (peak RSS of its renderer)', async () => {
+    // A mostly-zero 1 GiB dump with 12 MiB of random data: 262,144 page records, a 14 MiB stream.
+    const dump = join(dir, 'big.dump');
+    const fd = openSync(dump, 'w');
+    ftruncateSync(fd, 2 ** 30);
+    const data = randomBytes(12 << 20);
+    writeSync(fd, data, 0, 8 << 20, 100 << 20);
+    writeSync(fd, data, 8 << 20, 4 << 20, 900 << 20);
+    closeSync(fd);
+    const stream = join(dir, 'big.bin');
+    expect(runCli(['encode', '--dumps', dump, '--out', stream]).code).toBe(0);
+    rmSync(dump);
+    const s = JSON.parse(runCli(['inspect', stream, '--json']).stdout) as StreamSummary;
+    expect(s.ramBlocks[0]!.length).toBe(2 ** 30);
+
+    const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    const net = await openInspector(page);
+    const cdp = await page.context().newCDPSession(page);
+    await cdp.send('Performance.enable');
+    const jsHeap = async () => (await cdp.send('Performance.getMetrics')).metrics.find((m) => m.name === 'JSHeapUsedSize')!.value;
+    // The tab's renderer process (the browser names its renderers; the page's is the one that grows).
+    const bcdp = await browser.newBrowserCDPSession();
+    const procs = (await bcdp.send('SystemInfo.getProcessInfo')) as { processInfo: { type: string; id: number }[] };
+    const renderers = procs.processInfo.filter((p) => p.type === 'renderer').map((p) => p.id);
+    expect(renderers.length).toBeGreaterThan(0);
+    const status = (pid: number, field: string) => Number(readFileSync(`/proc/${pid}/status`, 'utf8').match(new RegExp(`${field}:\\s+(\\d+) kB`))![1]) / 1024;
+    const before = new Map(renderers.map((pid) => [pid, status(pid, 'VmRSS')]));
+    for (const pid of renderers) writeFileSync(`/proc/${pid}/clear_refs`, '5'); // resets VmHWM: from here it is the peak of the decode
+    let heapPeak = await jsHeap();
+    const sampler = setInterval(
+      () =>
+        jsHeap().then(
+          (v) => (heapPeak = Math.max(heapPeak, v)),
+          () => {},
+        ),
+      100,
+    );
+    expect(await pick(page, stream)).toBe('done');
+    clearInterval(sampler);
+    const growth = Math.max(...renderers.map((pid) => status(pid, 'VmHWM') - before.get(pid)!));
+    const peak = Math.max(...renderers.map((pid) => status(pid, 'VmHWM')));
+    console.log(
+      `1 GiB guest, ${(readFileSync(stream).length / 2 ** 20).toFixed(1)} MiB stream: renderer peak RSS ${peak.toFixed(0)} MiB, growth ${growth.toFixed(0)} MiB; main-thread JS heap peak ${(heapPeak / 2 ** 20).toFixed(1)} MiB`,
+    );
+    expect(growth).toBeLessThan(300);
+    const c = await counts(page);
+    expectSummaryCounts(c, s);
+    expect(c['pagemap.total']).toBe(2 ** 18);
+    // a page of the random data, rebuilt from the file
+    await page.fill('#goto-offset', String((100 << 20) + 5 * 4096));
+    await page.click('form.goto button');
+    await page.waitForSelector('.pagedetails pre.hex');
+    expect(await page.getAttribute('.pagedetails h3', 'data-page')).toBe(`pc.ram@${(100 << 20) + 5 * 4096}`);
+    expect(Buffer.from(await hexBytes(page, '.pagedetails pre.hex')).equals(data.subarray(5 * 4096, 6 * 4096))).toBe(true);
+    await page.close();
+    expect(net.errors).toEqual([]);
+    expect(net.requests).toEqual([]);
+  }, 180_000);
 });

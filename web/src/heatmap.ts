@@ -88,13 +88,15 @@ export class HeatMap {
 
   /** Highlights and reports the page at `offset` of this block. */
   selectOffset(offset: number): void {
-    this.select(Math.floor(Math.floor(offset / this.model.summary.pageSize) / this.pagesPerCell));
+    const page = Math.floor(offset / this.model.summary.pageSize);
+    this.select(Math.floor(page / this.pagesPerCell), page);
   }
 
-  private select(cell: number): void {
+  /** A cell covers `pagesPerCell` pages: a click shows its first, "go to" the exact page. */
+  private select(cell: number, page = cell * this.pagesPerCell): void {
     this.pos = cell;
     this.showCursor(true);
-    this.opts.onSelect(this.block.firstPage + cell * this.pagesPerCell);
+    this.opts.onSelect(this.block.firstPage + page);
   }
 
   private showCursor(force = false): void {

@@ -3,8 +3,8 @@
 import { MigstreamError } from '../../src/codec/errors.js';
 import { lz4Decompress, portableCodecs } from '../../src/stream/codec-table.js';
 import type { StreamEvent } from '../../src/stream/events.js';
+import { StreamDecoder } from '../../src/stream/decoder.js';
 import { StatsCollector } from '../../src/stream/stats.js';
-import { decodeEvents } from '../../src/web/decode-stream.js';
 import { xbzrleDecode } from '../../src/xbzrle/decode.js';
 import { KINDS, type BlockLayout, type FromWorker, type RecordTable, type StreamModel, type ToWorker } from './protocol.js';
 
@@ -215,14 +215,15 @@ async function decode(id: number, file: Blob, name: string): Promise<StreamModel
     }
   };
   let consumed = 0;
+  // The synchronous decoder, fed one slice at a time: the next slice is read only once this one is parsed,
+  // and events are handled in place (no copies, no promise per event), so memory stays flat.
+  const decoder = new StreamDecoder(handle);
   try {
-    const counted = (async function* () {
-      for await (const s of slices(file, progress)) {
-        consumed += s.length;
-        yield s;
-      }
-    })();
-    for await (const ev of decodeEvents(counted)) handle(ev);
+    for await (const s of slices(file, progress)) {
+      consumed += s.length;
+      decoder.push(s);
+    }
+    decoder.end();
   } catch (e) {
     const err = e instanceof MigstreamError ? e : new MigstreamError('INTERNAL', consumed, e instanceof Error ? e.message : String(e));
     const aroundStart = Math.max(0, err.offset - 128);
