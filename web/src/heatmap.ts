@@ -157,9 +157,8 @@ export function legend(mode: HeatMode, max: number): HTMLElement {
     { class: 'legend' },
     h('span', { class: 'sw', style: `background:rgb(${UNSENT.join(',')})` }),
     'not sent ',
-    h('span', { class: 'sw', style: `background:${HEAT[0]}` }),
     'once ',
-    h('span', { class: 'sw', style: `background:${HEAT[HEAT.length - 1]}` }),
-    `${max} times (log scale)`,
+    ...HEAT.map((c) => h('span', { class: 'sw', style: `background:${c}` })),
+    ` ${max} time${max === 1 ? '' : 's'} (log scale)`,
   );
 }

@@ -124,7 +124,10 @@ function pageMap(m: StreamModel): HTMLElement {
     details.replaceChildren(
       h('h3', { 'data-page': `${l.idstr}@${offset}` }, h('code', {}, l.idstr), ` offset ${hex(offset)} (${offset})`),
       h('p', {}, `sent `, count('page.sent', m.sent[page]!), ` time${m.sent[page] === 1 ? '' : 's'}`),
-      table(['record #', 'RAM section', 'kind', 'payload offset', 'payload bytes', 'wire bytes'], rows.slice(0, 200), { 'aria-label': 'records of the page' }),
+      table(['record', 'section', 'kind', 'payload at', 'payload', 'wire'], rows.slice(0, 200), {
+        'aria-label': 'records of the page: index, RAM section, kind, payload stream offset, payload bytes, wire bytes',
+      }),
+      ...(rows.length > 200 ? [h('p', { class: 'muted' }, `first 200 of ${rows.length} records shown`)] : []),
       hexBox,
     );
     const a = await ask({ type: 'page', id: nextId++, slot: 0, page });

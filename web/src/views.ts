@@ -97,7 +97,7 @@ export function devices(m: StreamModel, onHex: (start: number, length: number, i
     if (desc) body.append(fields(desc));
     else body.append(h('p', { class: 'muted' }, s.vmdesc ? 'the vmdesc does not describe this section' : 'no vmdesc: fields unknown'));
     const hexBox = h('div', {});
-    const btn = h('button', { type: 'button' }, 'show data (hex)');
+    const btn = h('button', { type: 'button' }, 'show the section (hex: header, data, footer)');
     btn.addEventListener('click', () => onHex(d.offset, d.size + 64, hexBox));
     body.append(btn, hexBox);
     list.append(

@@ -30,9 +30,17 @@ async function readBytes(file: Blob, start: number, length: number): Promise<Uin
   return new Uint8Array(await file.slice(s, Math.min(file.size, s + length)).arrayBuffer());
 }
 
+let scratch = new Uint8Array(4096);
+
+/** FNV-1a-style over 32-bit words (4× fewer steps than bytes), then the odd tail bytes. */
 function fnv(h: number, bytes: Uint8Array): number {
-  for (let i = 0; i < bytes.length; i++) h = Math.imul(h ^ bytes[i]!, 0x01000193);
-  return h >>> 0;
+  const n = bytes.length;
+  if (scratch.length < n + 4) scratch = new Uint8Array(n + 4);
+  scratch.set(bytes); // aligned: payloads are views at any offset of the decoder's buffer
+  const words = new Int32Array(scratch.buffer, 0, n >>> 2);
+  for (let i = 0; i < words.length; i++) h = Math.imul(h ^ words[i]!, 0x01000193);
+  for (let i = n & ~3; i < n; i++) h = Math.imul(h ^ bytes[i]!, 0x01000193);
+  return Math.imul(h ^ n, 0x01000193) >>> 0;
 }
 
 function fnvNumber(h: number, n: number): number {
