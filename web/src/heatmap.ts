@@ -40,7 +40,7 @@ export class HeatMap {
       width: this.cols,
       height: rows,
       tabindex: 0,
-      role: 'grid',
+      'aria-roledescription': 'page map',
       'aria-label': `page map of ${block.idstr}: ${block.pages} pages, ${this.pagesPerCell} per cell; arrow keys move, Enter shows the page`,
     });
     this.canvas.style.aspectRatio = `${this.cols} / ${rows}`;
@@ -149,15 +149,15 @@ export function legend(mode: HeatMode, max: number): HTMLElement {
       'p',
       { class: 'legend' },
       h('span', { class: 'sw', style: `background:rgb(${UNSENT.join(',')})` }),
-      'not sent ',
-      ...KINDS.flatMap((k, i) => [h('span', { class: 'sw', style: `background:${KIND_COLOURS[i]}` }), `${k} `]),
+      h('span', { class: 'lg' }, 'not sent'),
+      ...KINDS.flatMap((k, i) => [h('span', { class: 'sw', style: `background:${KIND_COLOURS[i]}` }), h('span', { class: 'lg' }, k)]),
     );
   return h(
     'p',
     { class: 'legend' },
     h('span', { class: 'sw', style: `background:rgb(${UNSENT.join(',')})` }),
-    'not sent ',
-    'once ',
+    h('span', { class: 'lg' }, 'not sent'),
+    h('span', {}, 'once'),
     ...HEAT.map((c) => h('span', { class: 'sw', style: `background:${c}` })),
     ` ${max} time${max === 1 ? '' : 's'} (log scale)`,
   );
