@@ -5,7 +5,7 @@ import { dirname, join } from 'node:path';
 import { existsSync } from 'node:fs';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadFixture } from '../fixtures/qemu/lib.mjs';
+import { decompressFixture, FIXTURES_DIR, loadFixture } from '../fixtures/qemu/lib.mjs';
 import { buildInspector } from '../web/build.mjs';
 import { MigstreamError } from '../src/codec/errors.js';
 import { decodeAll } from '../src/stream/decoder.js';
@@ -26,6 +26,13 @@ const root = join(import.meta.dirname, '..');
 const ORIGIN = 'http://localhost:8573'; // never contacted: the page is served by page.route, anything else fails the test
 const KINDS = ['zero', 'normal', 'xbzrle', 'compressed', 'lz4'] as const;
 
+/** A fixture's stream and ground-truth RAM (dirty-bitmap is not one of loadFixture's configs). */
+function fixture(name: string): { stream: Uint8Array; ram: Buffer } {
+  if (name !== 'dirty-bitmap') return loadFixture(name);
+  const dir = join(FIXTURES_DIR, name);
+  return { stream: decompressFixture(join(dir, 'stream.bin.br')), ram: decompressFixture(join(dir, 'ram.bin.br')) };
+}
+
 describe.skipIf(!available)('the stream inspector in headless Chromium', () => {
   let browser: Browser;
   let html: string;
@@ -38,9 +45,9 @@ describe.skipIf(!available)('the stream inspector in headless Chromium', () => {
     const out = join(root, 'dist/web/inspector.html');
     mkdirSync(dirname(out), { recursive: true });
     writeFileSync(out, html);
-    for (const name of ['plain', 'xbzrle-hit', 'compress-l1', 'block', 'suppress-vmdesc']) {
+    for (const name of ['plain', 'xbzrle-hit', 'compress-l1', 'block', 'suppress-vmdesc', 'dirty-bitmap']) {
       streams[name] = join(dir, `${name}.bin`);
-      writeFileSync(streams[name], loadFixture(name).stream);
+      writeFileSync(streams[name], fixture(name).stream);
     }
     browser = await chromium.launch({
       executablePath: CHROMIUM,
@@ -96,6 +103,7 @@ describe.skipIf(!available)('the stream inspector in headless Chromium', () => {
       expect(c[`block.${d.device}.chunks`]).toBe(d.chunks);
       expect(c[`block.${d.device}.zeroChunks`]).toBe(d.zeroChunks);
     }
+    for (const b of s.dirtyBitmaps) expect(c[`bitmap.${b.node}/${b.bitmap}.dirtyBytes`]).toBe(b.dirtyGranules * b.granularity);
   }
 
   /** The bytes a hex view shows. */
@@ -118,6 +126,7 @@ describe.skipIf(!available)('the stream inspector in headless Chromium', () => {
     ['compress-l1', 0x300000], // the compressible pattern: zlib pages
     ['block', 0x800000 + 63 * 4096],
     ['suppress-vmdesc', 0x800000 + 500 * 4096],
+    ['dirty-bitmap', 0x200000], // three block dirty bitmaps
   ])(
     '%s: the rendered counts equal inspect --json, the page map totals the records, a page the guest RAM',
     async (name, offset) => {
@@ -134,6 +143,7 @@ describe.skipIf(!available)('the stream inspector in headless Chromium', () => {
       expect(c['pagemap.total']).toBe(records);
       expect(s.ramBlocks.reduce((n, b) => n + c[`pagemap.${b.idstr}.records`]!, 0)).toBe(records);
       if (name === 'suppress-vmdesc') expect(await page.textContent('#devices')).toContain('split without a vmdesc');
+      if (name === 'dirty-bitmap') expect(s.dirtyBitmaps.length).toBe(3);
       if (name === 'plain') {
         await page.click('#devices details summary'); // the vmdesc's VMState fields of the first section (timer)
         expect(await page.textContent('#devices details[data-device="0"]')).toContain('cpu_ticks_offset int64, 8 bytes');
@@ -143,7 +153,7 @@ describe.skipIf(!available)('the stream inspector in headless Chromium', () => {
       await page.click('form.goto button');
       await page.waitForSelector('.pagedetails pre.hex');
       expect(await page.getAttribute('.pagedetails h3', 'data-page')).toBe(`pc.ram@${offset}`);
-      const ram = loadFixture(name).ram;
+      const ram = fixture(name).ram;
       expect(Buffer.from(await hexBytes(page, '.pagedetails pre.hex')).equals(ram.subarray(offset, offset + 4096))).toBe(true);
       await page.close();
       expect(net.errors).toEqual([]);

@@ -189,7 +189,7 @@ export function block(m: StreamModel): HTMLElement {
           formatBytes(b.granularity),
           b.enabled ? 'yes' : 'no',
           b.persistent ? 'yes' : 'no',
-          b.dirtyGranules * b.granularity,
+          count(`bitmap.${b.node}/${b.bitmap}.dirtyBytes`, b.dirtyGranules * b.granularity),
           b.complete ? 'yes' : 'no',
         ]),
         { 'aria-label': 'dirty bitmaps', 'data-table': 'bitmaps' },
