@@ -217,7 +217,9 @@ describe.skipIf(!available)('the stream inspector in headless Chromium', () => {
     await page.setInputFiles('#compare-file', bPath);
     await page.waitForSelector('#status[data-state=compared]', { timeout: 60_000 });
     expect(await page.textContent('[data-diff=iteration] .same')).toBe('identical'); // the same counts in every RAM section
-    expect(await page.getAttribute('[data-diff=record] [data-diff-at]', 'data-diff-at')).toBe(`record ${recordIndex}`);
+    expect(await page.getAttribute('[data-diff=record] [data-diff-at]', 'data-diff-at')).toBe(
+      `record ${recordIndex}: the same page and kind, a different payload`,
+    );
     expect(await page.getAttribute('[data-diff=device] [data-diff-at]', 'data-diff-at')).toBe('section 2');
     expect(await page.textContent('[data-diff=device]')).toContain(dev.idstr);
     await page.close();

@@ -46,6 +46,12 @@ await shoot('suppress-vmdesc', { width: 1280, height: 800 }, 'inspector-devices.
   await page.waitForSelector('#devices pre.hex');
   await page.evaluate(() => document.getElementById('devices').scrollIntoView());
 });
+await shoot('plain', { width: 1280, height: 800 }, 'inspector-compare.png', async (page) => {
+  const other = join(dir, 'suppress-vmdesc.bin');
+  writeFileSync(other, loadFixture('suppress-vmdesc').stream);
+  await page.setInputFiles('#compare-file', other);
+  await page.waitForSelector('#status[data-state=compared]');
+});
 await shoot('truncated', { width: 390, height: 844 }, 'inspector-phone-error.png', async () => {});
 await browser.close();
 rmSync(dir, { recursive: true, force: true });

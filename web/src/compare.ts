@@ -9,7 +9,9 @@ export interface RecordRef {
   block: string;
   offset: number;
   kind: string;
+  fill: number;
   wireBytes: number;
+  hash: number;
 }
 
 export interface Difference {
@@ -28,7 +30,16 @@ export function recordRef(m: StreamModel, i: number): RecordRef | null {
   const r = m.records;
   if (i >= r.count) return null;
   const b = blockOf(m, r.page[i]!);
-  return { index: i, iteration: r.iteration[i]!, block: b.idstr, offset: b.offset, kind: KINDS[r.kind[i]!]!, wireBytes: r.wireBytes[i]! };
+  return {
+    index: i,
+    iteration: r.iteration[i]!,
+    block: b.idstr,
+    offset: b.offset,
+    kind: KINDS[r.kind[i]!]!,
+    fill: r.fill[i]!,
+    wireBytes: r.wireBytes[i]!,
+    hash: r.hash[i]!,
+  };
 }
 
 function describeIteration(m: StreamModel, i: number): string {
@@ -77,7 +88,18 @@ export function compareModels(a: StreamModel, b: StreamModel): Difference {
 }
 
 const describeRecord = (r: RecordRef | null): string =>
-  r ? `RAM section ${r.iteration}, ${r.block} offset ${hex(r.offset)}, ${r.kind} (${r.wireBytes} bytes on the wire)` : '(no such record: the stream has fewer)';
+  r
+    ? `RAM section ${r.iteration}, ${r.block} offset ${hex(r.offset)}, ${r.kind}${r.kind === 'zero' ? ` (fill ${hex(r.fill, 2)})` : ''}, ${r.wireBytes} bytes on the wire, payload hash ${hex(r.hash, 8)}`
+    : '(no such record: the stream has fewer)';
+
+/** What tells two records apart, most significant first. */
+function recordDifference(a: RecordRef | null, b: RecordRef | null): string {
+  if (!a || !b) return 'one stream ends before the other';
+  if (a.block !== b.block || a.offset !== b.offset) return 'a different page';
+  if (a.kind !== b.kind) return 'the same page, sent as a different kind of record';
+  if (a.fill !== b.fill) return 'the same page, a different fill byte';
+  return 'the same page and kind, a different payload';
+}
 
 export function compareView(a: StreamModel, b: StreamModel): HTMLElement {
   const d = compareModels(a, b);
@@ -98,7 +120,7 @@ export function compareView(a: StreamModel, b: StreamModel): HTMLElement {
     row(
       'first differing page record',
       'record',
-      d.record ? `record ${d.record.index}` : null,
+      d.record ? `record ${d.record.index}: ${recordDifference(d.record.a, d.record.b)}` : null,
       describeRecord(d.record?.a ?? null),
       describeRecord(d.record?.b ?? null),
     ),

@@ -218,16 +218,19 @@ function pageMap(m: StreamModel): HTMLElement {
   return out;
 }
 
-function render(m: StreamModel): void {
+/** `fromFile`: the worker holds the stream (hex views, compare); false for an embedded summary. */
+function render(m: StreamModel, fromFile = true): void {
   current = m;
   const onHex = async (start: number, length: number, into: HTMLElement) => {
     const a = await ask({ type: 'bytes', id: nextId++, slot: 0, start, length });
     if (a.type === 'bytes') into.replaceChildren(hexView(a.bytes, a.start, start, 'section bytes'));
   };
-  const parts = [errorBox(m), overview(m), timeline(m), pageMap(m), devices(m, onHex), block(m), extensions(m)].filter((x): x is HTMLElement => x !== null);
+  const parts = [errorBox(m), overview(m), timeline(m), pageMap(m), devices(m, fromFile ? onHex : undefined), block(m), extensions(m)].filter(
+    (x): x is HTMLElement => x !== null,
+  );
   main.replaceChildren(...parts);
   $('nav').hidden = false;
-  $('compare-pick').hidden = !m.sent.length;
+  $('compare-pick').hidden = !fromFile;
   $('nav-error').hidden = !m.error;
   document.title = `${m.name} — migstream inspector`;
 }
@@ -278,44 +281,47 @@ if (embedded?.textContent?.trim()) {
   const e = JSON.parse(embedded.textContent) as { name: string; summary: StreamSummary };
   const s = e.summary;
   let first = 0;
-  render({
-    name: e.name,
-    fileBytes: s.streamBytes,
-    summary: s,
-    uuid: null,
-    targetPageBits: null,
-    layout: s.ramBlocks.map((b) => {
-      const l = { idstr: b.idstr, length: b.length, firstPage: first, pages: Math.ceil(b.length / s.pageSize) };
-      first += l.pages;
-      return l;
-    }),
-    sent: new Uint32Array(0),
-    how: new Uint8Array(0),
-    last: new Uint8Array(0),
-    records: {
-      count: 0,
-      page: new Uint32Array(0),
-      kind: new Uint8Array(0),
-      iteration: new Uint32Array(0),
-      dataOffset: new Float64Array(0),
-      dataLength: new Uint32Array(0),
-      fill: new Uint8Array(0),
-      wireBytes: new Uint32Array(0),
-      hash: new Uint32Array(0),
+  render(
+    {
+      name: e.name,
+      fileBytes: s.streamBytes,
+      summary: s,
+      uuid: null,
+      targetPageBits: null,
+      layout: s.ramBlocks.map((b) => {
+        const l = { idstr: b.idstr, length: b.length, firstPage: first, pages: Math.ceil(b.length / s.pageSize) };
+        first += l.pages;
+        return l;
+      }),
+      sent: new Uint32Array(0),
+      how: new Uint8Array(0),
+      last: new Uint8Array(0),
+      records: {
+        count: 0,
+        page: new Uint32Array(0),
+        kind: new Uint8Array(0),
+        iteration: new Uint32Array(0),
+        dataOffset: new Float64Array(0),
+        dataLength: new Uint32Array(0),
+        fill: new Uint8Array(0),
+        wireBytes: new Uint32Array(0),
+        hash: new Uint32Array(0),
+      },
+      sections: [],
+      sectionsTotal: 0,
+      chunks: [],
+      chunksTotal: 0,
+      digests: [],
+      commands: [],
+      manifest: s.manifest,
+      devices: (s.devices ?? []).map((d) => ({ ...d, sectionId: -1 })),
+      deviceHashes: [],
+      vmdesc: undefined,
+      warnings: s.warnings,
+      error: null,
     },
-    sections: [],
-    sectionsTotal: 0,
-    chunks: [],
-    chunksTotal: 0,
-    digests: [],
-    commands: [],
-    manifest: s.manifest,
-    devices: (s.devices ?? []).map((d) => ({ ...d, sectionId: -1 })),
-    deviceHashes: [],
-    vmdesc: undefined,
-    warnings: s.warnings,
-    error: null,
-  });
+    false,
+  );
   status.textContent = `summary of ${e.name} embedded by migstream inspect --html; open the stream file for its page map and hex views`;
   status.dataset.state = 'embedded';
 }

@@ -78,7 +78,8 @@ export function iterationTable(m: StreamModel): HTMLElement {
   );
 }
 
-export function devices(m: StreamModel, onHex: (start: number, length: number, into: HTMLElement) => void): HTMLElement {
+/** `onHex`: reads bytes of the stream file (absent for an embedded summary, which has no file). */
+export function devices(m: StreamModel, onHex?: (start: number, length: number, into: HTMLElement) => void): HTMLElement {
   const s = m.summary;
   if (!s.devices)
     return section('devices', 'Device sections', h('p', {}, `The device state (${s.deviceStateBytes} bytes) was too large to split; kept opaque.`));
@@ -95,11 +96,24 @@ export function devices(m: StreamModel, onHex: (start: number, length: number, i
     const desc = vm?.devices?.find((v) => v.name === d.idstr && v.instance_id === d.instanceId);
     const body = h('div', { class: 'devbody' });
     if (desc) body.append(fields(desc));
-    else body.append(h('p', { class: 'muted' }, s.vmdesc ? 'the vmdesc does not describe this section' : 'no vmdesc: fields unknown'));
-    const hexBox = h('div', {});
-    const btn = h('button', { type: 'button' }, 'show the section (hex: header, data, footer)');
-    btn.addEventListener('click', () => onHex(d.offset, d.size + 64, hexBox));
-    body.append(btn, hexBox);
+    else
+      body.append(
+        h(
+          'p',
+          { class: 'muted' },
+          !s.vmdesc
+            ? 'no vmdesc: fields unknown'
+            : vm
+              ? 'the vmdesc does not describe this section'
+              : 'open the stream file for the fields its vmdesc describes',
+        ),
+      );
+    if (onHex) {
+      const hexBox = h('div', {});
+      const btn = h('button', { type: 'button' }, 'show the section (hex: header, data, footer)');
+      btn.addEventListener('click', () => onHex(d.offset, d.size + 64, hexBox));
+      body.append(btn, hexBox);
+    }
     list.append(
       h(
         'details',
