@@ -28,6 +28,7 @@ const KINDS = ['zero', 'normal', 'xbzrle', 'compressed', 'lz4'] as const;
 
 /** A fixture's stream and ground-truth RAM (dirty-bitmap is not one of loadFixture's configs). */
 function fixture(name: string): { stream: Uint8Array; ram: Buffer } {
+  if (name === 'block-lz4') return { stream: new Uint8Array(0), ram: loadFixture('block').ram }; // transcoded in beforeAll
   if (name !== 'dirty-bitmap') return loadFixture(name);
   const dir = join(FIXTURES_DIR, name);
   return { stream: decompressFixture(join(dir, 'stream.bin.br')), ram: decompressFixture(join(dir, 'ram.bin.br')) };
@@ -49,6 +50,10 @@ describe.skipIf(!available)('the stream inspector in headless Chromium', () => {
       streams[name] = join(dir, `${name}.bin`);
       writeFileSync(streams[name], fixture(name).stream);
     }
+    // our extensions: LZ4 pages, 256 KiB zlib chunks, iteration digests (manifest and digest records shown)
+    streams['block-lz4'] = join(dir, 'block-lz4.bin');
+    const t = runCli(['transcode', streams.block!, streams['block-lz4'], '--compress', 'lz4', '--digest', '--chunk', '256K', '--chunk-compress', 'zlib']);
+    expect(t.code, t.stderr).toBe(0);
     browser = await chromium.launch({
       executablePath: CHROMIUM,
       args: [
@@ -127,6 +132,7 @@ describe.skipIf(!available)('the stream inspector in headless Chromium', () => {
     ['block', 0x800000 + 63 * 4096],
     ['suppress-vmdesc', 0x800000 + 500 * 4096],
     ['dirty-bitmap', 0x200000], // three block dirty bitmaps
+    ['block-lz4', 0x808000], // a hot page as LZ4 pages
   ])(
     '%s: the rendered counts equal inspect --json, the page map totals the records, a page the guest RAM',
     async (name, offset) => {
@@ -144,6 +150,12 @@ describe.skipIf(!available)('the stream inspector in headless Chromium', () => {
       expect(s.ramBlocks.reduce((n, b) => n + c[`pagemap.${b.idstr}.records`]!, 0)).toBe(records);
       if (name === 'suppress-vmdesc') expect(await page.textContent('#devices')).toContain('split without a vmdesc');
       if (name === 'dirty-bitmap') expect(s.dirtyBitmaps.length).toBe(3);
+      if (name === 'block-lz4') {
+        expect(s.totals.lz4.pages).toBeGreaterThan(1000);
+        expect(c['digests.records']).toBe(s.digests!.records);
+        const listed = await page.$$eval('#extensions table.text code', (els) => els.map((e) => e.textContent));
+        expect(listed).toEqual(s.manifest!.extensions.map((e) => e.name));
+      }
       if (name === 'plain') {
         await page.click('#devices details summary'); // the vmdesc's VMState fields of the first section (timer)
         expect(await page.textContent('#devices details[data-device="0"]')).toContain('cpu_ticks_offset int64, 8 bytes');

@@ -223,12 +223,19 @@ export function extensions(m: StreamModel): HTMLElement {
       table(
         ['extension', 'parameters'],
         man.extensions.map((e) => [h('code', {}, e.name), JSON.stringify(e.params)]),
+        { class: 'text' },
       ),
     );
   if (s.digests) {
     const d = s.digests;
     out.append(
-      h('p', {}, `iteration digests (${d.algorithm}): `, count('digests.records', d.records), ` records over ${d.pageRecords} page records, ${d.bytes} bytes`),
+      h(
+        'p',
+        {},
+        `iteration digests (${d.algorithm}): `,
+        count('digests.records', d.records),
+        ` records over ${d.pageRecords} page records, ${d.bytes} bytes (listed, not checked here: the page keeps no RAM; migstream inspect and verify check them)`,
+      ),
     );
     if (m.digests.length)
       out.append(
