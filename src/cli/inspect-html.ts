@@ -1,12 +1,13 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { basename } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { StreamSummary } from '../stream/stats.js';
 
 const PLACEHOLDER = '<script type="application/json" id="migstream-summary"></script>';
 
 /** The browser inspector built by `npm run build:web` (dist/web/inspector.html, next to dist/cli). */
 export function inspectorPage(): string {
-  const path = join(import.meta.dirname, '..', 'web', 'inspector.html');
+  const path = fileURLToPath(new URL('../web/inspector.html', import.meta.url));
   if (!existsSync(path)) throw new Error(`${path} is missing: run npm run build:web`);
   return readFileSync(path, 'utf8');
 }
