@@ -13,6 +13,7 @@ import { COMPRESS_FLAGS, COMPRESS_USAGE, compressOption } from './compression.js
 import { BENCH_HELP, runBenchCommand } from './bench.js';
 import { PLAN_HELP, runDirtyRate, runPlan } from './plan.js';
 import { RELAY_USAGE, runRelay, runReplay } from './relay.js';
+import { attachChannels } from '../multifd/files.js';
 
 const USAGE = `usage: migstream <command> [options]
 
@@ -43,7 +44,8 @@ ${RELAY_USAGE}
 ${BENCH_HELP}
 ${PLAN_HELP}
 
-STREAM, IN may be "-" (stdin); OUT may be "-" (stdout).
+STREAM, IN may be "-" (stdin); OUT may be "-" (stdout). A multifd migration: a relay recording directory, or
+its main channel as STREAM/IN with --channel FILE for each multifd channel (inspect, extract, verify, transcode).
 --strict (inspect, extract, transcode, verify): a damaged vmdesc trailer after EOF is an error (exit 3);
 without it, a warning on stderr, as QEMU 7.2 skips the trailer and loads such a stream.
 exit status: 0 ok, 1 I/O or internal error, 2 usage error, 3 malformed or unsupported stream`;
@@ -52,17 +54,26 @@ async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
     case 'inspect': {
-      const { values, positionals } = parse(rest, { json: { type: 'boolean' }, strict: { type: 'boolean' } });
-      return runInspect(one(positionals, 'STREAM'), { json: values.json === true, strict: values.strict === true });
+      const { values, positionals } = parse(rest, { json: { type: 'boolean' }, strict: { type: 'boolean' }, channel: CHANNEL });
+      return runInspect(channels(one(positionals, 'STREAM'), values.channel as string[] | undefined), {
+        json: values.json === true,
+        strict: values.strict === true,
+      });
     }
     case 'extract': {
       const { values, positionals } = parse(rest, {
         out: { type: 'string' },
         'disk-size': { type: 'string', multiple: true },
         strict: { type: 'boolean' },
+        channel: CHANNEL,
       });
       if (typeof values.out !== 'string') throw new UsageError('extract needs --out DIR');
-      return runExtract(one(positionals, 'STREAM'), values.out, parseSizes(values['disk-size'] as string[] | undefined), values.strict === true);
+      return runExtract(
+        channels(one(positionals, 'STREAM'), values.channel as string[] | undefined),
+        values.out,
+        parseSizes(values['disk-size'] as string[] | undefined),
+        values.strict === true,
+      );
     }
     case 'transcode': {
       const { values, positionals } = parse(withOptionalValue(rest, '--xbzrle'), {
@@ -73,10 +84,11 @@ async function main(argv: string[]): Promise<number> {
         'disk-size': { type: 'string', multiple: true },
         digest: { type: 'boolean' },
         strict: { type: 'boolean' },
+        channel: CHANNEL,
         ...COMPRESS_FLAGS,
       });
       if (positionals.length !== 2) throw new UsageError('transcode needs IN and OUT');
-      return runTranscode(positionals[0]!, positionals[1]!, {
+      return runTranscode(channels(positionals[0]!, values.channel as string[] | undefined), positionals[1]!, {
         xbzrle: xbzrleOption(values.xbzrle as string | undefined, values['cache-policy'] as string | undefined),
         stats: values.stats === true,
         compress: compressOption(values),
@@ -121,9 +133,14 @@ async function main(argv: string[]): Promise<number> {
       });
     }
     case 'verify': {
-      const { values, positionals } = parse(rest, { against: { type: 'string' }, json: { type: 'boolean' }, strict: { type: 'boolean' } });
+      const { values, positionals } = parse(rest, { against: { type: 'string' }, json: { type: 'boolean' }, strict: { type: 'boolean' }, channel: CHANNEL });
       if (typeof values.against !== 'string') throw new UsageError('verify needs --against DIR');
-      return runVerify(one(positionals, 'STREAM'), values.against, values.json === true, values.strict === true);
+      return runVerify(
+        channels(one(positionals, 'STREAM'), values.channel as string[] | undefined),
+        values.against,
+        values.json === true,
+        values.strict === true,
+      );
     }
     case 'relay': {
       const { values } = parse(withOptionalValue(rest, '--xbzrle'), {
@@ -192,6 +209,17 @@ function parse(args: string[], options: Spec) {
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
+}
+
+const CHANNEL = { type: 'string', multiple: true } as const;
+
+/** `STREAM --channel FILE …`: STREAM is a multifd main channel, the FILEs its channels (any order). */
+function channels(path: string, files: string[] | undefined): string {
+  if (files?.length) {
+    if (path === '-') throw new UsageError('--channel needs STREAM to be a file');
+    attachChannels(path, files);
+  }
+  return path;
 }
 
 function one(positionals: string[], name: string): string {
