@@ -81,7 +81,12 @@ export class ChannelReader {
   /** Reads the handshake: the channel's id, or undefined when more bytes are needed. */
   handshake(): MultifdInit | undefined {
     if (!this.init && this.need(INIT_BYTES, 'the handshake')) {
-      this.init = parseInit(this.buf, this.base);
+      try {
+        this.init = parseInit(this.buf, this.base);
+      } catch (e) {
+        if (e instanceof MigstreamError && this.label) throw new MigstreamError(e.code, e.offset, `${this.label}: ${e.detail}`);
+        throw e;
+      }
       this.consume(INIT_BYTES);
     }
     return this.init;
@@ -110,11 +115,7 @@ export class ChannelReader {
   }
 
   private tryNext(): ChannelPacket | undefined {
-    if (!this.init) {
-      if (!this.need(INIT_BYTES, 'the handshake')) return undefined;
-      this.init = parseInit(this.buf, this.base);
-      this.consume(INIT_BYTES);
-    }
+    if (!this.handshake()) return undefined;
     if (!this.need(16, 'a packet header')) return undefined;
     const at = this.base;
     const hb = packetHeaderBytes(this.buf, at, this.pageSize);
@@ -141,7 +142,7 @@ export class ChannelReader {
       try {
         pages = this.inflater!.inflate(this.buf.subarray(hb, hb + payloadBytes), header.normalPages * this.pageSize);
       } catch (e) {
-        this.fail('DECOMPRESS', at + hb, `multifd ${this.init.id}: ${(e as Error).message}`);
+        this.fail('DECOMPRESS', at + hb, `multifd ${this.init!.id}: ${(e as Error).message}`);
       }
       if (compression === 'none') pages = pages.slice();
     }

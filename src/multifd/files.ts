@@ -102,5 +102,5 @@ export async function decodeMultifd(
 export function multifdChannelsOf(path: string, recording?: { n: number; s2d: string; kind: string }[]): { path: string; label: string }[] {
   const files = attached.get(path);
   if (files) return files.map((f, i) => ({ path: f, label: `--channel ${i + 1} (${f})` }));
-  return (recording ?? []).filter((c) => c.kind === 'other' && isMultifdFile(c.s2d)).map((c) => ({ path: c.s2d, label: `conn-${c.n}` }));
+  return (recording ?? []).filter((c) => c.kind !== 'main' && isMultifdFile(c.s2d)).map((c) => ({ path: c.s2d, label: `conn-${c.n}` }));
 }

@@ -135,7 +135,7 @@ export function writePacketHeader(p: PacketFields): Uint8Array {
   return b;
 }
 
-/** Whether a connection's first bytes are a multifd handshake. */
+/** Whether a connection's first bytes are a multifd handshake (by its magic: a wrong version is reported by parseInit). */
 export function isMultifdHead(head: Uint8Array): boolean {
-  return head.length >= 8 && be32(head, 0) === MULTIFD_MAGIC && be32(head, 4) === MULTIFD_VERSION;
+  return head.length >= 4 && be32(head, 0) === MULTIFD_MAGIC;
 }
