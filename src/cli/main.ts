@@ -14,6 +14,7 @@ import { BENCH_HELP, runBenchCommand } from './bench.js';
 import { PLAN_HELP, runDirtyRate, runPlan } from './plan.js';
 import { RELAY_USAGE, runRelay, runReplay } from './relay.js';
 import { attachChannels } from '../multifd/files.js';
+import { MULTIFD_FLAGS, MULTIFD_USAGE, runMultifdSplit } from './multifd.js';
 
 const USAGE = `usage: migstream <command> [options]
 
@@ -37,6 +38,7 @@ commands:
          [--xbzrle[=SIZE]] [--cache-policy lru|qemu] ${COMPRESS_USAGE}
          [--disk NAME=IMG [--disk-writes NAME=LOG]]... [--zero-blocks] [--chunk SIZE] [--digest]
                                                a series of RAM dumps → a multi-iteration stream
+${MULTIFD_USAGE}
   verify STREAM --against DIR [--json]         compare decoded RAMBlocks and disks with extract-named files
                                                (exit 0 equal, 1 different, 3 bad stream)
   demo                                         transcode, extract and verify a bundled real-QEMU stream
@@ -85,9 +87,11 @@ async function main(argv: string[]): Promise<number> {
         digest: { type: 'boolean' },
         strict: { type: 'boolean' },
         channel: CHANNEL,
+        ...MULTIFD_FLAGS,
         ...COMPRESS_FLAGS,
       });
       if (positionals.length !== 2) throw new UsageError('transcode needs IN and OUT');
+      if (values.multifd !== undefined) return runMultifdSplit(channels(positionals[0]!, values.channel as string[] | undefined), positionals[1]!, values);
       return runTranscode(channels(positionals[0]!, values.channel as string[] | undefined), positionals[1]!, {
         xbzrle: xbzrleOption(values.xbzrle as string | undefined, values['cache-policy'] as string | undefined),
         stats: values.stats === true,

@@ -1,6 +1,7 @@
-import { Unzlib, Zlib } from 'fflate';
+import { Unzlib } from 'fflate';
 import { Decompress as ZstdDecompress } from 'fzstd';
 import type { MultifdCompression } from './format.js';
+import { ZstdRawDeflater } from './zstd-raw.js';
 
 /**
  * Per-channel compression state. QEMU 7.2 keeps one zlib stream (deflateInit,
@@ -94,34 +95,12 @@ export function channelInflater(c: MultifdCompression): ChannelInflater {
   }
 }
 
-class ZlibDeflater implements ChannelDeflater {
-  private parts: Uint8Array[] = [];
-  private readonly z: Zlib;
-  constructor(level: number) {
-    this.z = new Zlib({ level: level as 1 });
-    this.z.ondata = (d) => this.parts.push(d);
-  }
-  deflate(pages: Uint8Array): Uint8Array {
-    this.parts = [];
-    this.z.push(pages, false);
-    this.z.flush();
-    const total = this.parts.reduce((n, p) => n + p.length, 0);
-    const out = new Uint8Array(total);
-    let at = 0;
-    for (const p of this.parts) {
-      out.set(p, at);
-      at += p.length;
-    }
-    return out;
-  }
-}
+/** A compressor with a byte-aligned flush per packet, where the platform has one (node:zlib; a zstd binding). */
+export type DeflaterFactory = (level: number) => ChannelDeflater;
+const factories: Partial<Record<'zlib' | 'zstd', DeflaterFactory>> = {};
 
-/** A zstd compressor with a flush per packet (plugged in where one is available: see docs/multifd.md). */
-export type ZstdDeflaterFactory = (level: number) => ChannelDeflater;
-let zstdFactory: ZstdDeflaterFactory | undefined;
-
-export function registerZstdDeflater(f: ZstdDeflaterFactory): void {
-  zstdFactory = f;
+export function registerChannelDeflater(c: 'zlib' | 'zstd', f: DeflaterFactory): void {
+  factories[c] = f;
 }
 
 export function channelDeflater(c: MultifdCompression, level: number): ChannelDeflater {
@@ -129,10 +108,11 @@ export function channelDeflater(c: MultifdCompression, level: number): ChannelDe
     case 'none':
       return { deflate: (p) => p };
     case 'zlib':
-      return new ZlibDeflater(level);
+      // fflate 0.8's sync flush wrote streams zlib rejects: the deflater comes from node:zlib (src/multifd/node-zlib.ts)
+      if (!factories.zlib) throw new Error('multifd zlib encoding needs node:zlib: import migstream/multifd/node-zlib');
+      return factories.zlib(level);
     case 'zstd':
-      if (!zstdFactory) throw new Error('no zstd compressor is loaded (see docs/multifd.md)');
-      return zstdFactory(level);
+      return factories.zstd ? factories.zstd(level) : new ZstdRawDeflater();
     default:
       throw new Error(`unknown multifd compression ${c satisfies never}`);
   }
