@@ -14,7 +14,7 @@ import { BENCH_HELP, runBenchCommand } from './bench.js';
 import { PLAN_HELP, runDirtyRate, runPlan } from './plan.js';
 import { RELAY_USAGE, runRelay, runReplay } from './relay.js';
 import { attachChannels } from '../multifd/files.js';
-import { MULTIFD_FLAGS, MULTIFD_USAGE, runMultifdSplit } from './multifd.js';
+import { MULTIFD_FLAGS, MULTIFD_USAGE, multifdRelayOption, runMultifdSplit } from './multifd.js';
 
 const USAGE = `usage: migstream <command> [options]
 
@@ -158,6 +158,8 @@ async function main(argv: string[]): Promise<number> {
         'cache-policy': { type: 'string' },
         chunk: { type: 'string' },
         digest: { type: 'boolean' },
+        'multifd-compression': MULTIFD_FLAGS['multifd-compression'],
+        'multifd-level': MULTIFD_FLAGS['multifd-level'],
         ...COMPRESS_FLAGS,
       });
       if (typeof values.listen !== 'string' || typeof values.connect !== 'string') throw new UsageError('relay needs --listen URI and --connect URI');
@@ -178,6 +180,7 @@ async function main(argv: string[]): Promise<number> {
           chunkCompress: compress?.chunkSpec,
           blockChunk: chunkOption(values.chunk as string | undefined),
           digest: values.digest === true ? 'xxh64' : undefined,
+          multifd: multifdRelayOption(values),
         },
       });
     }

@@ -1,6 +1,7 @@
 import { splitToRecording } from '../multifd/write-recording.js';
 import type { MultifdCompression } from '../multifd/format.js';
 import { UsageError } from './io.js';
+import type { MultifdRelayOptions } from '../multifd/recode.js';
 
 export const MULTIFD_USAGE = `  transcode IN OUTDIR --multifd N [--multifd-compression none|zlib|zstd] [--multifd-level L]
                                                QEMU 7.2 multifd form: OUTDIR/conn-0.s2d the main channel (zero pages),
@@ -16,13 +17,27 @@ export const MULTIFD_FLAGS = {
   'multifd-level': { type: 'string' },
 } as const;
 
-export async function runMultifdSplit(input: string, out: string, v: Record<string, unknown>): Promise<number> {
-  const channels = Number(v.multifd);
-  if (!Number.isInteger(channels) || channels < 1 || channels > 255) throw new UsageError('--multifd needs a channel count 1..255');
+function compressionOf(v: Record<string, unknown>): { compression: MultifdCompression; level: number } {
   const compression = (v['multifd-compression'] ?? 'none') as MultifdCompression;
   if (!['none', 'zlib', 'zstd'].includes(compression)) throw new UsageError('--multifd-compression is none, zlib or zstd');
   const level = v['multifd-level'] === undefined ? 1 : Number(v['multifd-level']);
   if (!Number.isInteger(level) || level < 0 || level > 9) throw new UsageError('--multifd-level is 0..9');
+  return { compression, level };
+}
+
+/** relay --multifd-compression C [--multifd-level L]: re-encode multifd channels (absent: copy them). */
+export function multifdRelayOption(v: Record<string, unknown>): MultifdRelayOptions | undefined {
+  if (v['multifd-compression'] === undefined) {
+    if (v['multifd-level'] !== undefined) throw new UsageError('--multifd-level needs --multifd-compression');
+    return undefined;
+  }
+  return compressionOf(v);
+}
+
+export async function runMultifdSplit(input: string, out: string, v: Record<string, unknown>): Promise<number> {
+  const channels = Number(v.multifd);
+  if (!Number.isInteger(channels) || channels < 1 || channels > 255) throw new UsageError('--multifd needs a channel count 1..255');
+  const { compression, level } = compressionOf(v);
   const r = await splitToRecording(input, out, { channels, compression, level });
   const wire = r.channels.reduce((n, c) => n + c.wireBytes, 0);
   process.stderr.write(
