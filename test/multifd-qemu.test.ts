@@ -9,6 +9,7 @@ import { inspectMultifd } from '../src/multifd/inspect.js';
 import { CLI, requireBuiltCli, runCli } from './support/cli.js';
 import { qemuGate } from './support/qemu.js';
 import { within } from './support/relay.js';
+import { dumpSeries } from './support/dumps.js';
 
 const gate = qemuGate();
 requireBuiltCli();
@@ -71,6 +72,20 @@ describe.skipIf(!gate.run)('QEMU 7.2 loads migstream multifd output', () => {
       expect(ram.equals(truth())).toBe(true);
     });
   }
+
+  it('encode --dumps --template --multifd 2 --multifd-compression zlib: loaded with pc.ram equal to the last dump', async () => {
+    writeFileSync(single, decompressFixture(plain.stream));
+    const dumps = dumpSeries(new Uint8Array(truth()), 3).map((d, i) => {
+      const p = join(work, `dump${i}.bin`);
+      writeFileSync(p, d);
+      return p;
+    });
+    const dir = join(work, 'encoded-multifd');
+    const r = runCli(['encode', '--dumps', ...dumps, '--template', single, '--out', dir, '--multifd', '2', '--multifd-compression', 'zlib']);
+    expect(r.code, r.stderr).toBe(0);
+    const ram = await loadMultifd('dst-dumps', dir, 2, 'zlib');
+    expect(ram.equals(readFileSync(dumps[2]!))).toBe(true);
+  });
 
   it('a QEMU multifd recording (zstd, 4 channels) → one plain stream that a destination without multifd loads byte-exact', async () => {
     const f = unpackFixture('zstd-4', join(work, 'zstd-4'));

@@ -5,7 +5,7 @@ import '../node/install.js';
 import { runDemo } from './demo.js';
 import { DEFAULT_XBZRLE_CACHE } from '../stream/transcode.js';
 import type { CachePolicy } from '../xbzrle/page-cache.js';
-import { runEncode, runExtract, runInspect, runTranscode } from './commands.js';
+import { runEncode, runExtract, runInspect, runTranscode, type EncodeCommand } from './commands.js';
 import { parseSize, UsageError } from './io.js';
 import { runVerify } from './verify.js';
 import { checkChunkSize } from '../stream/chunk-size.js';
@@ -14,7 +14,7 @@ import { BENCH_HELP, runBenchCommand } from './bench.js';
 import { PLAN_HELP, runDirtyRate, runPlan } from './plan.js';
 import { RELAY_USAGE, runRelay, runReplay } from './relay.js';
 import { attachChannels } from '../multifd/files.js';
-import { MULTIFD_FLAGS, MULTIFD_USAGE, multifdRelayOption, runMultifdSplit } from './multifd.js';
+import { MULTIFD_FLAGS, MULTIFD_USAGE, multifdRelayOption, runEncodeMultifd, runMultifdSplit } from './multifd.js';
 
 const USAGE = `usage: migstream <command> [options]
 
@@ -116,12 +116,13 @@ async function main(argv: string[]): Promise<number> {
         'zero-blocks': { type: 'boolean' },
         chunk: { type: 'string' },
         digest: { type: 'boolean' },
+        ...MULTIFD_FLAGS,
         ...COMPRESS_FLAGS,
       });
       if (typeof values.out !== 'string') throw new UsageError('encode needs --out STREAM');
       if (!values.dumps && typeof values.manifest !== 'string') throw new UsageError('encode needs --dumps D0 D1 … or --manifest FILE');
       if (values.dumps && positionals.length === 0) throw new UsageError('--dumps needs at least one dump file');
-      return runEncode({
+      return (values.multifd === undefined ? runEncode : (cmd: EncodeCommand) => runEncodeMultifd(cmd, values))({
         dumps: values.dumps ? positionals : undefined,
         manifest: values.manifest as string | undefined,
         block: (values.block as string | undefined) ?? 'pc.ram',

@@ -1,5 +1,9 @@
 import { splitToRecording } from '../multifd/write-recording.js';
 import type { MultifdCompression } from '../multifd/format.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { runEncode, type EncodeCommand } from './commands.js';
 import { UsageError } from './io.js';
 import type { MultifdRelayOptions } from '../multifd/recode.js';
 
@@ -8,8 +12,22 @@ export const MULTIFD_USAGE = `  transcode IN OUTDIR --multifd N [--multifd-compr
                                                conn-1..N.s2d channels 0..N-1 (every other page, packets of 128 pages,
                                                one compression stream per channel); \`replay OUTDIR\` plays it into a
                                                destination with multifd, multifd-channels N and the same compression.
+                                               (encode … --out DIR --multifd N … writes the same form);
                                                IN may be a multifd recording (or --channel FILEs): transcode without
                                                --multifd turns one back into a single plain stream`;
+
+/** encode … --out DIR --multifd N: the single stream encode writes, then split into QEMU's multifd form in DIR. */
+export async function runEncodeMultifd(cmd: EncodeCommand, v: Record<string, unknown>): Promise<number> {
+  const tmp = mkdtempSync(join(tmpdir(), 'migstream-encode-'));
+  try {
+    const single = join(tmp, 'stream');
+    const code = await runEncode({ ...cmd, out: single });
+    if (code !== 0) return code;
+    return await runMultifdSplit(single, cmd.out, v);
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
 
 export const MULTIFD_FLAGS = {
   multifd: { type: 'string' },
