@@ -7,7 +7,7 @@ import { runEncode, type EncodeCommand } from './commands.js';
 import { UsageError } from './io.js';
 import type { MultifdRelayOptions } from '../multifd/recode.js';
 
-export const MULTIFD_USAGE = `  transcode IN OUTDIR --multifd N [--multifd-compression none|zlib|zstd] [--multifd-level L]
+export const MULTIFD_USAGE = `  transcode IN OUTDIR --multifd N [--multifd-compression none|zlib|zstd|brotli] [--multifd-level L]
                                                QEMU 7.2 multifd form: OUTDIR/conn-0.s2d the main channel (zero pages),
                                                conn-1..N.s2d channels 0..N-1 (every other page, packets of 128 pages,
                                                one compression stream per channel); \`replay OUTDIR\` plays it into a
@@ -37,9 +37,10 @@ export const MULTIFD_FLAGS = {
 
 function compressionOf(v: Record<string, unknown>): { compression: MultifdCompression; level: number } {
   const compression = (v['multifd-compression'] ?? 'none') as MultifdCompression;
-  if (!['none', 'zlib', 'zstd'].includes(compression)) throw new UsageError('--multifd-compression is none, zlib or zstd');
-  const level = v['multifd-level'] === undefined ? 1 : Number(v['multifd-level']);
-  if (!Number.isInteger(level) || level < 0 || level > 9) throw new UsageError('--multifd-level is 0..9');
+  if (!['none', 'zlib', 'zstd', 'brotli'].includes(compression)) throw new UsageError('--multifd-compression is none, zlib, zstd or brotli');
+  const max = compression === 'brotli' ? 11 : 9;
+  const level = v['multifd-level'] === undefined ? (compression === 'brotli' ? 5 : 1) : Number(v['multifd-level']);
+  if (!Number.isInteger(level) || level < 0 || level > max) throw new UsageError(`--multifd-level is 0..${max} for ${compression}`);
   return { compression, level };
 }
 

@@ -18,8 +18,9 @@ export const RELAY_USAGE = `  relay --listen URI --connect URI [transcode option
                                                tcp:HOST:PORT): the source→destination stream is transcoded
                                                (default: QEMU 7.2 records), the return path copied back at once;
                                                --record DIR keeps conn-N.s2d / conn-N.d2s / index.json;
-                                               --multifd-compression none|zlib|zstd [--multifd-level L]: re-encode
-                                               multifd channels packet by packet (ids, sync points kept)
+                                               --multifd-compression none|zlib|zstd|brotli [--multifd-level L]: re-encode
+                                               multifd channels packet by packet (ids, sync points kept); brotli
+                                               (default quality 5) is migstream's own form between two relays
   replay DIR --connect URI [--json]            play a recording into a destination QEMU, its connections in order`;
 
 export interface RelayCli {

@@ -90,6 +90,9 @@ export function channelInflater(c: MultifdCompression): ChannelInflater {
       return new ZlibInflater();
     case 'zstd':
       return new ZstdInflater();
+    case 'brotli':
+      if (!inflaters.brotli) throw new Error('multifd brotli channels need node:zlib: load migstream/node');
+      return inflaters.brotli();
     default:
       throw new Error(`unknown multifd compression ${c satisfies never}`);
   }
@@ -97,10 +100,15 @@ export function channelInflater(c: MultifdCompression): ChannelInflater {
 
 /** A compressor with a byte-aligned flush per packet, where the platform has one (node:zlib; a zstd binding). */
 export type DeflaterFactory = (level: number) => ChannelDeflater;
-const factories: Partial<Record<'zlib' | 'zstd', DeflaterFactory>> = {};
+const factories: Partial<Record<MultifdCompression, DeflaterFactory>> = {};
+const inflaters: Partial<Record<MultifdCompression, () => ChannelInflater>> = {};
 
-export function registerChannelDeflater(c: 'zlib' | 'zstd', f: DeflaterFactory): void {
+export function registerChannelDeflater(c: MultifdCompression, f: DeflaterFactory): void {
   factories[c] = f;
+}
+
+export function registerChannelInflater(c: MultifdCompression, f: () => ChannelInflater): void {
+  inflaters[c] = f;
 }
 
 export function channelDeflater(c: MultifdCompression, level: number): ChannelDeflater {
@@ -109,10 +117,13 @@ export function channelDeflater(c: MultifdCompression, level: number): ChannelDe
       return { deflate: (p) => p };
     case 'zlib':
       // fflate 0.8's sync flush wrote streams zlib rejects: the deflater comes from node:zlib (src/multifd/node-zlib.ts)
-      if (!factories.zlib) throw new Error('multifd zlib encoding needs node:zlib: import migstream/multifd/node-zlib');
+      if (!factories.zlib) throw new Error('multifd zlib encoding needs node:zlib: load migstream/node');
       return factories.zlib(level);
     case 'zstd':
       return factories.zstd ? factories.zstd(level) : new ZstdRawDeflater();
+    case 'brotli':
+      if (!factories.brotli) throw new Error('multifd brotli channels need node:zlib: load migstream/node');
+      return factories.brotli(level);
     default:
       throw new Error(`unknown multifd compression ${c satisfies never}`);
   }

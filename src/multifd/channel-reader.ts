@@ -47,12 +47,24 @@ export class ChannelReader {
     readonly label = '',
   ) {}
 
+  /** Backing store of `buf`: appended in place, compacted when full (no copy of everything buffered per push). */
+  private store = new Uint8Array(0);
+
   push(chunk: Uint8Array): void {
     if (chunk.length === 0) return;
-    const b = new Uint8Array(this.buf.length + chunk.length);
-    b.set(this.buf);
-    b.set(chunk, this.buf.length);
-    this.buf = b;
+    const live = this.buf.length;
+    const start = this.buf.byteOffset - this.store.byteOffset;
+    if (this.buf.buffer !== this.store.buffer || start + live + chunk.length > this.store.length) {
+      const size = Math.max(live + chunk.length, Math.min(2 * this.store.length, live + chunk.length + (4 << 20)), 1 << 16);
+      const next = size > this.store.length ? new Uint8Array(size) : this.store;
+      if (next === this.store) next.copyWithin(0, start, start + live);
+      else next.set(this.buf);
+      this.store = next;
+      this.buf = next.subarray(0, live);
+    }
+    const s0 = this.buf.byteOffset - this.store.byteOffset;
+    this.store.set(chunk, s0 + live);
+    this.buf = this.store.subarray(s0, s0 + live + chunk.length);
     this.received += chunk.length;
   }
 
@@ -136,15 +148,18 @@ export class ChannelReader {
     let pages: Uint8Array = new Uint8Array(0);
     if (compression) {
       if (!this.compression) {
+        try {
+          this.inflater = channelInflater(compression);
+        } catch (e) {
+          this.fail('UNSUPPORTED', at + 8, (e as Error).message);
+        }
         this.compression = compression;
-        this.inflater = channelInflater(compression);
       }
       try {
-        pages = this.inflater!.inflate(this.buf.subarray(hb, hb + payloadBytes), header.normalPages * this.pageSize);
+        pages = this.inflater!.inflate(this.buf.slice(hb, hb + payloadBytes), header.normalPages * this.pageSize);
       } catch (e) {
         this.fail('DECOMPRESS', at + hb, `multifd ${this.init!.id}: ${(e as Error).message}`);
       }
-      if (compression === 'none') pages = pages.slice();
     }
     this.consume(hb + payloadBytes);
     return { offset: at, header, sync: (header.flags & FLAG_SYNC) !== 0, payloadBytes, pages };
