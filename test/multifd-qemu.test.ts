@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { multifdParameters, startGuest, unpackFixture, type Guest } from '../fixtures/multifd/lib.mjs';
+import { multifdParameters, recordMultifd, startGuest, unpackFixture, type Guest } from '../fixtures/multifd/lib.mjs';
 import { capabilityList, decompressFixture, fixturePaths, pollMigrate, runIncoming } from '../fixtures/qemu/lib.mjs';
 import { inspectMultifd } from '../src/multifd/inspect.js';
 import { CLI, requireBuiltCli, runCli } from './support/cli.js';
@@ -93,6 +93,17 @@ describe.skipIf(!gate.run)('QEMU 7.2 loads migstream multifd output', () => {
     expect(runCli(['transcode', f.rec, out]).code).toBe(0);
     const res = await runIncoming({ config: 'plain', streamPath: out, workDir: join(work, 'plain-dst'), timeoutMs: 60000 });
     expect(readFileSync(res.ramPath).equals(f.ram)).toBe(true);
+  });
+
+  it('xbzrle + multifd: QEMU 7.2 sends no XBZRLE; the recording decodes to the destination RAM and inspect says so', async () => {
+    const r = await recordMultifd({ name: 'xbzrle', compression: 'none', channels: 2 }, join(work, 'xbzrle'), { syncs: 2, capabilities: { xbzrle: true } });
+    expect(r.srcInfo['xbzrle-cache'].pages).toBe(0);
+    const out = join(work, 'xbzrle-extract');
+    expect(runCli(['extract', r.rec, '--out', out]).code).toBe(0);
+    expect(readFileSync(join(out, 'pc.ram.bin')).equals(readFileSync(r.dstRam))).toBe(true);
+    const m = (await inspectMultifd(r.rec))!;
+    expect(m.pages - m.duplicates).toBe(r.srcInfo.ram.normal);
+    expect(m.notes.join('\n')).toMatch(/^no XBZRLE: QEMU 7.2 never uses XBZRLE with multifd/);
   });
 
   it('a QEMU multifd recording (none, 2 channels) re-encoded as 3 zlib channels loads byte-exact', async () => {
