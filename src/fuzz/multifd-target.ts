@@ -1,6 +1,6 @@
 /**
  * Fuzz target for one multifd connection: the handshake, packet headers and
- * the channel's compressed stream (none, zlib, zstd), seeded with channels
+ * the channel's compressed stream (none, zlib, zstd, brotli), seeded with channels
  * migstream writes and mutated in headers and payloads. Oracles: only a
  * MigstreamError escapes, its offset lies inside the input and names the
  * channel once the handshake was read; decoding in random chunks gives the
@@ -58,7 +58,7 @@ let seeds: Uint8Array[] | undefined;
 
 /** A mutated seed channel: header fields, payload bytes, truncation. */
 export function makeMultifdCase(r: Rng): { c: MultifdCase; how: string } {
-  seeds ??= (['none', 'zlib', 'zstd'] as const).flatMap((c) => [seedChannel(c, 1), seedChannel(c, 2)]);
+  seeds ??= (['none', 'zlib', 'zstd', 'brotli'] as const).flatMap((c) => [seedChannel(c, 1), seedChannel(c, 2)]);
   const pick = r.int(seeds.length);
   const b = seeds[pick]!.slice();
   const ops: string[] = [];

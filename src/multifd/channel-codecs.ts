@@ -87,7 +87,7 @@ export function channelInflater(c: MultifdCompression): ChannelInflater {
         },
       };
     case 'zlib':
-      return new ZlibInflater();
+      return inflaters.zlib ? inflaters.zlib() : new ZlibInflater(); // node:zlib under Node, fflate elsewhere
     case 'zstd':
       return new ZstdInflater();
     case 'brotli':

@@ -1,8 +1,9 @@
-import { constants, createBrotliCompress, createBrotliDecompress, createDeflate } from 'node:zlib';
+import { constants, createBrotliCompress, createBrotliDecompress, createDeflate, createInflate } from 'node:zlib';
 import { type ChannelDeflater, type ChannelInflater, registerChannelDeflater, registerChannelInflater } from './channel-codecs.js';
 
 /** The native handle behind a node:zlib stream (what node:zlib's own *Sync functions drive; not in @types/node). */
 interface ZlibHandle {
+  onerror: (message: string, errno: number) => void;
   writeSync(flush: number, input: Uint8Array, inOff: number, inLen: number, out: Uint8Array, outOff: number, outLen: number): void;
 }
 type WithHandle = { _handle: ZlibHandle; _writeState: Uint32Array };
@@ -23,7 +24,14 @@ class SyncStream {
   ) {
     this.handle = (stream as WithHandle)._handle;
     this.state = (stream as WithHandle)._writeState;
+    // Bad input: the native side reports through onerror (node:zlib would destroy the stream and emit an
+    // unhandled 'error' event); keep the message and throw it from process(), the stream is dead after it.
+    this.handle.onerror = (message) => {
+      this.error ??= new Error(message);
+    };
   }
+
+  private error: Error | undefined;
 
   process(input: Uint8Array, limit = Number.POSITIVE_INFINITY): Uint8Array {
     const parts: Uint8Array[] = [];
@@ -31,7 +39,9 @@ class SyncStream {
     let inOff = 0;
     let inLen = input.length;
     for (;;) {
+      if (this.error) throw this.error;
       this.handle.writeSync(this.flush, input, inOff, inLen, this.out, 0, this.out.length);
+      if (this.error) throw this.error;
       const availOut = this.state[0]!;
       const availIn = this.state[1]!;
       const n = this.out.length - availOut;
@@ -74,18 +84,21 @@ registerChannelDeflater('brotli', (level): ChannelDeflater => {
   return { deflate: (pages) => s.process(pages) };
 });
 
-registerChannelInflater('brotli', (): ChannelInflater => {
-  const s = new SyncStream(createBrotliDecompress(), constants.BROTLI_OPERATION_FLUSH);
+/** Checks an inflated packet against its page count (QEMU: "packet size received N size expected M"). */
+function sized(name: string, s: SyncStream): ChannelInflater {
   return {
     inflate(payload, expected) {
       let out: Uint8Array;
       try {
         out = s.process(payload, expected);
       } catch (e) {
-        throw new Error(`brotli: ${(e as Error).message}`);
+        throw new Error(`${name}: ${(e as Error).message}`);
       }
       if (out.length !== expected) throw new Error(`packet size received ${out.length} size expected ${expected}`);
       return out;
     },
   };
-});
+}
+
+registerChannelInflater('zlib', () => sized('inflate', new SyncStream(createInflate(), constants.Z_SYNC_FLUSH)));
+registerChannelInflater('brotli', () => sized('brotli', new SyncStream(createBrotliDecompress(), constants.BROTLI_OPERATION_FLUSH)));
