@@ -4,7 +4,11 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { MULTIFD_CONFIGS, unpackFixture } from '../fixtures/multifd/lib.mjs';
 import { MigstreamError } from '../src/codec/errors.js';
+import { channelInflater, portableZlibInflater } from '../src/multifd/channel-codecs.js';
+import { ChannelReader } from '../src/multifd/channel-reader.js';
 import { decodeMultifd } from '../src/multifd/files.js';
+import { MultifdRecoder } from '../src/multifd/recode.js';
+import '../src/node/install.js';
 import { inspectMultifd } from '../src/multifd/inspect.js';
 import { decodeFile } from '../src/stream/files.js';
 import { RamImage } from '../src/stream/ram-image.js';
@@ -105,6 +109,51 @@ describe('real QEMU 7.2 multifd migrations (fixtures/multifd)', () => {
     expect(e).toBeInstanceOf(MigstreamError);
     expect((e as MigstreamError).code).toBe('TRUNCATED');
     expect((e as MigstreamError).message).toMatch(/a channel is missing/);
+  });
+
+  it("QEMU's zlib channels: fflate (portable) and node:zlib inflate every packet to the same pages", () => {
+    const f = fixture('zlib-4');
+    for (const n of [1, 2, 3, 4]) {
+      const bytes = readFileSync(join(f.rec, `conn-${n}.s2d`));
+      const reader = new ChannelReader();
+      reader.push(bytes);
+      reader.end();
+      const fflate = portableZlibInflater();
+      const node = channelInflater('zlib');
+      let packets = 0;
+      for (let p = reader.next(); p; p = reader.next()) {
+        if (p.header.normalPages === 0) continue;
+        const payload = bytes.subarray(p.offset + p.header.headerBytes, p.offset + p.header.headerBytes + p.payloadBytes);
+        const a = fflate.inflate(payload, p.pages.length);
+        const b = node.inflate(payload, p.pages.length);
+        expect(Buffer.from(a).equals(Buffer.from(p.pages)) && Buffer.from(b).equals(Buffer.from(p.pages))).toBe(true);
+        packets++;
+      }
+      expect(packets).toBeGreaterThan(0);
+    }
+  });
+
+  it('a brotli channel (our relay form) with a damaged payload is DECOMPRESS at its offset, not a crash', () => {
+    const src = readFileSync(join(fixture('none-2').rec, 'conn-1.s2d'));
+    const parts: Uint8Array[] = [];
+    const r = new MultifdRecoder({ compression: 'brotli', level: 5 }, (c) => parts.push(c.slice()));
+    r.push(src);
+    r.end();
+    const b = Buffer.concat(parts);
+    let at = 64;
+    while (b.readUInt32BE(at + 16) === 0) at += 1344;
+    b.fill(0x5a, at + 1344 + 8, at + 1344 + 40);
+    const reader = new ChannelReader(4096, 'brotli');
+    reader.push(b);
+    reader.end();
+    let err: unknown;
+    try {
+      while (reader.next());
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(MigstreamError);
+    expect([(err as MigstreamError).code, (err as MigstreamError).offset, (err as MigstreamError).context.channel]).toEqual(['DECOMPRESS', at + 1344, src[24]]);
   });
 
   describe('damaged channels: typed errors at exact offsets, naming the channel', () => {

@@ -77,6 +77,11 @@ class ZstdInflater implements ChannelInflater {
   }
 }
 
+/** The portable zlib inflater (fflate), whatever is registered: for checks against node:zlib's. */
+export function portableZlibInflater(): ChannelInflater {
+  return new ZlibInflater();
+}
+
 export function channelInflater(c: MultifdCompression): ChannelInflater {
   switch (c) {
     case 'none':
