@@ -13,6 +13,7 @@ import { inspectMigration, renderMigration } from '../relay/inspect-migration.js
 import { isRecordingDir } from '../relay/recording.js';
 import { inspectMultifd, renderMultifd } from '../multifd/inspect.js';
 import { encodeCompressed, renderCompression, transcodeWithPool, type CompressCli } from './compression.js';
+import { embedSummary, inspectorPage } from './inspect-html.js';
 
 export async function inspectFile(path: string, strict = false): Promise<StreamSummary> {
   const stats = new StatsCollector();
@@ -34,8 +35,10 @@ export async function inspectFile(path: string, strict = false): Promise<StreamS
   return stats.summary;
 }
 
-export async function runInspect(path: string, opts: { json: boolean; strict?: boolean }): Promise<number> {
+export async function runInspect(path: string, opts: { json: boolean; strict?: boolean; html?: string }): Promise<number> {
+  const page = opts.html === undefined ? undefined : inspectorPage(); // before decoding: a missing page fails fast
   const s = await inspectFile(path, opts.strict);
+  if (opts.html !== undefined) writeFileSync(opts.html, embedSummary(page!, path, s));
   // Phases, discards and the return path: for migrations with commands and relay recordings (src/relay/inspect-migration.ts).
   const m = s.commands.length > 0 || isRecordingDir(path) ? await inspectMigration(path) : undefined;
   const mf = await inspectMultifd(path);

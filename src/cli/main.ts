@@ -19,7 +19,7 @@ import { MULTIFD_FLAGS, MULTIFD_USAGE, multifdRelayOption, runEncodeMultifd, run
 const USAGE = `usage: migstream <command> [options]
 
 commands:
-  inspect STREAM [--json]                      summarise a migration stream
+  inspect STREAM [--json] [--html FILE]        summarise a migration stream (--html: the browser inspector with the summary)
   extract STREAM --out DIR [--disk-size DEV=BYTES]...
                                                write RAMBlocks, disks and devices.json into DIR
   transcode IN OUT [--xbzrle[=SIZE]] [--cache-policy lru|qemu] [--stats]
@@ -56,10 +56,11 @@ async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
     case 'inspect': {
-      const { values, positionals } = parse(rest, { json: { type: 'boolean' }, strict: { type: 'boolean' }, channel: CHANNEL });
+      const { values, positionals } = parse(rest, { json: { type: 'boolean' }, strict: { type: 'boolean' }, channel: CHANNEL, html: { type: 'string' } });
       return runInspect(channels(one(positionals, 'STREAM'), values.channel as string[] | undefined), {
         json: values.json === true,
         strict: values.strict === true,
+        html: values.html as string | undefined,
       });
     }
     case 'extract': {

@@ -1,0 +1,1 @@
+export function buildInspector(options?: { typecheck?: boolean; minify?: boolean }): Promise<string>;
