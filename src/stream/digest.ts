@@ -4,6 +4,7 @@ import { MigstreamError } from '../codec/errors.js';
 import type { PageEvent, RamBlockInfo, RamDigestEvent, StreamEvent } from './events.js';
 import { DIGEST_ALGORITHMS } from './manifest.js';
 import type { RamStore } from './ram-image.js';
+import { applyDiscard, discardRanges, type DiscardRange } from './discard.js';
 import { unreachable } from './clone-event.js';
 
 /**
@@ -179,6 +180,9 @@ export class VerifyingRamStore implements RamStore {
   checked = 0;
   /** Page records those digest records covered. */
   pagesChecked = 0;
+  /** The RAMBlocks and the stream's page size, for discards. */
+  private readonly blockInfo = new Map<string, RamBlockInfo>();
+  private pageSize = 4096;
 
   constructor(
     readonly inner: RamStore,
@@ -214,6 +218,12 @@ export class VerifyingRamStore implements RamStore {
       case 'page':
         this.apply(ev);
         return;
+      case 'configuration':
+        if (ev.configuration.targetPageBits !== undefined) this.pageSize = 1 << ev.configuration.targetPageBits;
+        return;
+      case 'command':
+        this.discard(ev);
+        return;
       case 'ram-digest':
         this.check(ev);
         return;
@@ -221,10 +231,8 @@ export class VerifyingRamStore implements RamStore {
         this.iterationEnd(ev.index, ev.offset);
         return;
       case 'header':
-      case 'configuration':
       case 'section':
       case 'section-footer':
-      case 'command':
       case 'ram-flush':
       case 'block-chunk':
       case 'block-progress':
@@ -241,9 +249,22 @@ export class VerifyingRamStore implements RamStore {
 
   setBlocks(blocks: RamBlockInfo[], offset?: number): void {
     this.inner.setBlocks(blocks, offset);
+    for (const b of blocks) this.blockInfo.set(b.idstr, b);
+  }
+
+  /**
+   * Applies what a command makes the destination discard (POSTCOPY_ADVISE,
+   * POSTCOPY_RAM_DISCARD: src/stream/discard.ts) as zero pages, outside the
+   * digests (a discard is no page record). Returns the ranges.
+   */
+  discard(ev: Extract<StreamEvent, { type: 'command' }>): DiscardRange[] {
+    const ranges = discardRanges(ev, this.blockInfo, this.pageSize);
+    for (const r of ranges) applyDiscard(this.inner, r, this.pageSize);
+    return ranges;
   }
 
   apply(ev: PageEvent): void {
+    this.pageSize = ev.pageSize;
     this.inner.apply(ev);
     const d = this.digests;
     if (!d) return;
