@@ -10,6 +10,7 @@ import { transcodeBytes } from '../src/stream/transcode.js';
 import { StreamEncoder } from '../src/stream/encoder.js';
 import { RamImage } from '../src/stream/ram-image.js';
 import { VerifyingRamStore } from '../src/stream/digest.js';
+import { WrittenPages } from '../src/stream/discard.js';
 import { page, RAM } from './support/build.js';
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
@@ -306,5 +307,33 @@ describe('postcopy discards', () => {
     expect(run(withDiscard('pc.ram', [[0, 100]])).message).toMatch(/Unaligned length/);
     const over = run(withDiscard('pc.ram', [[8192, 3 * 4096]]));
     expect([over.code, over.message]).toEqual(['BAD_COMMAND', expect.stringMatching(/Overrun block 'pc.ram'/)]);
+  });
+});
+
+describe('WrittenPages', () => {
+  it('take() returns and forgets exactly the pages added in the range, like a set', () => {
+    let seed = 7;
+    const rand = (n: number) => {
+      seed = (seed * 1103515245 + 12345) >>> 0;
+      return seed % n;
+    };
+    const pages = 5000;
+    const w = new WrittenPages();
+    w.setBlock('b', pages);
+    const model = new Set<number>();
+    for (let round = 0; round < 300; round++) {
+      for (let k = rand(40); k > 0; k--) {
+        const p = rand(pages);
+        w.add('b', p);
+        model.add(p);
+      }
+      const first = rand(pages);
+      const end = first + rand(pages - first + 1);
+      const want = [...model].filter((p) => p >= first && p < end).sort((a, b) => a - b);
+      for (const p of want) model.delete(p);
+      expect(w.take('b', first, end).sort((a, b) => a - b)).toEqual(want);
+    }
+    expect(w.take('b', 0, pages).sort((a, b) => a - b)).toEqual([...model].sort((a, b) => a - b));
+    expect(w.take('b', 0, pages)).toEqual([]);
   });
 });

@@ -23,7 +23,8 @@ requireBuiltCli();
 //   sendfile: page cache to page cache, no user buffer that could go stale), so it is always dirty: it is
 //   discarded at the switch and must come back through both relays when the destination touches it, yet a
 //   write QEMU 7.2 under TCG misses (seen with no relay at all) leaves the same bytes;
-// - /mnt/churn, 1 MiB of fresh random data per pass, not checked: it keeps precopy busy.
+// - /mnt/churn, 1 MiB rewritten in place with fresh random data per pass, not checked: it keeps precopy
+//   busy (in place: no page-cache allocation whose kernel metadata a lost write could corrupt).
 // Each pass hashes static and same (reading what the switch discarded), prints CHECK OK n or CHECK BAD n,
 // then rewrites same and churn.
 const INIT = `#!/bin/sh
@@ -42,7 +43,7 @@ while true; do
   gm=$(sha256sum /mnt/same | cut -d' ' -f1)
   if [ "$gs" = "$want" ] && [ "$gm" = "$want" ]; then echo "CHECK OK $n" > /dev/console; else echo "CHECK BAD $n static=$gs same=$gm" > /dev/console; fi
   cat /mnt/static 1<>/mnt/same
-  dd if=/dev/urandom of=/mnt/churn bs=64k count=16 2>/dev/null
+  dd if=/dev/urandom of=/mnt/churn bs=64k count=16 conv=notrunc 2>/dev/null
 done
 `;
 

@@ -46,11 +46,62 @@ export function discardRanges(ev: CommandEvent, blocks: ReadonlyMap<string, RamB
   });
 }
 
+/**
+ * Pages written since their last discard, per RAMBlock: a bit per page and a
+ * summary bit per 32-page word, so discarding a range costs its length / 1024
+ * plus the pages actually written in it (a hostile stream of huge discard
+ * ranges stays cheap; every other page is zero already).
+ */
+export class WrittenPages {
+  private readonly blocks = new Map<string, { words: Uint32Array; summary: Uint32Array }>();
+
+  /** (Re)sizes a block; a block declared again with another page count starts empty, like the RAM stores. */
+  setBlock(idstr: string, pages: number): void {
+    const old = this.blocks.get(idstr);
+    const words = Math.ceil(pages / 32);
+    if (old && old.words.length === words) return;
+    this.blocks.set(idstr, { words: new Uint32Array(words), summary: new Uint32Array(Math.ceil(words / 32)) });
+  }
+
+  add(idstr: string, page: number): void {
+    const b = this.blocks.get(idstr);
+    if (!b) return;
+    const w = page >>> 5;
+    b.words[w]! |= 1 << (page & 31);
+    b.summary[w >>> 5]! |= 1 << (w & 31);
+  }
+
+  /** Removes and returns the written pages in [first, end). */
+  take(idstr: string, first: number, end: number): number[] {
+    const b = this.blocks.get(idstr);
+    const out: number[] = [];
+    if (!b || end <= first) return out;
+    const lastWord = (end - 1) >>> 5;
+    for (let s = first >>> 10; s <= lastWord >>> 5; s++) {
+      let bits = b.summary[s]!;
+      while (bits !== 0) {
+        const bit = 31 - Math.clz32(bits & -bits);
+        bits &= bits - 1;
+        const w = (s << 5) | bit;
+        if (w < first >>> 5 || w > lastWord) continue;
+        let word = b.words[w]!;
+        for (let rest = word; rest !== 0; rest &= rest - 1) {
+          const page = (w << 5) | (31 - Math.clz32(rest & -rest));
+          if (page < first || page >= end) continue;
+          out.push(page);
+          word &= ~(1 << (page & 31));
+        }
+        b.words[w] = word;
+        if (word === 0) b.summary[s]! &= ~(1 << bit);
+      }
+    }
+    return out;
+  }
+}
+
 const EMPTY = new Uint8Array(0);
 
-/** Applies a discarded range to a RAM sink as zero pages (a store skips pages it never wrote). */
-export function applyDiscard(sink: RamSink, r: DiscardRange, pageSize: number): void {
-  for (let offset = r.start; offset < r.start + r.length; offset += pageSize) {
-    sink.apply({ type: 'page', kind: 'zero', block: r.block, offset, pageSize, fill: 0, data: EMPTY, dataOffset: 0, wireBytes: 0 });
-  }
+/** Zeroes discarded pages in a RAM sink (zero page events at these page indexes). */
+export function applyDiscard(sink: RamSink, block: RamBlockInfo, pages: number[], pageSize: number): void {
+  for (const p of pages) sink.apply({ type: 'page', kind: 'zero', block, offset: p * pageSize, pageSize, fill: 0, data: EMPTY, dataOffset: 0, wireBytes: 0 });
 }

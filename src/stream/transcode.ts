@@ -114,11 +114,10 @@ export class Transcoder {
   }
 
   /** The receiver no longer holds these pages (a discard): they count as never sent. */
-  private forget(idstr: string, start: number, length: number): void {
+  private forget(idstr: string, pages: number[]): void {
     const sent = this.sent.get(idstr);
     if (!sent) return;
-    const size = this.enc.pageSize;
-    for (let i = start / size; i < (start + length) / size; i++) sent[i >>> 3]! &= ~(1 << (i & 7));
+    for (const i of pages) sent[i >>> 3]! &= ~(1 << (i & 7));
   }
 
   handle = (ev: StreamEvent): void => {
@@ -168,7 +167,7 @@ export class Transcoder {
       case 'command':
         // A range the destination discards is gone there: its next send is a whole page, never a delta or
         // "unchanged" (which would leave it missing on a postcopy destination); our image drops it too.
-        for (const r of this.ram.discard(ev)) this.forget(r.block.idstr, r.start, r.length);
+        for (const d of this.ram.discard(ev)) this.forget(d.block.idstr, d.pages);
         // From LISTEN on QEMU loads RAM with ram_load_postcopy: no XBZRLE (ram.c sends none in postcopy either).
         if (ev.name === 'POSTCOPY_LISTEN' || ev.package?.commands.some((c) => c.name === 'POSTCOPY_LISTEN')) this.postcopy = true;
         enc.command(ev.command, ev.payload);
