@@ -84,8 +84,19 @@ async function consoleLine(path: string, pattern: RegExp, what: string, ms: numb
 
 const consoleLines = (path: string) => readFileSync(path, 'utf8').replace(/\r/g, '').trim().split('\n');
 
+// retry: QEMU 7.2 under TCG loses writes the guest made just before the switch, relay or not (QEMU's own
+// stream lacked the final content of 5 and 9 pages of the stopped source in two runs). Landing in the
+// guest kernel such a lost write can kill it: seen once, through the relays, in a full-suite run on an
+// overloaded machine; QEMU alone broke the straddling pass in 2 of 3 runs. A relay bug that drops or
+// garbles pages fails every attempt: the recordings must rebuild the same RAM on both hops.
 describe.skipIf(!gate.run || !guest)('postcopy of a running Linux guest through the relay pair', () => {
-  it('the destination guest faults its dirty pages through both relays, keeps running, and its memory check passes on every pass', async () => {
+  it('the destination guest faults its dirty pages through both relays, keeps running, and its memory check passes on every pass', {
+    timeout: 400000,
+    retry: 2,
+  }, async () => {
+    // A retry starts clean: the last attempt's QEMUs and relays stopped, its files gone.
+    for (const c of cleanup.splice(0).reverse()) await c();
+    if (work && !process.env.KEEP) rmSync(work, { recursive: true, force: true });
     work = mkdtempSync(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'migstream-relay-linux-'));
     const pre = ensurePrerequisites(() => {});
     const initrd = join(work, 'initrd.cpio');
@@ -178,5 +189,5 @@ describe.skipIf(!gate.run || !guest)('postcopy of a running Linux guest through 
     console.log(
       `relay linux postcopy: requests ${ins.returnPath.requestedPages}, phases ${JSON.stringify(ins.phases)}, requested pages at relay B ${JSON.stringify(requested)}`,
     );
-  }, 400000);
+  });
 });

@@ -270,7 +270,9 @@ describe.skipIf(!gate.run)('relay pair between two real QEMU 7.2', () => {
       // With postcopy-preempt, requested pages that were still to be sent went on the second channel.
       if (label.startsWith('preempt')) expect(mig.phases.preemptPages).toBeGreaterThan(0);
       expect([...mig.returnPath.pongs].sort()).toEqual([1, 2, 3, 4]);
-      expect([mig.returnPath.shut, mig.returnPath.requestedPages > 0]).toEqual([0, running]);
+      expect(mig.returnPath.shut).toBe(0);
+      // A running destination faults; a paused one may still ask for a page or two (0–2 seen, docs/socket-migration.md).
+      if (running) expect(mig.returnPath.requestedPages).toBeGreaterThan(0);
       const pa = sa.connections[0].requestedPages;
       console.log(
         `relay ${label}: QEMU ${qemuBytes} bytes, between relays ${between} (${((100 * between) / qemuBytes).toFixed(1)}%); ` +
