@@ -1,7 +1,8 @@
 // The relay pair as a WAN accelerator: the same running guest migrated over a throttled link
 // (a token bucket standing in for a WAN), once QEMU → link → QEMU, once
 // QEMU → relay A (--xbzrle --compress lz4) → link → relay B → QEMU. Prints bytes on the link and
-// QEMU's total time and downtime for each. `node bench/relay-wan.mjs [--guest linux|boot] [--mbit N]`
+// QEMU's total time and downtime for each (with --workers N, a third run with relay A compressing on N
+// worker threads). `node bench/relay-wan.mjs [--guest linux|boot] [--mbit N] [--workers N]`
 // (default: the Linux guest of fixtures/dumps, 256 MiB, at 100 Mbit/s; needs QEMU 7.2, a kernel and
 // busybox-static: fixtures/dumps installs them). Not part of `npm test`: it takes minutes.
 import { spawn } from 'node:child_process';
@@ -13,7 +14,10 @@ import { parseArgs } from 'node:util';
 import { capabilityList, connectQmp, getConfig, pollMigrate, qemuArgs as bootArgs, sleep, startQemu } from '../fixtures/qemu/lib.mjs';
 import { buildInitramfs, ensurePrerequisites, qemuArgs as linuxArgs } from '../fixtures/dumps/lib.mjs';
 
-const { values } = parseArgs({ options: { guest: { type: 'string', default: 'linux' }, mbit: { type: 'string', default: '100' } } });
+const { values } = parseArgs({
+  options: { guest: { type: 'string', default: 'linux' }, mbit: { type: 'string', default: '100' }, workers: { type: 'string', default: '0' } },
+});
+const workers = Number(values.workers);
 const linkBytesPerS = (Number(values.mbit) * 1e6) / 8;
 const CLI = join(import.meta.dirname, '..', 'dist', 'cli', 'main.js');
 const work = mkdtempSync(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'migstream-wan-'));
@@ -105,7 +109,7 @@ async function waitReady(name) {
   throw new Error('guest not ready');
 }
 
-async function run(label, viaRelays) {
+async function run(label, viaRelays, relayWorkers = 0) {
   const stats = { bytes: 0 };
   const dst = await vm(`${label}-dst`, true);
   await dst.qmp.execute('migrate-incoming', { uri: `unix:${join(work, `${label}-dst.sock`)}` });
@@ -123,6 +127,7 @@ async function run(label, viaRelays) {
       '--xbzrle',
       '--compress',
       'lz4',
+      ...(relayWorkers ? ['--workers', String(relayWorkers)] : []),
     ]);
     await a.ready;
     relays = [a, b];
@@ -166,6 +171,7 @@ async function run(label, viaRelays) {
 
 try {
   const rows = [await run('direct', false), await run('relays', true)];
+  if (workers > 0) rows.push(await run(`relays --workers ${workers}`, true, workers));
   console.log(`guest ${values.guest}, link ${values.mbit} Mbit/s\n`);
   console.log('| path | source/destination | bytes on the link | until the destination completed | source total-time | source downtime | dirty syncs |');
   console.log('|---|---|---:|---:|---:|---:|---:|');
@@ -173,11 +179,13 @@ try {
     console.log(
       `| ${r.label} | ${r.status} | ${r.linkBytes.toLocaleString('en')} | ${(r.wallMs / 1000).toFixed(1)} s | ${(r.totalMs / 1000).toFixed(1)} s | ${r.downtimeMs} ms | ${r.rounds} |`,
     );
-  const a = rows[1].relays[0]?.connections?.[0];
-  if (a)
-    console.log(
-      `\nrelay A: ${a.s2dIn.toLocaleString('en')} bytes from QEMU → ${a.s2dOut.toLocaleString('en')} on the link; added latency per chunk median ${a.addedLatency.medianMs} ms, p99 ${a.addedLatency.p99Ms} ms`,
-    );
+  for (const r of rows.slice(1)) {
+    const a = r.relays[0]?.connections?.[0];
+    if (a)
+      console.log(
+        `\n${r.label}: relay A ${a.s2dIn.toLocaleString('en')} bytes from QEMU → ${a.s2dOut.toLocaleString('en')} on the link; added latency per chunk median ${a.addedLatency.medianMs} ms, p99 ${a.addedLatency.p99Ms} ms`,
+      );
+  }
 } finally {
   for (const k of killers.reverse()) await k();
   rmSync(work, { recursive: true, force: true });

@@ -7,6 +7,11 @@ import type { StreamEvent } from '../src/stream/events.js';
 import { PreemptDecoder } from '../src/stream/preempt.js';
 import { ReturnPathDecoder, type ReturnPathEvent } from '../src/stream/return-path.js';
 import { transcodeBytes } from '../src/stream/transcode.js';
+import { StreamEncoder } from '../src/stream/encoder.js';
+import { RamImage } from '../src/stream/ram-image.js';
+import { VerifyingRamStore } from '../src/stream/digest.js';
+import { WrittenPages } from '../src/stream/discard.js';
+import { page, RAM } from './support/build.js';
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 const cat = (...p: Uint8Array[]) => new Uint8Array(Buffer.concat(p));
@@ -210,5 +215,125 @@ describe('preempt channel', () => {
     expect(run(cat(stream, new Uint8Array([1]))).code).toBe('TRAILING_DATA');
     expect([run(stream.subarray(0, 100)).code, run(stream.subarray(0, 100)).offset]).toEqual(['TRUNCATED', 100]);
     expect(run(rec(0x100000, 0x02, 'pc.ram', new Uint8Array([0]))).code).toBe('BAD_OFFSET');
+  });
+});
+
+describe('postcopy discards', () => {
+  const P = page((i) => i * 7 + 1);
+  const Q = page((i) => i * 5 + 2);
+  const R = page((i) => i * 3 + 3);
+  /**
+   * A postcopy migration of 4 pages as ram.c sends one: pages 0 and 2 are still dirty at the switch, so
+   * POSTCOPY_RAM_DISCARD throws them away on the destination; page 0 is sent again after RUN (its content
+   * unchanged since round 2), page 2 never (a recording cut short), page 1 was not dirty.
+   */
+  function postcopyStream(): Uint8Array {
+    const parts: Uint8Array[] = [];
+    const e = new StreamEncoder((c) => parts.push(c.slice()));
+    e.header().configuration('pc-i440fx-7.2');
+    e.raw(encodeCommand({ name: 'POSTCOPY_ADVISE', hostPageSizes: 4096, targetPageSize: 4096 }));
+    e.sectionStart(RAM)
+      .memSize([{ idstr: 'pc.ram', length: 4 * 4096 }])
+      .ramEos()
+      .footer(2);
+    e.sectionPart(2).page('pc.ram', 0, P).page('pc.ram', 4096, Q).page('pc.ram', 8192, R).ramEos().footer(2);
+    for (let round = 0; round < 2; round++) e.sectionPart(2).page('pc.ram', 0, P).ramEos().footer(2);
+    e.raw(
+      encodeCommand({
+        name: 'POSTCOPY_RAM_DISCARD',
+        block: 'pc.ram',
+        ranges: [
+          [0, 4096],
+          [8192, 4096],
+        ],
+      }),
+    );
+    e.raw(encodePackaged(cat(encodeCommand({ name: 'POSTCOPY_LISTEN' }), encodeCommand({ name: 'POSTCOPY_RUN' }))));
+    e.sectionPart(2).page('pc.ram', 0, P).ramEos().footer(2);
+    e.sectionEnd(2)
+      .ramEos()
+      .footer(2)
+      .raw(new Uint8Array([0]));
+    e.flush();
+    return cat(...parts);
+  }
+  function rebuild(bytes: Uint8Array): Uint8Array {
+    const image = new RamImage();
+    const ram = new VerifyingRamStore(image);
+    decodeAll(bytes, (ev) => ram.handle(ev));
+    return image.blocks.get('pc.ram')!;
+  }
+
+  it('zero their ranges when RAM is rebuilt (ram_discard_range), until the page is sent again', () => {
+    expect(Buffer.from(rebuild(postcopyStream())).equals(Buffer.concat([P, Q, new Uint8Array(8192)]))).toBe(true);
+  });
+
+  it('make the transcoder send a discarded page whole again, even unchanged against its XBZRLE cache', () => {
+    const input = postcopyStream();
+    for (const options of [{ xbzrle: { cacheBytes: 1 << 20 } }, { xbzrle: { cacheBytes: 1 << 20 }, compress: { codec: 'lz4' as const } }, {}]) {
+      const out = transcodeBytes(input, options);
+      expect(Buffer.from(rebuild(out)).equals(Buffer.from(rebuild(input)))).toBe(true);
+      // After LISTEN, only whole pages (ram_load_postcopy takes no XBZRLE).
+      const kinds: string[] = [];
+      let post = false;
+      decodeAll(out, (ev) => {
+        if (ev.type === 'command' && ev.name === 'PACKAGED') post = true;
+        if (ev.type === 'page' && post) kinds.push(ev.kind);
+      });
+      expect(kinds).toEqual([options.compress ? 'lz4' : 'normal']);
+    }
+  });
+
+  it('reject what ram_discard_range rejects: an unknown block, an unaligned or overrunning range', () => {
+    const withDiscard = (block: string, ranges: [number, number][]) => {
+      const s = postcopyStream();
+      const at = Buffer.from(s).indexOf(
+        Buffer.from(
+          encodeCommand({
+            name: 'POSTCOPY_RAM_DISCARD',
+            block: 'pc.ram',
+            ranges: [
+              [0, 4096],
+              [8192, 4096],
+            ],
+          }),
+        ),
+      );
+      return cat(s.subarray(0, at), encodeCommand({ name: 'POSTCOPY_RAM_DISCARD', block, ranges }));
+    };
+    const run = (bytes: Uint8Array) => failure(() => rebuild(bytes));
+    expect(run(withDiscard('pc.rom', [[0, 4096]])).code).toBe('UNKNOWN_RAMBLOCK');
+    expect(run(withDiscard('pc.ram', [[100, 4096]])).message).toMatch(/Unaligned start address/);
+    expect(run(withDiscard('pc.ram', [[0, 100]])).message).toMatch(/Unaligned length/);
+    const over = run(withDiscard('pc.ram', [[8192, 3 * 4096]]));
+    expect([over.code, over.message]).toEqual(['BAD_COMMAND', expect.stringMatching(/Overrun block 'pc.ram'/)]);
+  });
+});
+
+describe('WrittenPages', () => {
+  it('take() returns and forgets exactly the pages added in the range, like a set', () => {
+    let seed = 7;
+    const rand = (n: number) => {
+      seed = (seed * 1103515245 + 12345) >>> 0;
+      return seed % n;
+    };
+    const pages = 5000;
+    const w = new WrittenPages();
+    w.setBlock('b', pages);
+    const model = new Set<number>();
+    for (let round = 0; round < 300; round++) {
+      for (let k = rand(40); k > 0; k--) {
+        const p = rand(pages);
+        w.add('b', p);
+        model.add(p);
+      }
+      const first = rand(pages);
+      const end = first + rand(pages - first + 1);
+      const want = [...model].filter((p) => p >= first && p < end).sort((a, b) => a - b);
+      for (const p of want) model.delete(p);
+      expect(w.take('b', first, end).sort((a, b) => a - b)).toEqual(want);
+    }
+    expect(w.take('b', 0, pages).sort((a, b) => a - b)).toEqual([...model].sort((a, b) => a - b));
+    expect(w.take('b', 0, pages)).toEqual([]);
   });
 });

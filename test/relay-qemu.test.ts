@@ -5,6 +5,9 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { pollMigrate, sleep } from '../fixtures/qemu/lib.mjs';
 import { ReturnPathDecoder } from '../src/stream/return-path.js';
+import { decodeRecording } from '../src/relay/decode-recording.js';
+import { VerifyingRamStore } from '../src/stream/digest.js';
+import { RamImage } from '../src/stream/ram-image.js';
 import { requireBuiltCli, runCli } from './support/cli.js';
 import { qemuGate } from './support/qemu.js';
 import { readRam, startDestination, startRelay, startSource, waitMigration, within, type RelayProcess, type Vm } from './support/relay.js';
@@ -14,7 +17,7 @@ const gate = qemuGate();
 requireBuiltCli();
 
 /** The relay pair of the issue: QEMU → relay A (--xbzrle --compress lz4) → tcp → relay B → QEMU, both recording. */
-async function relayPair(work: string, label: string) {
+async function relayPair(work: string, label: string, extraA: string[] = []) {
   const recA = join(work, `${label}-recA`);
   const recB = join(work, `${label}-recB`);
   const dstUri = `unix:${join(work, `${label}-dst.sock`)}`;
@@ -22,7 +25,22 @@ async function relayPair(work: string, label: string) {
   running.push(b);
   const bUri = await within(b.listening, 10000, 'relay B listening');
   const aUri = `unix:${join(work, `${label}-a.sock`)}`;
-  const a = startRelay(['--listen', aUri, '--connect', bUri, '--xbzrle', '--compress', 'lz4', '--once', '--record', recA, '--json', '--idle-timeout', '60']);
+  const a = startRelay([
+    '--listen',
+    aUri,
+    '--connect',
+    bUri,
+    '--xbzrle',
+    '--compress',
+    'lz4',
+    ...extraA,
+    '--once',
+    '--record',
+    recA,
+    '--json',
+    '--idle-timeout',
+    '60',
+  ]);
   running.push(a);
   await within(a.listening, 10000, 'relay A listening');
   return { a, b, aUri, bUri, dstUri, recA, recB };
@@ -75,7 +93,8 @@ describe.skipIf(!gate.run)('relay pair between two real QEMU 7.2', () => {
       if (label === 'return-path') expect(sa.connections[0].d2s).toBeGreaterThan(0);
       else expect(sa.connections[0].d2s).toBe(0);
 
-      const oracle = await replayInto(work, `${label}-oracle`, caps, p.recA, vms);
+      // Replayed at the pace the source's bytes reached relay A (conn-0.timing).
+      const oracle = await replayInto(work, `${label}-oracle`, caps, p.recA, vms, ['--pace', 'recorded']);
       const live = readRam(dst.memPath);
       expect(live.subarray(8 << 20, (8 << 20) + 4096).some((b) => b !== 0)).toBe(true); // the guest's hot pages arrived
       expect(live.equals(readRam(oracle.memPath))).toBe(true);
@@ -177,7 +196,8 @@ describe.skipIf(!gate.run)('relay pair between two real QEMU 7.2', () => {
     ['preempt-running', { 'postcopy-ram': true, 'postcopy-preempt': true }, true],
   ] as const) {
     it(`${label}: postcopy through the relay pair after the first round`, async () => {
-      const p = await relayPair(work, label);
+      // postcopy-running: relay A compresses on 2 workers until POSTCOPY_LISTEN, inline after it.
+      const p = await relayPair(work, label, label === 'postcopy-running' ? ['--workers', '2'] : []);
       const dst = await startDestination(work, `${label}-dst`, caps, p.dstUri, running);
       vms.push(dst);
       // Postcopy's background push slowed down, so the running guest's faults race it and win.
@@ -232,6 +252,10 @@ describe.skipIf(!gate.run)('relay pair between two real QEMU 7.2', () => {
       const x = runCli(['extract', p.recA, '--out', out]);
       expect([x.code, x.stderr]).toEqual([0, expect.stringMatching(/^extracted \d+ files/)]);
       expect(readRam(join(out, 'pc.ram.bin')).equals(source)).toBe(true);
+      // ...in QEMU's order: the discards zero pages precopy had filled (ram_discard_range), which postcopy sends again.
+      const d = await discardsApplied(p.recA);
+      expect([d.pages > 0, d.filledBefore > 0, d.zeroAfter]).toEqual([true, true, d.pages]);
+      expect(d.resent).toBe(d.pages);
       // inspect shows the switch as QEMU 7.2's postcopy_start writes it, and the return path.
       const ins = runCli(['inspect', p.recA, '--json']);
       expect(ins.code).toBe(0);
@@ -246,7 +270,9 @@ describe.skipIf(!gate.run)('relay pair between two real QEMU 7.2', () => {
       // With postcopy-preempt, requested pages that were still to be sent went on the second channel.
       if (label.startsWith('preempt')) expect(mig.phases.preemptPages).toBeGreaterThan(0);
       expect([...mig.returnPath.pongs].sort()).toEqual([1, 2, 3, 4]);
-      expect([mig.returnPath.shut, mig.returnPath.requestedPages > 0]).toEqual([0, running]);
+      expect(mig.returnPath.shut).toBe(0);
+      // A running destination faults; a paused one may still ask for a page or two (0–2 seen, docs/socket-migration.md).
+      if (running) expect(mig.returnPath.requestedPages).toBeGreaterThan(0);
       const pa = sa.connections[0].requestedPages;
       console.log(
         `relay ${label}: QEMU ${qemuBytes} bytes, between relays ${between} (${((100 * between) / qemuBytes).toFixed(1)}%); ` +
@@ -255,6 +281,30 @@ describe.skipIf(!gate.run)('relay pair between two real QEMU 7.2', () => {
     });
   }
 });
+
+/** Rebuilds a recording's RAM in QEMU's order, watching the discarded pages: filled before, zero after, sent again later. */
+async function discardsApplied(rec: string) {
+  const image = new RamImage();
+  const ram = new VerifyingRamStore(image);
+  const discarded = new Set<number>();
+  const r = { pages: 0, filledBefore: 0, zeroAfter: 0, resent: 0 };
+  const zero = Buffer.alloc(4096);
+  const pageAt = (o: number) => Buffer.from(image.blocks.get('pc.ram')!.subarray(o, o + 4096));
+  await decodeRecording(rec, (ev) => {
+    if (ev.type === 'command' && ev.info?.name === 'POSTCOPY_RAM_DISCARD' && ev.info.block === 'pc.ram') {
+      const offsets = ev.info.ranges.flatMap(([start, length]) => Array.from({ length: length / 4096 }, (_, i) => start + i * 4096));
+      r.filledBefore += offsets.filter((o) => !pageAt(o).equals(zero)).length;
+      ram.handle(ev);
+      r.zeroAfter += offsets.filter((o) => pageAt(o).equals(zero)).length;
+      r.pages += offsets.length;
+      for (const o of offsets) discarded.add(o);
+      return;
+    }
+    if (ev.type === 'page' && ev.block.idstr === 'pc.ram' && discarded.delete(ev.offset)) r.resent++;
+    ram.handle(ev);
+  });
+  return r;
+}
 
 function returnPath(path: string): { pongs: number[]; requests: number; shut: number[] } {
   const r = { pongs: [] as number[], requests: 0, shut: [] as number[] };

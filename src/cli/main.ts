@@ -166,7 +166,6 @@ async function main(argv: string[]): Promise<number> {
       });
       if (typeof values.listen !== 'string' || typeof values.connect !== 'string') throw new UsageError('relay needs --listen URI and --connect URI');
       const compress = compressOption(values);
-      if (compress?.workers) throw new UsageError('relay compresses inline (a requested page never waits in a worker queue): drop --workers');
       const idle = values['idle-timeout'] === undefined ? undefined : Number(values['idle-timeout']);
       if (idle !== undefined && !(idle > 0)) throw new UsageError(`--idle-timeout expects seconds > 0, got "${values['idle-timeout']}"`);
       return runRelay({
@@ -176,6 +175,7 @@ async function main(argv: string[]): Promise<number> {
         once: values.once === true,
         idleTimeoutS: idle,
         json: values.json === true,
+        workers: compress?.workers || undefined,
         transcode: {
           xbzrle: xbzrleOption(values.xbzrle as string | undefined, values['cache-policy'] as string | undefined),
           compress: compress?.spec,
@@ -187,8 +187,8 @@ async function main(argv: string[]): Promise<number> {
       });
     }
     case 'replay': {
-      const { values, positionals } = parse(rest, { connect: { type: 'string' }, json: { type: 'boolean' } });
-      return runReplay(one(positionals, 'DIR'), values.connect as string | undefined, values.json === true);
+      const { values, positionals } = parse(rest, { connect: { type: 'string' }, json: { type: 'boolean' }, pace: { type: 'string' } });
+      return runReplay(one(positionals, 'DIR'), values.connect as string | undefined, values.json === true, values.pace as string | undefined);
     }
     case 'bench':
       return runBenchCommand(rest);

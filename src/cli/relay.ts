@@ -1,8 +1,8 @@
 import type { RelayTranscodeOptions } from '../relay/connection.js';
 import { Relay, type RelayResult } from '../relay/relay.js';
-import { replayRecording } from '../relay/replay.js';
+import { replayRecording, type ReplayPace } from '../relay/replay.js';
 import { parseUri as parseAddress, type SocketAddress } from '../relay/uri.js';
-import { formatBytes, UsageError } from './io.js';
+import { formatBytes, parseSize, UsageError } from './io.js';
 
 /** A bad URI on the command line is a usage error (exit 2); the library says RangeError. */
 function parseUri(uri: string, flag: string): SocketAddress {
@@ -17,11 +17,15 @@ export const RELAY_USAGE = `  relay --listen URI --connect URI [transcode option
                                                relay a live migration between two QEMUs (URI: unix:PATH or
                                                tcp:HOST:PORT): the source→destination stream is transcoded
                                                (default: QEMU 7.2 records), the return path copied back at once;
-                                               --record DIR keeps conn-N.s2d / conn-N.d2s / index.json;
+                                               --record DIR keeps conn-N.s2d / conn-N.d2s / conn-N.timing / index.json;
+                                               --workers N compresses on N threads until postcopy (then inline);
                                                --multifd-compression none|zlib|zstd|brotli [--multifd-level L]: re-encode
                                                multifd channels packet by packet (ids, sync points kept); brotli
                                                (default quality 5) is migstream's own form between two relays
-  replay DIR --connect URI [--json]            play a recording into a destination QEMU, its connections in order`;
+  replay DIR --connect URI [--pace recorded|RATE] [--json]
+                                               play a recording into a destination QEMU, its connections in order;
+                                               --pace recorded: at the times the bytes reached the relay,
+                                               --pace RATE (e.g. 16MiB): at most RATE bytes per second per connection`;
 
 export interface RelayCli {
   listen: string;
@@ -31,6 +35,7 @@ export interface RelayCli {
   once: boolean;
   idleTimeoutS?: number;
   json: boolean;
+  workers?: number;
 }
 
 export async function runRelay(o: RelayCli): Promise<number> {
@@ -41,6 +46,7 @@ export async function runRelay(o: RelayCli): Promise<number> {
     record: o.record,
     once: o.once,
     idleTimeoutS: o.idleTimeoutS,
+    workers: o.workers,
     onListening: () => {
       const port = relay.port;
       process.stderr.write(
@@ -88,10 +94,18 @@ function report(r: RelayResult, json: boolean): void {
   }
 }
 
-export async function runReplay(dir: string, connect: string | undefined, json: boolean): Promise<number> {
+export async function runReplay(dir: string, connect: string | undefined, json: boolean, pace?: string): Promise<number> {
   if (connect === undefined) throw new UsageError('replay needs --connect URI');
-  const r = await replayRecording(dir, parseUri(connect, '--connect'));
+  const r = await replayRecording(dir, parseUri(connect, '--connect'), paceOption(pace));
   if (json) process.stdout.write(`${JSON.stringify(r)}\n`);
   else for (const c of r.connections) process.stderr.write(`conn-${c.n} (${c.kind}): sent ${formatBytes(c.sent)}, received ${formatBytes(c.received)}\n`);
   return 0;
+}
+
+function paceOption(pace: string | undefined): ReplayPace | undefined {
+  if (pace === undefined) return undefined;
+  if (pace === 'recorded') return { kind: 'recorded' };
+  const bytesPerSecond = parseSize(pace.replace(/\/s$/, ''), '--pace');
+  if (bytesPerSecond <= 0) throw new UsageError(`--pace expects "recorded" or a rate > 0 such as 16MiB, got "${pace}"`);
+  return { kind: 'rate', bytesPerSecond };
 }

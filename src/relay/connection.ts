@@ -1,7 +1,9 @@
 import type { Socket } from 'node:net';
 import { MigstreamError } from '../codec/errors.js';
 import { StreamDecoder } from '../stream/decoder.js';
-import { StreamEncoder } from '../stream/encoder.js';
+import { StreamEncoder, type StreamWriter } from '../stream/encoder.js';
+import type { PagePool } from '../stream/pool/pool.js';
+import { PoolThenInline } from './pooled-writer.js';
 import { encoderCompressors, resolveSpecs } from '../stream/page-codecs.js';
 import { Transcoder, type TranscodeOptions } from '../stream/transcode.js';
 import { classify, type RecordedConnection, type RecordingIndexEntry, type RecordingWriter } from './recording.js';
@@ -13,6 +15,9 @@ import { MultifdRecoder, type MultifdRelayOptions } from '../multifd/recode.js';
 
 /** The relay's transcode options, plus what to do with multifd channels (default: copy them). */
 export type RelayTranscodeOptions = TranscodeOptions & { multifd?: MultifdRelayOptions };
+
+/** Pages compressing on the pool before the relay stops reading its source. */
+const MAX_IN_FLIGHT = 512;
 
 /** Why a connection ended the relay: a one-line reason and the exit status (3: malformed stream). */
 export interface RelayFailure {
@@ -49,9 +54,12 @@ export class RelayConnection {
   private head: Uint8Array[] = [];
   private headBytes = 0;
   private decoder: StreamDecoder | undefined;
-  private encoder: StreamEncoder | undefined;
+  private encoder: StreamWriter | undefined;
   /** A multifd channel being re-encoded (with options.multifd). */
   private multifd: MultifdRecoder | undefined;
+  /** With a pool (`--workers`): compression on workers until POSTCOPY_LISTEN. */
+  private pooled: PoolThenInline | undefined;
+  private held = false;
   private srcEnded = false;
   private dstEnded = false;
   private done = false;
@@ -64,6 +72,7 @@ export class RelayConnection {
     private readonly options: RelayTranscodeOptions,
     private readonly hooks: ConnectionHooks,
     private readonly recorder: RecordingWriter | undefined,
+    private readonly pool?: PagePool,
   ) {
     this.record = recorder?.open(n);
     src.on('data', (c: Buffer) => this.fromSource(new Uint8Array(c.buffer, c.byteOffset, c.length)));
@@ -116,10 +125,23 @@ export class RelayConnection {
       this.multifd = new MultifdRecoder(mf, (c) => this.toDestination(c), this.options.pageSize ?? 4096, `conn-${this.n}`);
     if (this.kind !== 'main') return;
     const pageSize = this.options.pageSize ?? 4096;
-    this.encoder = new StreamEncoder((c) => this.toDestination(c), { pageSize, ...encoderCompressors(resolveSpecs(this.options)) });
+    const specs = resolveSpecs(this.options);
+    if (this.pool && (specs.spec || specs.chunkSpec)) {
+      this.pooled = new PoolThenInline(
+        (c) => this.toDestination(c),
+        this.pool,
+        this.options,
+        (e) => this.streamFailed(e),
+      );
+      this.encoder = this.pooled;
+    } else this.encoder = new StreamEncoder((c) => this.toDestination(c), { pageSize, ...encoderCompressors(specs) });
     const transcoder = new Transcoder(this.encoder, this.options);
     this.decoder = new StreamDecoder((ev) => {
       transcoder.handle(ev);
+      // Postcopy from LISTEN on: every record inline, none behind bulk pages in a worker queue.
+      if (this.pooled && ev.type === 'command' && (ev.name === 'POSTCOPY_LISTEN' || ev.package?.commands.some((c) => c.name === 'POSTCOPY_LISTEN'))) {
+        void this.pooled.toInline();
+      }
       if (ev.type === 'page' && this.requests.size > 0) {
         const key = `${ev.block.idstr}@${ev.offset}`;
         const t = this.requests.get(key);
@@ -164,6 +186,26 @@ export class RelayConnection {
       return;
     }
     this.latency.add(performance.now() - arrived);
+    if (this.pooled) this.drainPool();
+  }
+
+  /** Sends a partly filled batch to a worker now (nothing more may come for a while); holds the source while too many pages are in flight. */
+  private drainPool(): void {
+    const inFlight = this.pooled!.pagesInFlight;
+    if (inFlight === 0) return;
+    const hold = inFlight > MAX_IN_FLIGHT && !this.held;
+    if (hold) {
+      this.held = true;
+      this.src.pause();
+    }
+    this.pooled!.drain(hold ? MAX_IN_FLIGHT / 2 : inFlight - 1).then(
+      () => {
+        if (!hold) return;
+        this.held = false;
+        if (!this.done) this.src.resume();
+      },
+      (e) => this.streamFailed(e),
+    );
   }
 
   private toDestination(c: Uint8Array): void {
@@ -202,6 +244,14 @@ export class RelayConnection {
       try {
         this.decoder.end();
         this.encoder!.flush();
+        if (this.pooled) {
+          // The pool's last records first, then the end of the destination's side.
+          this.pooled.finish().then(
+            () => this.dst.end(),
+            (e) => this.streamFailed(e),
+          );
+          return;
+        }
       } catch (e) {
         // Cut short by a source that went away: not a malformed stream.
         if (e instanceof MigstreamError && e.code === 'TRUNCATED') {
@@ -244,6 +294,7 @@ export class RelayConnection {
   }
 
   private streamFailed(e: unknown): void {
+    if (this.done) return;
     this.done = true;
     this.destroy();
     if (e instanceof MigstreamError) this.hooks.fail({ reason: `bad stream on conn-${this.n} [${e.code}] ${e.message}`, code: 3 });

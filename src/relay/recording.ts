@@ -1,4 +1,4 @@
-import { closeSync, mkdirSync, openSync, readdirSync, readSync, renameSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 
 /** One connection of a recording: what the source sent (s2d) and the destination answered (d2s). */
@@ -23,10 +23,14 @@ export interface RecordingIndexEntry {
  * Writes `DIR/conn-N.s2d`, `DIR/conn-N.d2s` as bytes arrive (synchronous
  * appends: a crash still leaves what was seen) and `DIR/index.json`, which
  * readers never need: the conn-N files alone describe the recording.
+ * `DIR/conn-N.timing` says when the source's bytes arrived, for `replay
+ * --pace recorded`: one line per chunk, "MS BYTES", ms since the first
+ * connection was accepted and the connection's s2d bytes so far.
  */
 export class RecordingWriter {
   private readonly fds = new Map<string, number>();
   private readonly entries: RecordingIndexEntry[] = [];
+  private started: number | undefined;
 
   constructor(
     readonly dir: string,
@@ -36,7 +40,8 @@ export class RecordingWriter {
   }
 
   open(n: number): RecordingIndexEntry {
-    for (const d of ['s2d', 'd2s']) this.fds.set(`${n}.${d}`, openSync(join(this.dir, `conn-${n}.${d}`), 'w'));
+    this.started ??= performance.now();
+    for (const d of ['s2d', 'd2s', 'timing']) this.fds.set(`${n}.${d}`, openSync(join(this.dir, `conn-${n}.${d}`), 'w'));
     const entry: RecordingIndexEntry = { n, acceptedAt: new Date().toISOString(), s2dBytes: 0, d2sBytes: 0 };
     this.entries.push(entry);
     this.writeIndex();
@@ -47,12 +52,15 @@ export class RecordingWriter {
     const fd = this.fds.get(`${entry.n}.${dir}`);
     if (fd === undefined) return;
     for (let at = 0; at < chunk.length; ) at += writeSync(fd, chunk, at, chunk.length - at);
-    if (dir === 's2d') entry.s2dBytes += chunk.length;
-    else entry.d2sBytes += chunk.length;
+    if (dir === 's2d') {
+      entry.s2dBytes += chunk.length;
+      const t = this.fds.get(`${entry.n}.timing`);
+      if (t !== undefined) writeSync(t, `${(performance.now() - this.started!).toFixed(1)} ${entry.s2dBytes}\n`);
+    } else entry.d2sBytes += chunk.length;
   }
 
   close(entry: RecordingIndexEntry): void {
-    for (const d of ['s2d', 'd2s']) {
+    for (const d of ['s2d', 'd2s', 'timing']) {
       const key = `${entry.n}.${d}`;
       const fd = this.fds.get(key);
       if (fd !== undefined) closeSync(fd);
@@ -102,6 +110,27 @@ export function mainConnection(conns: RecordedConnection[], dir: string): Record
   const main = conns.find((c) => c.kind === 'main');
   if (!main) throw new Error(`${dir}: no conn-N.s2d starting with "QEVM" (not a recording of a migration)`);
   return main;
+}
+
+/**
+ * A connection's `conn-N.timing` (see RecordingWriter): [ms, bytes so far]
+ * per chunk, in order; undefined when the recording has none.
+ */
+export function readTiming(dir: string, n: number): [ms: number, bytes: number][] | undefined {
+  let text: string;
+  try {
+    text = readFileSync(join(dir, `conn-${n}.timing`), 'utf8');
+  } catch {
+    return undefined;
+  }
+  const out: [number, number][] = [];
+  for (const line of text.split('\n')) {
+    if (!line) continue;
+    const m = /^(\d+(?:\.\d+)?) (\d+)$/.exec(line);
+    if (!m) throw new Error(`${join(dir, `conn-${n}.timing`)}: expected "MS BYTES" lines, found "${line.slice(0, 40)}"`);
+    out.push([Number(m[1]), Number(m[2])]);
+  }
+  return out;
 }
 
 const QEVM = [0x51, 0x45, 0x56, 0x4d];

@@ -3,6 +3,8 @@ import { rmSync } from 'node:fs';
 import { RelayConnection, type RelayFailure, type RelayTranscodeOptions } from './connection.js';
 import { RecordingWriter } from './recording.js';
 import { formatUri, netOptions, type SocketAddress } from './uri.js';
+import { createPool } from '../stream/pool/pool-factory.js';
+import type { PagePool } from '../stream/pool/pool.js';
 
 export interface RelayOptions {
   listen: SocketAddress;
@@ -15,6 +17,11 @@ export interface RelayOptions {
   once?: boolean;
   /** Fail when no byte moved for this many seconds. */
   idleTimeoutS?: number;
+  /**
+   * Compress pages on this many worker threads (needs migstream/node's pool factory) until a
+   * migration's POSTCOPY_LISTEN; from then on inline, so a requested page never queues behind bulk pages.
+   */
+  workers?: number;
   /** Called once the relay listens. */
   onListening?: () => void;
 }
@@ -52,6 +59,7 @@ export class Relay {
   private readonly summaries: ConnectionSummary[] = [];
   private readonly recorder: RecordingWriter | undefined;
   private chain: Promise<void> = Promise.resolve();
+  private readonly pool: PagePool | undefined;
   private accepted = 0;
   private mainServed = false;
   private ending = false;
@@ -61,6 +69,7 @@ export class Relay {
 
   constructor(private readonly opts: RelayOptions) {
     this.done = new Promise((r) => (this.resolveDone = r));
+    this.pool = opts.workers ? createPool(opts.workers) : undefined;
     this.recorder = opts.record ? new RecordingWriter(opts.record, { listen: formatUri(opts.listen), connect: formatUri(opts.connect) }) : undefined;
     this.server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (s) => this.accept(s));
     this.server.on('error', (e) => this.fail({ reason: `cannot listen on ${formatUri(opts.listen)}: ${e.message}`, code: 1 }));
@@ -128,6 +137,7 @@ export class Relay {
             activity: () => this.activity(),
           },
           this.recorder,
+          this.pool,
         );
         this.conns.push(c);
         resolve();
@@ -176,6 +186,7 @@ export class Relay {
     for (const c of [...this.conns]) c.destroy();
     this.server.close();
     this.recorder?.closeAll();
+    void this.pool?.close();
     const connections = [...this.summaries].sort((a, b) => a.n - b.n);
     this.finishedResult = this.failure ? { code: this.failure.code, reason: this.failure.reason, connections } : { code, connections };
     this.resolveDone(this.finishedResult);

@@ -4,6 +4,7 @@ import { MigstreamError } from '../codec/errors.js';
 import type { PageEvent, RamBlockInfo, RamDigestEvent, StreamEvent } from './events.js';
 import { DIGEST_ALGORITHMS } from './manifest.js';
 import type { RamStore } from './ram-image.js';
+import { applyDiscard, discardRanges, WrittenPages } from './discard.js';
 import { unreachable } from './clone-event.js';
 
 /**
@@ -179,6 +180,10 @@ export class VerifyingRamStore implements RamStore {
   checked = 0;
   /** Page records those digest records covered. */
   pagesChecked = 0;
+  /** The RAMBlocks and the stream's page size, for discards. */
+  private readonly blockInfo = new Map<string, RamBlockInfo>();
+  private pageSize = 4096;
+  private readonly written = new WrittenPages();
 
   constructor(
     readonly inner: RamStore,
@@ -214,6 +219,12 @@ export class VerifyingRamStore implements RamStore {
       case 'page':
         this.apply(ev);
         return;
+      case 'configuration':
+        if (ev.configuration.targetPageBits !== undefined) this.pageSize = 1 << ev.configuration.targetPageBits;
+        return;
+      case 'command':
+        this.discard(ev);
+        return;
       case 'ram-digest':
         this.check(ev);
         return;
@@ -221,10 +232,8 @@ export class VerifyingRamStore implements RamStore {
         this.iterationEnd(ev.index, ev.offset);
         return;
       case 'header':
-      case 'configuration':
       case 'section':
       case 'section-footer':
-      case 'command':
       case 'ram-flush':
       case 'block-chunk':
       case 'block-progress':
@@ -241,10 +250,32 @@ export class VerifyingRamStore implements RamStore {
 
   setBlocks(blocks: RamBlockInfo[], offset?: number): void {
     this.inner.setBlocks(blocks, offset);
+    for (const b of blocks) {
+      this.blockInfo.set(b.idstr, b);
+      this.written.setBlock(b.idstr, Math.ceil(b.length / 1024)); // room for any target page size (1 KiB and up)
+    }
+  }
+
+  /**
+   * Applies what a command makes the destination discard (POSTCOPY_ADVISE,
+   * POSTCOPY_RAM_DISCARD: src/stream/discard.ts) as zero pages, outside the
+   * digests (a discard is no page record). Returns the pages it zeroed, by page index: those written
+   * since their last discard (every other page is zero already).
+   */
+  discard(ev: Extract<StreamEvent, { type: 'command' }>): { block: RamBlockInfo; pages: number[] }[] {
+    const out: { block: RamBlockInfo; pages: number[] }[] = [];
+    for (const r of discardRanges(ev, this.blockInfo, this.pageSize)) {
+      const pages = this.written.take(r.block.idstr, r.start / this.pageSize, (r.start + r.length) / this.pageSize);
+      applyDiscard(this.inner, r.block, pages, this.pageSize);
+      if (pages.length > 0) out.push({ block: r.block, pages });
+    }
+    return out;
   }
 
   apply(ev: PageEvent): void {
+    this.pageSize = ev.pageSize;
     this.inner.apply(ev);
+    this.written.add(ev.block.idstr, ev.offset / ev.pageSize);
     const d = this.digests;
     if (!d) return;
     if (ev.kind === 'zero') d.addFill(ev.block.idstr, ev.offset, ev.fill, ev.pageSize);

@@ -76,6 +76,8 @@ export class Transcoder {
   /** False after a second MEM_SIZE: it may resize blocks and moves the cache's address layout. */
   private cacheTrusted = true;
   private lastStage = false;
+  /** After POSTCOPY_LISTEN: pages go out whole. */
+  private postcopy = false;
   private readonly blocks: BlockRewriter;
 
   /**
@@ -109,6 +111,13 @@ export class Transcoder {
   /** XBZRLE counters per RAM section (all zero without --xbzrle). */
   get xbzrleStats(): XbzrleIterationStats[] {
     return this.sender.history;
+  }
+
+  /** The receiver no longer holds these pages (a discard): they count as never sent. */
+  private forget(idstr: string, pages: number[]): void {
+    const sent = this.sent.get(idstr);
+    if (!sent) return;
+    for (const i of pages) sent[i >>> 3]! &= ~(1 << (i & 7));
   }
 
   handle = (ev: StreamEvent): void => {
@@ -156,6 +165,11 @@ export class Transcoder {
         if (ev.present) enc.footer(ev.section.sectionId);
         return;
       case 'command':
+        // A range the destination discards is gone there: its next send is a whole page, never a delta or
+        // "unchanged" (which would leave it missing on a postcopy destination); our image drops it too.
+        for (const d of this.ram.discard(ev)) this.forget(d.block.idstr, d.pages);
+        // From LISTEN on QEMU loads RAM with ram_load_postcopy: no XBZRLE (ram.c sends none in postcopy either).
+        if (ev.name === 'POSTCOPY_LISTEN' || ev.package?.commands.some((c) => c.name === 'POSTCOPY_LISTEN')) this.postcopy = true;
         enc.command(ev.command, ev.payload);
         if (ev.package) enc.raw(ev.package.bytes); // PACKAGED's blob follows the record, outside its length
         return;
@@ -183,7 +197,7 @@ export class Transcoder {
         const bit = 1 << (index & 7);
         const stale = this.stale.get(ev.block.idstr)!;
         // A delta only against a cached copy the receiver still holds; otherwise the page goes out whole.
-        const resend = (sent[index >>> 3]! & bit) !== 0 && this.cacheTrusted && (stale[index >>> 3]! & bit) === 0;
+        const resend = (sent[index >>> 3]! & bit) !== 0 && this.cacheTrusted && !this.postcopy && (stale[index >>> 3]! & bit) === 0;
         sent[index >>> 3]! |= bit;
         if (this.lastStage) stale[index >>> 3]! |= bit;
         this.sender.send(ev.block.idstr, ev.offset, page, resend, this.lastStage);

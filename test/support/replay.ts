@@ -4,11 +4,11 @@ import { CLI } from './cli.js';
 import { startDestination, waitMigration, within, type Vm } from './relay.js';
 
 /** A fresh paused destination fed `recording` with `migstream replay`; resolves once it completed loading. */
-export async function replayInto(work: string, name: string, caps: Record<string, boolean>, recording: string, vms: Vm[]): Promise<Vm> {
+export async function replayInto(work: string, name: string, caps: Record<string, boolean>, recording: string, vms: Vm[], extra: string[] = []): Promise<Vm> {
   const uri = `unix:${join(work, `${name}.sock`)}`;
   const vm = await startDestination(work, name, caps, uri);
   vms.push(vm);
-  const child = spawn(process.execPath, [CLI, 'replay', recording, '--connect', uri, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [CLI, 'replay', recording, '--connect', uri, '--json', ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d) => (stderr += d));
   const exited = new Promise<number | null>((res) => child.on('exit', (c) => res(c)));
