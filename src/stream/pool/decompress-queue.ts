@@ -6,6 +6,8 @@ import type { PagePool } from './pool.js';
 import { Wakeup } from './wakeup.js';
 import { compactQueue } from './compact.js';
 import { cloneEvent } from '../clone-event.js';
+import { declaredEntry } from '../extensions/extension.js';
+import { iterationDigests } from '../extensions/iteration-digests.js';
 
 export interface DecompressQueueOptions {
   pool: PagePool;
@@ -117,7 +119,7 @@ export class DecompressQueue {
   /** The decoder's handler. Borrowed bytes are copied only when the event has to wait. */
   handle = (ev: StreamEvent): void => {
     if (this.failure) return; // drain() and finish() report it; throwing here would turn it into a decoder error
-    if (ev.type === 'manifest' && ev.manifest.extensions.some((e) => e.name === 'iteration-digests')) {
+    if (ev.type === 'manifest' && declaredEntry(ev.manifest, iterationDigests) !== undefined) {
       // Digests hash pages in send order: apply them in stream order (nothing is in flight before the manifest).
       this.landing = false;
     }
