@@ -6,17 +6,12 @@ import {
   COMMAND_NAMES,
   DEFAULT_PAGE_SIZE,
   VM_COMMAND,
-  VM_CONFIGURATION,
   VM_EOF,
-  VM_FILE_MAGIC,
-  VM_FILE_VERSION,
-  VM_FILE_VERSION_COMPAT,
   VM_SECTION_END,
   VM_SECTION_FOOTER,
   VM_SECTION_FULL,
   VM_SECTION_PART,
   VM_SECTION_START,
-  VM_SUBSECTION,
   MIGSTREAM_MANIFEST_COMMAND,
 } from './constants.js';
 import { decodeManifest } from './manifest.js';
@@ -28,6 +23,7 @@ import { readBlockRecord } from './block-records.js';
 import { BitmapRecordReader } from './bitmap-records.js';
 import { commandInfo, readPackage } from './commands.js';
 import { EMPTY, hex } from './bytes.js';
+import { readConfigurationRecord, readStreamHeader } from './configuration.js';
 import { DeclaredExtensions, SUPPORTED_EXTENSIONS } from './extensions/registry.js';
 import type { RecordContext } from './extensions/extension.js';
 
@@ -303,68 +299,17 @@ export class StreamDecoder {
 
   // Header: be32 magic, be32 version.
   private readHeader(r: ByteReader): void {
-    const magic = r.be32('the stream magic');
-    const version = r.be32('the stream version');
-    if (magic !== VM_FILE_MAGIC) {
-      throw new MigstreamError('BAD_MAGIC', 0, `expected magic 0x5145564d ("QEVM"), found 0x${hex(magic, 8)}`);
-    }
-    if (version === VM_FILE_VERSION_COMPAT) {
-      throw new MigstreamError('BAD_VERSION', 4, "SaveVM v2 format is obsolete and don't work anymore");
-    }
-    if (version !== VM_FILE_VERSION) {
-      throw new MigstreamError('BAD_VERSION', 4, `Unsupported migration stream version: expected 3, found ${version}`);
-    }
-    this.emit({ type: 'header', version });
+    this.emit({ type: 'header', version: readStreamHeader(r) });
     this.state = 'configuration';
   }
 
-  // Configuration: 0x07, be32 len + machine name, then subsections (0x05 str8 name be32 version payload).
   private readConfiguration(r: ByteReader): void {
-    const start = r.pos;
-    if (r.peekU8('a section type') !== VM_CONFIGURATION) {
-      this.state = 'top'; // machine types <= 2.3 send no configuration
-      return;
-    }
-    r.u8();
-    const lenAt = r.offset;
-    const len = r.be32('the machine name length');
-    if (len > this.limits.maxMachineName) {
-      throw new MigstreamError('LIMIT', lenAt, `machine name of ${len} bytes exceeds the limit of ${this.limits.maxMachineName}`);
-    }
-    const machine = new TextDecoder().decode(r.bytes(len, 'the machine name'));
-    const capabilities: string[] = [];
-    let targetPageBits: number | undefined;
-    let uuid: Uint8Array | undefined;
-    while (r.peekU8('a section type') === VM_SUBSECTION) {
-      r.u8();
-      const nameAt = r.offset;
-      const name = r.str8('a subsection name', 'BAD_CONFIGURATION');
-      const version = r.be32('a subsection version');
-      if (version !== 1) {
-        throw new MigstreamError('BAD_CONFIGURATION', nameAt, `subsection ${name}: expected version 1, found ${version}`);
-      }
-      if (name === 'configuration/target-page-bits') {
-        targetPageBits = r.be32('target page bits');
-      } else if (name === 'configuration/capabilities') {
-        const count = r.be32('the capability count');
-        if (count > 64) throw new MigstreamError('LIMIT', nameAt, `${count} capabilities in the configuration`);
-        for (let i = 0; i < count; i++) capabilities.push(r.str8('a capability name', 'BAD_CONFIGURATION'));
-      } else if (name === 'configuration/uuid') {
-        uuid = r.bytes(16, 'the uuid').slice();
-      } else {
-        throw new MigstreamError('BAD_CONFIGURATION', nameAt, `unknown subsection "${name}" in the configuration`);
-      }
-    }
-    if (targetPageBits !== undefined) {
-      if (targetPageBits < 10 || targetPageBits > 16) {
-        throw new MigstreamError('BAD_CONFIGURATION', r.offset, `target page bits ${targetPageBits} out of range 10..16`);
-      }
-      this.pageSize = 1 << targetPageBits;
-    }
-    this.ram.ignoreShared = capabilities.includes('x-ignore-shared');
-    const raw = this.buf.slice(start, r.pos);
-    this.emit({ type: 'configuration', configuration: { machine, capabilities, targetPageBits, uuid, raw } });
+    const configuration = readConfigurationRecord(r, this.limits.maxMachineName);
     this.state = 'top';
+    if (!configuration) return; // machine types <= 2.3 send no configuration
+    if (configuration.targetPageBits !== undefined) this.pageSize = 1 << configuration.targetPageBits;
+    this.ram.ignoreShared = configuration.capabilities.includes('x-ignore-shared');
+    this.emit({ type: 'configuration', configuration });
   }
 
   private readTopLevel(r: ByteReader): void {
