@@ -5,6 +5,7 @@
 // Stream surface (WHATWG streams, backpressure, workers, AbortSignal)
 export { TranscodeStream, bufferBound, type TranscodeStreamOptions, type TranscodeSummary } from './web/transcode-stream.js';
 export { DecodeStream, decodeEvents, type DecodeStreamOptions, type ByteChunks } from './web/decode-stream.js';
+export { EncodeStream, type EncodeStreamOptions } from './web/encode-stream.js';
 export type { StreamControlOptions } from './web/connect.js';
 export type { PoolOptions } from './stream/drive.js';
 export type { PagePool } from './stream/pool/pool.js';
