@@ -140,14 +140,7 @@ export function hostileLz4(r: Rng, pageSize: number): Uint8Array {
     const lit = r.chance(0.3) ? r.int(20) : r.pick([0, 14, 15, 16, 270, pageSize, pageSize + 1]);
     const ml = r.int(16);
     w.u8((Math.min(lit, 15) << 4) | ml);
-    if (lit >= 15) {
-      let rest = lit - 15;
-      while (rest >= 255) {
-        w.u8(255);
-        rest -= 255;
-      }
-      w.u8(rest);
-    }
+    if (lit >= 15) lz4Length(w, lit - 15);
     w.bytes(r.bytes(Math.min(lit, r.chance(0.9) ? lit : r.int(lit + 1))));
     if (i === seqs - 1 && r.chance(0.7)) break;
     const off = r.pick([0, 1, 2, 4, 8, 0xffff, r.int(0x10000)]);
@@ -256,13 +249,12 @@ export function lz4Literals(page: Uint8Array): Uint8Array {
   const w = new ByteWriter(page.length + 32);
   const n = page.length;
   w.u8(Math.min(n, 15) << 4);
-  if (n >= 15) {
-    let rest = n - 15;
-    while (rest >= 255) {
-      w.u8(255);
-      rest -= 255;
-    }
-    w.u8(rest);
-  }
+  if (n >= 15) lz4Length(w, n - 15);
   return w.bytes(page).take();
+}
+
+/** An LZ4 length past the token's 15: bytes of 255, then the rest. */
+function lz4Length(w: ByteWriter, rest: number): void {
+  for (; rest >= 255; rest -= 255) w.u8(255);
+  w.u8(rest);
 }
