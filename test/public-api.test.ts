@@ -91,6 +91,7 @@ describe('the public API: package entries only', () => {
     expect(Object.keys(pkg.dependencies)).not.toContain('piscina');
     expect(Object.keys(pkg.dependencies)).not.toContain('chart.js');
     expect(pkg.files).toContain('!dist/fuzz');
+    expect(pkg.files).toContain('!dist/stream/pool/piscina-*'); // the piscina comparison pool (bench/) imports a devDependency
   });
 
   it("encode, transcode and decode each take `workers` on their stream form: EncodeStream on 2 workers gives encodeDumps' bytes", async () => {
