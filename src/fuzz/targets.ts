@@ -22,6 +22,7 @@ import { type ExtraCodecs, NO_EXTRAS, runCodecCase, runXbzrleCase } from './code
 
 export { type ExtraCodecs, NO_EXTRAS, EXPECTED_CODECS, loadExtraCodecs, referenceXbzrle, plainError } from './codec-targets.js';
 import { concatBytes } from '../codec/concat.js';
+import { type MultifdCase, runMultifdCase } from './multifd-target.js';
 
 export type FindingKind =
   | 'escape' // something other than MigstreamError was thrown
@@ -70,7 +71,8 @@ export type FuzzCase =
   | { kind: 'stream'; bytes: Uint8Array; opts: StreamOptions }
   | { kind: 'xbzrle'; bytes: Uint8Array; pageSize: number; align: number; fill: number }
   | { kind: 'zlib'; bytes: Uint8Array; pageSize: number }
-  | { kind: 'lz4'; bytes: Uint8Array; pageSize: number };
+  | { kind: 'lz4'; bytes: Uint8Array; pageSize: number }
+  | MultifdCase;
 
 // ---------------------------------------------------------------------------------------------
 // Stream cases
@@ -404,6 +406,7 @@ export const ALL_TARGETS = [
   'xbzrle',
   'zlib',
   'lz4',
+  'multifd',
 ] as const;
 
 /** The targets one case exercises (a transcode with several options counts for each). */
@@ -439,6 +442,8 @@ export function runCase(c: FuzzCase, extras: ExtraCodecs = NO_EXTRAS): CaseResul
       if (extras.lz4.length < 2)
         return { findings: [{ kind: 'harness', target: 'lz4', message: `${extras.lz4.length} LZ4 decoder(s) loaded, the check needs 2` }], outcome: 'lz4' };
       return { findings: runCodecCase('lz4', extras.lz4, c.bytes, c.pageSize), outcome: 'lz4' };
+    case 'multifd':
+      return runMultifdCase(c);
   }
 }
 
