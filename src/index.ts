@@ -5,6 +5,7 @@
 // Stream surface (WHATWG streams, backpressure, workers, AbortSignal)
 export { TranscodeStream, bufferBound, type TranscodeStreamOptions, type TranscodeSummary } from './web/transcode-stream.js';
 export { DecodeStream, decodeEvents, type DecodeStreamOptions, type ByteChunks } from './web/decode-stream.js';
+export { EncodeStream, type EncodeStreamOptions } from './web/encode-stream.js';
 export type { StreamControlOptions } from './web/connect.js';
 export type { PoolOptions } from './stream/drive.js';
 export type { PagePool } from './stream/pool/pool.js';
@@ -28,7 +29,7 @@ export {
   type DumpWriter,
 } from './stream/dump-encoder.js';
 export { StreamEncoder, type EncoderOptions, type StreamWriter, type RamRecordWriter, type PageCompressorFn } from './stream/encoder.js';
-export { SnapshotDiskSource, WriteLogDiskSource, parseWriteLog, formatWriteLog, type DiskSource } from './stream/disk-source.js';
+export { SnapshotDiskSource, WriteLogDiskSource, parseWriteLog, formatWriteLog, type DiskSource, type Extent } from './stream/disk-source.js';
 export type { XbzrleIterationStats } from './stream/ram-sender.js';
 export type { BlockIterationStats } from './stream/block-sender.js';
 
@@ -45,7 +46,7 @@ export { MigstreamError, OutputClosedError, isStreamFault, type ErrorCode, type 
 export type { CompressionSpec, CompressionCodec, ResolvedSpec } from './stream/page-codecs.js';
 export type { CachePolicy } from './xbzrle/page-cache.js';
 export type { DigestAlgorithm } from './stream/digest.js';
-export type { RamStore, RamSink } from './stream/ram-image.js';
+export type { RamStore, RamSink, RamImage } from './stream/ram-image.js';
 
 // Codecs: the one table they are injected through, and the hasher's readiness (sync decodes of digested streams)
 export { registerCodecs, codecSet, defaultImpl, portableCodecs, type PageCodecSet, type CodecImpl } from './stream/codec-table.js';

@@ -10,12 +10,13 @@ import { RAM_LZ4_PAGE } from '../src/stream/constants.js';
 import { DEFAULT_LIMITS, decodeAll, StreamDecoder, type DecoderLimits } from '../src/stream/decoder.js';
 import { StreamEncoder } from '../src/stream/encoder.js';
 import type { RamBlockInfo, StreamEvent } from '../src/stream/events.js';
-import { blockChunksEntry, encodeManifest, lz4PagesEntry } from '../src/stream/manifest.js';
+import { encodeManifest } from '../src/stream/manifest.js';
+import { blockChunksEntry, lz4PagesEntry } from '../src/stream/extensions/registry.js';
 import { DecompressQueue } from '../src/stream/pool/decompress-queue.js';
 import { PooledEncoder } from '../src/stream/pool/pooled-encoder.js';
 import { runTask, type PoolResult, type PoolTask } from '../src/stream/pool/tasks.js';
 import type { PagePool } from '../src/stream/pool/thread-pool.js';
-import { resolveSpec } from '../src/stream/page-codecs.js';
+import { encoderCompressors, resolveSpec } from '../src/stream/page-codecs.js';
 import { RamImage } from '../src/stream/ram-image.js';
 import { concatChunks, transcodeBytes } from '../src/stream/transcode.js';
 import { BLOCK, deviceTail, fullSection, page, RAM } from './support/build.js';
@@ -602,5 +603,37 @@ describe('maxInFlight (pages in flight, pool options): enforced by waiting, neve
       await enc.finish();
       expect(enc.pagesInFlight).toBe(0);
     }
+  });
+
+  it('PooledEncoder: a record waiting in a part-filled chunk batch while more pages than maxInFlight ran ahead does not stall drain()', async () => {
+    // the head of the queue is a small chunk (its batch not full, so not sent); the pages after it fill and send
+    // batches of their own until more than maxInFlight are queued: drain() must send the chunk's batch, not wait for
+    // the pages (which cannot be written before the chunk)
+    const spec = resolveSpec({ codec: 'lz4', impl: 'portable' });
+    const pool: PagePool = { size: 1, run: async (task: PoolTask) => runTask(task), close: async () => {} };
+    const out: Uint8Array[] = [];
+    const enc = new PooledEncoder((c) => void out.push(c.slice()), { spec, chunkSpec: spec, pool, batchPages: 2, maxInFlight: 4 });
+    const want: Uint8Array[] = [];
+    const ref = new StreamEncoder((c) => void want.push(c.slice()), encoderCompressors({ spec, chunkSpec: spec }));
+    for (const w of [enc, ref]) {
+      w.compressChunk(
+        'vd',
+        0,
+        page((k) => k & 7),
+      );
+      for (let i = 0; i < 8; i++)
+        w.compressPage(
+          'pc.ram',
+          i * 4096,
+          page((k) => (k >> 4) ^ i),
+        );
+    }
+    expect(enc.pagesInFlight).toBe(9);
+    const drained = enc.drain();
+    for (let i = 0; i < 50 && !(await settles(drained)); i++);
+    expect(await settles(drained)).toBe(true);
+    await enc.finish();
+    ref.flush();
+    expect(Buffer.compare(Buffer.concat(out), Buffer.concat(want))).toBe(0);
   });
 });

@@ -22,6 +22,7 @@ describe('the public API: package entries only', () => {
         'DEFAULT_LIMITS',
         'DEFAULT_XBZRLE_CACHE',
         'DecodeStream',
+        'EncodeStream',
         'MigstreamError',
         'OutputClosedError',
         'SnapshotDiskSource',
@@ -76,10 +77,13 @@ describe('the public API: package entries only', () => {
     expect(Object.keys(pkg.exports).sort()).toEqual(['.', './codec', './node', './package.json', './plan', './relay', './sinks', './xbzrle']);
     expect(pkg.exports['.'].node).toBe('./dist/index.node.js');
     expect(pkg.exports['.'].default).toBe('./dist/index.js');
-    // the Node-only entries plug Node's codecs in when loaded
+    // Only what must run on load: install.js plugs Node's codecs in, the worker entry serves its thread, and the
+    // Node-side entries import install.js for that effect (a bundler may skip a side-effect-free module whose
+    // exports are only re-exports, and with it install.js). adapters.js and the portable core are free of effects.
     expect(pkg.sideEffects).toEqual([
       './dist/index.node.js',
-      './dist/node/*.js',
+      './dist/node/index.js',
+      './dist/node/install.js',
       './dist/stream/pool/worker.js',
       './dist/plan/index.js',
       './dist/relay/index.js',
@@ -87,6 +91,18 @@ describe('the public API: package entries only', () => {
     expect(Object.keys(pkg.dependencies)).not.toContain('piscina');
     expect(Object.keys(pkg.dependencies)).not.toContain('chart.js');
     expect(pkg.files).toContain('!dist/fuzz');
+    expect(pkg.files).toContain('!dist/stream/pool/piscina-*'); // the piscina comparison pool (bench/) imports a devDependency
+  });
+
+  it("encode, transcode and decode each take `workers` on their stream form: EncodeStream on 2 workers gives encodeDumps' bytes", async () => {
+    const dump = new Uint8Array(1 << 20).map((_, i) => ((i >> 12) % 7 === 0 ? 0 : 97 + ((i * 31) % 5)));
+    const series = [{ idstr: 'pc.ram', dumps: [dump, dump.map((b, i) => (i % 8192 === 0 ? b ^ 1 : b))] }];
+    const parts: Uint8Array[] = [];
+    root.encodeDumps(series, (c) => void parts.push(c.slice()), { compress: { codec: 'lz4' } });
+    const es = new root.EncodeStream(series, { compress: { codec: 'lz4' }, workers: 2 });
+    const got = new Uint8Array(await new Response(es.readable).arrayBuffer());
+    expect(Buffer.compare(got, Buffer.concat(parts))).toBe(0);
+    expect(es.summary?.iterations.length).toBe(2);
   });
 
   it('a round trip through the entries: xbzrle encodePage/decodePage are symmetric', () => {

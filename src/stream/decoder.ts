@@ -6,37 +6,31 @@ import {
   COMMAND_NAMES,
   DEFAULT_PAGE_SIZE,
   VM_COMMAND,
-  VM_CONFIGURATION,
   VM_EOF,
-  VM_FILE_MAGIC,
-  VM_FILE_VERSION,
-  VM_FILE_VERSION_COMPAT,
   VM_SECTION_END,
   VM_SECTION_FOOTER,
   VM_SECTION_FULL,
   VM_SECTION_PART,
   VM_SECTION_START,
-  VM_SUBSECTION,
   MIGSTREAM_MANIFEST_COMMAND,
 } from './constants.js';
-import { SUPPORTED_EXTENSIONS } from './manifest.js';
+import { decodeManifest } from './manifest.js';
 import { codecSet, defaultImpl, lz4Decompress } from './codec-table.js';
-import type { EventHandler, RamBlockInfo, SectionInfo, SectionKind, StreamEvent, StreamWarning } from './events.js';
-import type { PageInflater } from './inflate.js';
+import type { EventHandler, SectionInfo, SectionKind, StreamEvent, StreamWarning } from './events.js';
 import { parseTail } from './tail.js';
-import { DBM_EOS, readDirtyBitmapRecord } from './dirty-bitmap.js';
-import { readRamRecord, blockRef, readMemSize } from './ram-records.js';
-import { readBlockRecord, readCompressedChunk } from './block-records.js';
-import { readManifest, checkBitmapRecord } from './extension-records.js';
+import { RamRecordReader } from './ram-records.js';
+import { readBlockRecord } from './block-records.js';
+import { BitmapRecordReader } from './bitmap-records.js';
 import { commandInfo, readPackage } from './commands.js';
+import { EMPTY, hex } from './bytes.js';
+import { readConfigurationRecord, readStreamHeader } from './configuration.js';
+import { DeclaredExtensions, SUPPORTED_EXTENSIONS } from './extensions/registry.js';
+import type { RecordContext } from './extensions/extension.js';
 
 export { DEFAULT_LIMITS, type DecoderLimits, type DecoderOptions } from './decoder-options.js';
 import { DEFAULT_LIMITS, type DecoderLimits, type DecoderOptions } from './decoder-options.js';
 
 type State = 'header' | 'configuration' | 'top' | 'ram' | 'block' | 'dirty-bitmap' | 'footer' | 'tail' | 'done' | 'failed';
-
-export const EMPTY: Uint8Array = new Uint8Array(0);
-export const ZERO_DATA: Uint8Array = EMPTY;
 
 /**
  * Incremental decoder for QEMU 7.2 precopy streams. Feed it chunks of any
@@ -47,26 +41,17 @@ export const ZERO_DATA: Uint8Array = EMPTY;
  * the result.
  */
 export class StreamDecoder {
-  /** @internal */ readonly emit: EventHandler;
-  /** @internal */ readonly limits: DecoderLimits;
-  /** @internal */ readonly inflate: PageInflater;
-  /** @internal */ readonly lz4Page: PageInflater;
-  /** @internal */ readonly defer: boolean;
-  /** @internal */ readonly supportedExtensions: Readonly<Record<string, number>>;
-  /** @internal */ readonly strict: boolean;
-  /** @internal */ readonly onWarning: ((warning: StreamWarning) => void) | undefined;
-  /** Set by an extension manifest that declares lz4-pages. */
-  /** @internal */ lz4 = false;
-  /** Set by an extension manifest that declares iteration-digests: the digest length (0: not declared). */
-  /** @internal */ digestLength = 0;
-  /** @internal */ digestAlgorithm = '';
+  private readonly emit: EventHandler;
+  private readonly limits: DecoderLimits;
+  private readonly supportedExtensions: Readonly<Record<string, number>>;
+  private readonly strict: boolean;
+  private readonly onWarning: ((warning: StreamWarning) => void) | undefined;
   /** A manifest may only come before the first section, and only once. */
-  /** @internal */ sawSection = false;
-  /** @internal */ manifestSeen = false;
-  /** @internal */ pageSize: number;
-  /** @internal */ flagMask: number;
+  private sawSection = false;
+  private manifestSeen = false;
+  private pageSize: number;
 
-  /** @internal */ state: State = 'header';
+  private state: State = 'header';
   private failure: MigstreamError | undefined;
   /** Buffered, not yet consumed bytes: buf[pos..] is at stream offset base+pos. */
   private buf: Uint8Array = EMPTY;
@@ -79,21 +64,14 @@ export class StreamDecoder {
   private needWhat = '';
 
   private readonly sections = new Map<number, SectionInfo>();
-  /** @internal */ current: { section: SectionInfo; kind: SectionKind } | undefined;
+  private current: { section: SectionInfo; kind: SectionKind } | undefined;
   private footers: boolean | undefined;
-  /** @internal */ blocks = new Map<string, RamBlockInfo>();
-  /** @internal */ lastBlock: RamBlockInfo | undefined;
-  /** @internal */ ignoreShared = false;
-  /** @internal */ postcopyHugePages = false;
-  /** @internal */ ramSections = 0;
-  /** @internal */ scratch: Uint8Array = EMPTY;
-  /** Dirty-bitmap section: the aliases a record without names refers to, and each bitmap's granularity from its START. */
-  /** @internal */ bitmapNode = '';
-  /** @internal */ bitmapName = '';
-  /** @internal */ readonly bitmapGranularity = new Map<string, number>();
-
   /** Extensions of ours the stream's manifest declared; none in a QEMU stream. */
-  /** @internal */ readonly extensions = new Set<string>();
+  private readonly extensions = new DeclaredExtensions();
+  // The record families: each reader keeps its section's state and sees the decoder only through `records`.
+  private readonly records: RecordContext;
+  private readonly ram: RamRecordReader;
+  private readonly bitmaps = new BitmapRecordReader();
 
   /** Asked before each unit: true stops parsing (the consumer is full) until resume(). */
   private pauseWhen: (() => boolean) | undefined;
@@ -103,32 +81,33 @@ export class StreamDecoder {
   private tailKept: Uint8Array[] = [];
   private tailBytes = 0;
 
-  // Record families in their own modules (called as methods: they read and update this decoder's state).
-  private readonly readRamRecord = readRamRecord;
-  /** @internal */ readonly blockRef = blockRef;
-  /** @internal */ readonly readMemSize = readMemSize;
-  private readonly readBlockRecord = readBlockRecord;
-  /** @internal */ readonly readCompressedChunk = readCompressedChunk;
-  private readonly readManifest = readManifest;
-  private readonly checkBitmapRecord = checkBitmapRecord;
-
   constructor(handler: EventHandler, options: DecoderOptions = {}) {
     this.emit = handler;
     this.limits = { ...DEFAULT_LIMITS, ...options.limits };
-    const codecs = codecSet(defaultImpl());
-    this.inflate = options.inflatePage ?? ((src, pageSize) => codecs.zlib.inflate(src, pageSize));
-    this.lz4Page = options.lz4Page ?? ((src, size) => lz4Decompress(codecs, src, size));
-    this.defer = options.decompress === 'defer';
     this.supportedExtensions = options.extensions ?? SUPPORTED_EXTENSIONS;
     this.strict = options.strict === true;
     this.onWarning = options.onWarning;
     this.pageSize = options.pageSize ?? DEFAULT_PAGE_SIZE;
-    this.flagMask = this.pageSize - 1;
+    const codecs = codecSet(defaultImpl());
+    const decoder = this;
+    this.records = {
+      emit: handler,
+      limits: this.limits,
+      inflate: options.inflatePage ?? ((src, pageSize) => codecs.zlib.inflate(src, pageSize)),
+      lz4Page: options.lz4Page ?? ((src, size) => lz4Decompress(codecs, src, size)),
+      defer: options.decompress === 'defer',
+      extensions: this.extensions,
+      get pageSize() {
+        return decoder.pageSize; // the configuration may set it
+      },
+      name: (r, what, code) => this.name(r, what, code),
+    };
+    this.ram = new RamRecordReader(this.records);
   }
 
-  /** Accepts the records of these extensions (called when a manifest declares them). */
+  /** Accepts the records of these extensions, with default parameters, as if a manifest declared them. */
   enableExtensions(names: Iterable<string>): void {
-    for (const n of names) this.extensions.add(n);
+    this.extensions.enableByName(names, this.pageSize);
   }
 
   /** Stream offset of the next byte the decoder has not consumed. */
@@ -262,21 +241,13 @@ export class StreamDecoder {
             this.readTopLevel(r);
             break;
           case 'ram':
-            this.readRamRecord(r);
+            if (this.ram.read(r, this.current!.kind)) this.state = 'footer';
             break;
-          case 'dirty-bitmap': {
-            const at = r.offset;
-            const rec = readDirtyBitmapRecord(r);
-            // a record without names refers to the last ones named, as in QEMU's loader
-            this.bitmapNode = rec.node ?? this.bitmapNode;
-            this.bitmapName = rec.bitmap ?? this.bitmapName;
-            this.checkBitmapRecord(rec, at);
-            this.emit({ type: 'dirty-bitmap', record: rec, node: this.bitmapNode, bitmap: this.bitmapName });
-            if (rec.flags & DBM_EOS) this.state = 'footer';
+          case 'dirty-bitmap':
+            if (this.bitmaps.read(r, this.emit)) this.state = 'footer';
             break;
-          }
           case 'block':
-            this.readBlockRecord(r);
+            if (readBlockRecord(this.records, r)) this.state = 'footer';
             break;
           case 'footer':
             this.readFooter(r);
@@ -328,69 +299,17 @@ export class StreamDecoder {
 
   // Header: be32 magic, be32 version.
   private readHeader(r: ByteReader): void {
-    const magic = r.be32('the stream magic');
-    const version = r.be32('the stream version');
-    if (magic !== VM_FILE_MAGIC) {
-      throw new MigstreamError('BAD_MAGIC', 0, `expected magic 0x5145564d ("QEVM"), found 0x${hex(magic, 8)}`);
-    }
-    if (version === VM_FILE_VERSION_COMPAT) {
-      throw new MigstreamError('BAD_VERSION', 4, "SaveVM v2 format is obsolete and don't work anymore");
-    }
-    if (version !== VM_FILE_VERSION) {
-      throw new MigstreamError('BAD_VERSION', 4, `Unsupported migration stream version: expected 3, found ${version}`);
-    }
-    this.emit({ type: 'header', version });
+    this.emit({ type: 'header', version: readStreamHeader(r) });
     this.state = 'configuration';
   }
 
-  // Configuration: 0x07, be32 len + machine name, then subsections (0x05 str8 name be32 version payload).
   private readConfiguration(r: ByteReader): void {
-    const start = r.pos;
-    if (r.peekU8('a section type') !== VM_CONFIGURATION) {
-      this.state = 'top'; // machine types <= 2.3 send no configuration
-      return;
-    }
-    r.u8();
-    const lenAt = r.offset;
-    const len = r.be32('the machine name length');
-    if (len > this.limits.maxMachineName) {
-      throw new MigstreamError('LIMIT', lenAt, `machine name of ${len} bytes exceeds the limit of ${this.limits.maxMachineName}`);
-    }
-    const machine = new TextDecoder().decode(r.bytes(len, 'the machine name'));
-    const capabilities: string[] = [];
-    let targetPageBits: number | undefined;
-    let uuid: Uint8Array | undefined;
-    while (r.peekU8('a section type') === VM_SUBSECTION) {
-      r.u8();
-      const nameAt = r.offset;
-      const name = r.str8('a subsection name', 'BAD_CONFIGURATION');
-      const version = r.be32('a subsection version');
-      if (version !== 1) {
-        throw new MigstreamError('BAD_CONFIGURATION', nameAt, `subsection ${name}: expected version 1, found ${version}`);
-      }
-      if (name === 'configuration/target-page-bits') {
-        targetPageBits = r.be32('target page bits');
-      } else if (name === 'configuration/capabilities') {
-        const count = r.be32('the capability count');
-        if (count > 64) throw new MigstreamError('LIMIT', nameAt, `${count} capabilities in the configuration`);
-        for (let i = 0; i < count; i++) capabilities.push(r.str8('a capability name', 'BAD_CONFIGURATION'));
-      } else if (name === 'configuration/uuid') {
-        uuid = r.bytes(16, 'the uuid').slice();
-      } else {
-        throw new MigstreamError('BAD_CONFIGURATION', nameAt, `unknown subsection "${name}" in the configuration`);
-      }
-    }
-    if (targetPageBits !== undefined) {
-      if (targetPageBits < 10 || targetPageBits > 16) {
-        throw new MigstreamError('BAD_CONFIGURATION', r.offset, `target page bits ${targetPageBits} out of range 10..16`);
-      }
-      this.pageSize = 1 << targetPageBits;
-      this.flagMask = this.pageSize - 1;
-    }
-    this.ignoreShared = capabilities.includes('x-ignore-shared');
-    const raw = this.buf.slice(start, r.pos);
-    this.emit({ type: 'configuration', configuration: { machine, capabilities, targetPageBits, uuid, raw } });
+    const configuration = readConfigurationRecord(r, this.limits.maxMachineName);
     this.state = 'top';
+    if (!configuration) return; // machine types <= 2.3 send no configuration
+    if (configuration.targetPageBits !== undefined) this.pageSize = 1 << configuration.targetPageBits;
+    this.ram.ignoreShared = configuration.capabilities.includes('x-ignore-shared');
+    this.emit({ type: 'configuration', configuration });
   }
 
   private readTopLevel(r: ByteReader): void {
@@ -496,7 +415,13 @@ export class StreamDecoder {
     const len = r.be16('a command length');
     const payload = r.bytes(len, 'the command payload');
     if (command === MIGSTREAM_MANIFEST_COMMAND) {
-      this.readManifest(payload, at);
+      // migstream's extension manifest: msgpack, before any section, at most once
+      if (this.sawSection) throw new MigstreamError('BAD_MANIFEST', at, 'the extension manifest must come before the first section');
+      if (this.manifestSeen) throw new MigstreamError('BAD_MANIFEST', at, 'a second extension manifest');
+      this.manifestSeen = true;
+      const manifest = decodeManifest(payload, at, this.supportedExtensions);
+      this.extensions.declare(manifest, at, this.pageSize, this.supportedExtensions);
+      this.emit({ type: 'manifest', manifest, payload });
       return;
     }
     if (command === 0 || command >= COMMAND_NAMES.length) {
@@ -509,22 +434,15 @@ export class StreamDecoder {
     }
     // Postcopy commands and PACKAGED's nested stream: src/stream/commands.ts (COLO stays unsupported there).
     const info = commandInfo(command, payload, at, this.pageSize);
-    if (info.name === 'POSTCOPY_ADVISE' && info.hostPageSizes !== undefined && info.hostPageSizes !== this.pageSize) this.postcopyHugePages = true;
+    if (info.name === 'POSTCOPY_ADVISE' && info.hostPageSizes !== undefined && info.hostPageSizes !== this.pageSize) this.ram.postcopyHugePages = true;
     const pkg = info.name === 'PACKAGED' ? readPackage(r, info.length, this.limits.maxTailBytes, this.pageSize) : undefined;
     this.emit(
       pkg ? { type: 'command', command, name, payload, info, package: pkg, offset: at } : { type: 'command', command, name, payload, info, offset: at },
     );
   }
 
-  private checkOffset(block: RamBlockInfo, addr: number, huge: boolean, hi: number, loAddr: number, at: number): void {
-    if (huge || addr + this.pageSize > block.length) {
-      const shown = huge ? `${hi.toString(16)}${hex(loAddr, 8)}` : addr.toString(16);
-      throw new MigstreamError('BAD_OFFSET', at, `Illegal RAM offset 0x${shown}: block is 0x${block.length.toString(16)} bytes`, { ramBlock: block.idstr });
-    }
-  }
-
   // A str8 name (section idstr, RAMBlock idstr, block device) within maxIdstrLength.
-  /** @internal */ name(r: ByteReader, what: string, code: ErrorCode): string {
+  private name(r: ByteReader, what: string, code: ErrorCode): string {
     const len = r.peekU8(what);
     if (len > this.limits.maxIdstrLength) {
       throw new MigstreamError('LIMIT', r.offset, `${what} of ${len} bytes exceeds the limit of ${this.limits.maxIdstrLength}`);
@@ -538,10 +456,6 @@ export function decodeAll(bytes: Uint8Array, handler: EventHandler, options?: De
   const decoder = new StreamDecoder(handler, options);
   decoder.push(bytes);
   decoder.end();
-}
-
-export function hex(v: number, digits: number): string {
-  return v.toString(16).padStart(digits, '0');
 }
 
 /** A bug in a handler or in migstream itself: still reported with the offset, never as a raw crash. */

@@ -2,10 +2,11 @@ import { createXXHash64, type IHasher } from 'hash-wasm';
 import { equalBytes } from '../codec/concat.js';
 import { MigstreamError } from '../codec/errors.js';
 import type { PageEvent, RamBlockInfo, RamDigestEvent, StreamEvent } from './events.js';
-import { DIGEST_ALGORITHMS } from './manifest.js';
+import { DIGEST_ALGORITHMS, iterationDigests } from './extensions/iteration-digests.js';
 import type { RamStore } from './ram-image.js';
 import { applyDiscard, discardRanges, WrittenPages } from './discard.js';
 import { unreachable } from './clone-event.js';
+import { declaredEntry } from './extensions/extension.js';
 
 /**
  * Per-iteration digests (extension "iteration-digests",
@@ -208,7 +209,7 @@ export class VerifyingRamStore implements RamStore {
   handle(ev: StreamEvent): void {
     switch (ev.type) {
       case 'manifest': {
-        const e = ev.manifest.extensions.find((x) => x.name === 'iteration-digests');
+        const e = declaredEntry(ev.manifest, iterationDigests);
         const alg = e?.params.algorithm;
         if (typeof alg === 'string' && isDigestAlgorithm(alg) && !this.digests) this.digests = new IterationDigests(alg);
         return;

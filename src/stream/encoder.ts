@@ -1,14 +1,10 @@
 import { ByteWriter } from '../codec/byte-writer.js';
 import {
   BLK_CHUNK_SIZE,
-  BLK_COMPRESSED,
   BLK_DEVICE_BLOCK,
   BLK_EOS,
   BLK_PROGRESS,
-  BLK_VAR_CHUNK,
   BLK_ZERO_BLOCK,
-  CHUNK_CODEC_LZ4,
-  CHUNK_CODEC_ZLIB,
   DEFAULT_PAGE_SIZE,
   ENCODING_FLAG_XBZRLE,
   MIGSTREAM_MANIFEST_COMMAND,
@@ -30,6 +26,9 @@ import {
   VM_SECTION_START,
 } from './constants.js';
 import type { RamBlockInfo, SectionInfo } from './events.js';
+import { checkDigestLength, writeDigestBody } from './extensions/iteration-digests.js';
+import { writeVarChunk } from './extensions/block-chunks.js';
+import { writeCompressedChunkHeader } from './extensions/chunk-compression.js';
 
 export interface EncoderOptions {
   pageSize?: number;
@@ -257,9 +256,9 @@ export class StreamEncoder implements StreamWriter {
    * and the digest.
    */
   ramDigest(idstr: string, count: number, digest: Uint8Array): this {
-    if (digest.length === 0 || digest.length > 255) throw new RangeError(`a digest of ${digest.length} bytes`);
+    checkDigestLength(digest);
     this.pageHeader(idstr, 0, RAM_DIGEST);
-    this.w.be64(count).u8(digest.length).bytes(digest);
+    writeDigestBody(this.w, count, digest);
     this.maybeFlush();
     return this;
   }
@@ -287,8 +286,7 @@ export class StreamEncoder implements StreamWriter {
    * padding; `data` undefined sends a zero chunk of `length` bytes.
    */
   blockVarChunk(device: string, sector: number, length: number, data: Uint8Array | undefined): this {
-    const word = sector * 512 + BLK_DEVICE_BLOCK + BLK_VAR_CHUNK + (data ? 0 : BLK_ZERO_BLOCK);
-    this.w.be64(word).str8(device).be32(length);
+    writeVarChunk(this.w, device, sector, length, !data);
     if (data) {
       if (data.length !== length) throw new RangeError(`chunk data of ${data.length} bytes, length says ${length}`);
       this.raw(data);
@@ -304,13 +302,7 @@ export class StreamEncoder implements StreamWriter {
    */
   compressedChunk(codec: 'zlib' | 'lz4', device: string, sector: number, data: Uint8Array, payload: Uint8Array): this {
     if (payload.length === 0 || payload.length >= data.length) return this.blockVarChunk(device, sector, data.length, data);
-    const word = sector * 512 + BLK_DEVICE_BLOCK + BLK_VAR_CHUNK + BLK_COMPRESSED;
-    this.w
-      .be64(word)
-      .str8(device)
-      .be32(data.length)
-      .u8(codec === 'zlib' ? CHUNK_CODEC_ZLIB : CHUNK_CODEC_LZ4)
-      .be32(payload.length);
+    writeCompressedChunkHeader(this.w, codec, device, sector, data.length, payload.length);
     this.raw(payload);
     this.maybeFlush();
     return this;

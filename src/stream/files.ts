@@ -11,6 +11,8 @@ import { join } from 'node:path';
 import { applyPage, RamImage, type RamStore } from './ram-image.js';
 import { VerifyingRamStore } from './digest.js';
 import type { StreamEvent } from './events.js';
+import { declaredEntry } from './extensions/extension.js';
+import { iterationDigests } from './extensions/iteration-digests.js';
 
 /** File name `extract` uses for a RAMBlock or a block device: the idstr, URI-encoded. */
 export function ramBlockFileName(idstr: string): string {
@@ -256,7 +258,7 @@ export class DigestCheck {
   }
 
   handle = (ev: StreamEvent): void => {
-    if (ev.type === 'manifest' && !this.store && ev.manifest.extensions.some((e) => e.name === 'iteration-digests')) {
+    if (ev.type === 'manifest' && !this.store && declaredEntry(ev.manifest, iterationDigests) !== undefined) {
       this.store = new VerifyingRamStore(new AutoRamStore());
     }
     this.store?.handle(ev);

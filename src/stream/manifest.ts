@@ -1,6 +1,7 @@
 import { decode, encode } from '@msgpack/msgpack';
 import { MigstreamError } from '../codec/errors.js';
-import { BLK_COMPRESSED, BLK_VAR_CHUNK, RAM_DIGEST, RAM_LZ4_PAGE } from './constants.js';
+import { show } from './extensions/extension.js';
+import { SUPPORTED_EXTENSIONS } from './extensions/registry.js';
 
 /**
  * The extension manifest (docs/extension-format.md): which of migstream's
@@ -17,7 +18,7 @@ export interface ExtensionManifest {
 }
 
 export interface ExtensionEntry {
-  /** e.g. "lz4-pages". */
+  /** The extension's name (src/stream/extensions/registry.ts lists migstream's). */
   name: string;
   /** The extension's own version; a reader supports versions up to its own. */
   version: number;
@@ -31,104 +32,6 @@ export interface ExtensionEntry {
 
 export const MANIFEST_FORMAT = 'migstream';
 export const MANIFEST_VERSION = 1;
-
-/** Parameters of the "lz4-pages" extension. */
-export interface Lz4PagesParams {
-  /** RAM record flag of an LZ4 page (0x400). */
-  flag: number;
-  pageSize: number;
-  /** liblz4 acceleration the writer used (informational for readers). */
-  acceleration: number;
-  /** Which compressor wrote the blocks ("migstream-lz4" or "lz4_flex"), informational. */
-  compressor: string;
-}
-
-/** Extensions this version of migstream reads, with the newest version of each. */
-export const SUPPORTED_EXTENSIONS: Readonly<Record<string, number>> = { 'lz4-pages': 1, 'block-chunks': 1, 'chunk-compression': 1, 'iteration-digests': 1 };
-
-export function lz4PagesEntry(params: Omit<Lz4PagesParams, 'flag'>): ExtensionEntry {
-  return { name: 'lz4-pages', version: 1, params: { flag: RAM_LZ4_PAGE, ...params } };
-}
-
-/** Parameters of the "block-chunks" extension (variable-size block-migration chunks). */
-export interface BlockChunksParams {
-  /** Block record flag that marks a chunk with an explicit be32 length (0x10). */
-  flag: number;
-  /** Chunk size the writer used: a power of two from 4 KiB to 1 MiB (the last chunk of a disk may be shorter). */
-  chunkSize: number;
-}
-
-export function blockChunksEntry(chunkSize: number): ExtensionEntry {
-  return { name: 'block-chunks', version: 1, params: { flag: BLK_VAR_CHUNK, chunkSize } };
-}
-
-/** Parameters of the "chunk-compression" extension (compressed variable-size chunks, docs/extension-format.md §4). */
-export interface ChunkCompressionParams {
-  /** Block record flag of a compressed chunk (0x20), always together with block-chunks' 0x10. */
-  flag: number;
-  /** The codec the writer used ("zlib" or "lz4"); each record names its own codec, so this is informational. */
-  codec: string;
-  /** zlib level or LZ4 acceleration the writer used; informational. */
-  level: number;
-}
-
-export function chunkCompressionEntry(codec: 'zlib' | 'lz4', level: number): ExtensionEntry {
-  return { name: 'chunk-compression', version: 1, params: { flag: BLK_COMPRESSED, codec, level } };
-}
-
-/** Checks the chunk-compression parameters: BAD_MANIFEST for a wrong flag or without block-chunks, whose records it compresses. */
-export function checkChunkCompression(m: ExtensionManifest, offset: number): void {
-  const e = m.extensions.find((x) => x.name === 'chunk-compression');
-  if (!e) return;
-  if (e.params.flag !== BLK_COMPRESSED) {
-    throw new MigstreamError('BAD_MANIFEST', offset, `chunk-compression: record flag ${show(e.params.flag)}, expected 0x${BLK_COMPRESSED.toString(16)}`);
-  }
-  if (!m.extensions.some((x) => x.name === 'block-chunks')) {
-    throw new MigstreamError('BAD_MANIFEST', offset, 'chunk-compression compresses block-chunks records, but the manifest does not declare "block-chunks"');
-  }
-}
-
-/** Parameters of the "iteration-digests" extension (per-iteration page digests, docs/extension-format.md §5). */
-export interface IterationDigestsParams {
-  /** RAM record flag of a digest record (0x800). */
-  flag: number;
-  /** Hash over each block's pages of an iteration: "xxh64" (XXH64, seed 0, 8-byte canonical digest). */
-  algorithm: string;
-}
-
-/** Digest algorithms this migstream computes, with their digest length in bytes. */
-export const DIGEST_ALGORITHMS: Readonly<Record<string, number>> = { xxh64: 8 };
-
-export function iterationDigestsEntry(algorithm = 'xxh64'): ExtensionEntry {
-  return { name: 'iteration-digests', version: 1, params: { flag: RAM_DIGEST, algorithm } };
-}
-
-/**
- * Checks the iteration-digests parameters against the stream: BAD_MANIFEST
- * for a wrong flag or a page size that cannot hold it, UNSUPPORTED_EXTENSION
- * for an algorithm this migstream does not compute.
- */
-export function digestParams(m: ExtensionManifest, offset: number, pageSize: number): (IterationDigestsParams & { length: number }) | undefined {
-  const e = m.extensions.find((x) => x.name === 'iteration-digests');
-  if (!e) return undefined;
-  const p = e.params as Partial<IterationDigestsParams>;
-  if (typeof p.algorithm !== 'string') throw new MigstreamError('BAD_MANIFEST', offset, 'iteration-digests: expected a string "algorithm"');
-  const length = Object.hasOwn(DIGEST_ALGORITHMS, p.algorithm) ? DIGEST_ALGORITHMS[p.algorithm] : undefined;
-  if (length === undefined) {
-    throw new MigstreamError(
-      'UNSUPPORTED_EXTENSION',
-      offset,
-      `the stream uses extension "iteration-digests" with algorithm ${JSON.stringify(p.algorithm).slice(0, 80)}, which this migstream does not support (supported: ${Object.keys(DIGEST_ALGORITHMS).join(', ')})`,
-    );
-  }
-  if (p.flag !== RAM_DIGEST) {
-    throw new MigstreamError('BAD_MANIFEST', offset, `iteration-digests: record flag ${show(p.flag)}, expected 0x${RAM_DIGEST.toString(16)}`);
-  }
-  if (pageSize <= RAM_DIGEST) {
-    throw new MigstreamError('BAD_MANIFEST', offset, `iteration-digests needs pages above ${RAM_DIGEST} bytes for its record flag, the stream has ${pageSize}`);
-  }
-  return { flag: RAM_DIGEST, algorithm: p.algorithm, length };
-}
 
 export function encodeManifest(extensions: ExtensionEntry[]): Uint8Array {
   const bytes = encode({ format: MANIFEST_FORMAT, version: MANIFEST_VERSION, extensions }, { sortKeys: true });
@@ -181,32 +84,6 @@ export function decodeManifest(payload: Uint8Array, offset: number, supported: R
   return { format: MANIFEST_FORMAT, version: MANIFEST_VERSION, extensions };
 }
 
-/** Checks the lz4-pages parameters against the stream. */
-export function lz4Params(m: ExtensionManifest, offset: number, pageSize: number): Lz4PagesParams | undefined {
-  const e = m.extensions.find((x) => x.name === 'lz4-pages');
-  if (!e) return undefined;
-  const p = e.params as Partial<Lz4PagesParams>;
-  if (p.flag !== RAM_LZ4_PAGE) {
-    throw new MigstreamError('BAD_MANIFEST', offset, `lz4-pages: record flag ${show(p.flag)}, expected 0x${RAM_LZ4_PAGE.toString(16)}`);
-  }
-  if (p.pageSize !== pageSize) {
-    throw new MigstreamError('BAD_MANIFEST', offset, `lz4-pages: page size ${show(p.pageSize)} differs from the stream's ${pageSize}`);
-  }
-  return p as Lz4PagesParams;
-}
-
 function isMap(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array);
-}
-
-/** A manifest value as a message shows it: JSON (maps and arrays included), at most 80 characters. */
-function show(v: unknown): string {
-  let text: string | undefined;
-  try {
-    text = JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? `${x}n` : x instanceof Uint8Array ? `<${x.length} bytes>` : x));
-  } catch {
-    text = undefined;
-  }
-  text ??= String(v);
-  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
 }

@@ -2,7 +2,8 @@ import { Lz4Compressor } from '../codec/lz4-block.js';
 import { checkLevel, type ZlibPageCodec } from '../codec/zlib-page.js';
 import { codecSet, defaultImpl, type CodecImpl } from './codec-table.js';
 import type { PageCompressorFn } from './encoder.js';
-import { blockChunksEntry, chunkCompressionEntry, lz4PagesEntry, type ExtensionEntry } from './manifest.js';
+import type { ExtensionEntry } from './manifest.js';
+import { blockChunksEntry, chunkCompressionEntry, lz4PagesEntry } from './extensions/registry.js';
 
 /** How pages are compressed: QEMU's zlib framing, or migstream's LZ4 extension. */
 export type CompressionCodec = 'zlib' | 'lz4';

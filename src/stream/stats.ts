@@ -2,6 +2,8 @@ import type { DeviceSection, PageKind, RamBlockInfo, StreamEvent, StreamWarning 
 import type { ExtensionManifest } from './manifest.js';
 import { DBM_START_ENABLED, DBM_START_PERSISTENT } from './dirty-bitmap.js';
 import { unreachable } from './clone-event.js';
+import { declaredEntry } from './extensions/extension.js';
+import { iterationDigests } from './extensions/iteration-digests.js';
 
 /** Compressed pages of one codec: how much they took against the pages they carry. */
 export interface CompressionStats {
@@ -174,7 +176,7 @@ export class StatsCollector {
         return;
       case 'manifest': {
         s.manifest = ev.manifest;
-        const d = ev.manifest.extensions.find((e) => e.name === 'iteration-digests');
+        const d = declaredEntry(ev.manifest, iterationDigests);
         if (d) s.digests = { algorithm: String(d.params.algorithm), records: 0, pageRecords: 0, bytes: 0, verified: false };
         return;
       }

@@ -7,7 +7,10 @@ import { StreamDecoder, type DecoderOptions } from './decoder.js';
 import { StreamEncoder, type StreamWriter } from './encoder.js';
 import type { StreamEvent } from './events.js';
 import { VerifyingRamStore, type DigestAlgorithm } from './digest.js';
-import { encodeManifest, iterationDigestsEntry } from './manifest.js';
+import { encodeManifest } from './manifest.js';
+import { iterationDigestsEntry } from './extensions/iteration-digests.js';
+import { blockChunks } from './extensions/block-chunks.js';
+import { declaredEntry } from './extensions/extension.js';
 import { chunkExtensions, encoderCompressors, extensionsFor, resolveSpecs, type CompressionSpec } from './page-codecs.js';
 import { RamImage, type RamStore } from './ram-image.js';
 import { RamSender, type XbzrleIterationStats } from './ram-sender.js';
@@ -152,7 +155,7 @@ export class Transcoder {
         return;
       }
       case 'manifest': // the input's extensions are decoded away; ours were declared above
-        this.blocks.inputVariable = ev.manifest.extensions.some((e) => e.name === 'block-chunks');
+        this.blocks.inputVariable = declaredEntry(ev.manifest, blockChunks) !== undefined;
         this.ram.handle(ev); // checks the input's digests, if it has them
         return;
       case 'section':

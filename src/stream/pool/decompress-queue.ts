@@ -3,9 +3,10 @@ import { concatBytes } from '../../codec/concat.js';
 import type { BlockChunkEvent, EventHandler, PageEvent, StreamEvent } from '../events.js';
 import type { DecompressResult } from './tasks.js';
 import type { PagePool } from './pool.js';
-import { Wakeup } from './wakeup.js';
-import { compactQueue } from './compact.js';
+import { type Batch, OrderedBatchQueue } from './ordered-batches.js';
 import { cloneEvent } from '../clone-event.js';
+import { declaredEntry } from '../extensions/extension.js';
+import { iterationDigests } from '../extensions/iteration-digests.js';
 
 export interface DecompressQueueOptions {
   pool: PagePool;
@@ -39,29 +40,31 @@ export interface DecompressQueueOptions {
   unsafeNoPageWait?: boolean;
 }
 
-interface Batch {
+/** Compressed pages or block chunks for one worker task, all of one codec. */
+interface DecompressBatch extends Batch {
   codec: 'zlib' | 'lz4';
   sizes: number[];
   parts: Uint8Array[];
-  bytes: number;
   /** Block chunks: each one's decompressed size (pages are all pageSize). */
   outSizes?: number[];
   /** Block chunks: where each lands in result.pages, and their total. */
   outStarts?: number[];
   outBytes?: number;
   result?: DecompressResult;
-  error?: Error;
 }
 
 interface Entry {
   ev: StreamEvent;
-  batch?: Batch;
+  batch?: DecompressBatch;
   index?: number;
   /** Pages: the page's key for the per-page wait. */
   key?: string;
-  /** Block chunks: the page units it counts in pagesInFlight. */
+  /** Block chunks: the page units it counts against maxInFlight. */
   units?: number;
 }
+
+const PAGES = 0;
+const CHUNKS = 1;
 
 /**
  * The ordered applier of the pooled decode path. The decoder (with
@@ -86,18 +89,11 @@ export class DecompressQueue {
   private readonly maxInFlight: number;
   private readonly barrier: boolean;
   private readonly pageWait: boolean;
-  private readonly queue: Entry[] = [];
-  private head = 0;
-  private filling: Batch | undefined;
-  private fillingChunks: Batch | undefined;
+  private readonly q: OrderedBatchQueue<Entry, DecompressBatch>;
   private pageSize = 4096;
-  /** Compressed pages not yet applied. */
-  private pagesQueued = 0;
   /** Landing order: dispatched pages whose results have not landed, by page. */
   private readonly outstanding = new Map<string, Entry[]>();
   private outstandingCount = 0;
-  private failure: Error | undefined;
-  private readonly wakeup = new Wakeup();
 
   constructor(downstream: EventHandler, options: DecompressQueueOptions) {
     this.downstream = downstream;
@@ -108,74 +104,67 @@ export class DecompressQueue {
     this.maxInFlight = options.maxInFlight ?? 1024;
     this.barrier = options.unsafeNoBarrier !== true;
     this.pageWait = options.unsafeNoPageWait !== true;
+    this.q = new OrderedBatchQueue<Entry, DecompressBatch>(
+      { deliver: (e) => this.deliver(e), dispatch: (b) => this.dispatch(b), landed: (b) => this.landed(b) },
+      2,
+    );
   }
 
+  /** Compressed pages (block chunks in page units) not yet applied. */
   get pagesInFlight(): number {
-    return this.pagesQueued;
+    return this.q.units;
   }
 
   /** The decoder's handler. Borrowed bytes are copied only when the event has to wait. */
   handle = (ev: StreamEvent): void => {
-    if (this.failure) return; // drain() and finish() report it; throwing here would turn it into a decoder error
-    if (ev.type === 'manifest' && ev.manifest.extensions.some((e) => e.name === 'iteration-digests')) {
+    const q = this.q;
+    if (q.failure) return; // drain() and finish() report it; throwing here would turn it into a decoder error
+    if (ev.type === 'manifest' && declaredEntry(ev.manifest, iterationDigests) !== undefined) {
       // Digests hash pages in send order: apply them in stream order (nothing is in flight before the manifest).
       this.landing = false;
     }
     if (ev.type === 'page' && ev.encoded) {
       const codec = ev.kind === 'lz4' ? 'lz4' : 'zlib';
       // one batch holds one codec: a stream switching codecs (never in practice) starts a new one
-      if (this.filling && this.filling.codec !== codec) this.submit();
+      if (q.current(PAGES) && q.current(PAGES)!.codec !== codec) q.submit(PAGES);
       this.pageSize = ev.pageSize;
-      this.filling ??= { codec, sizes: [], parts: [], bytes: 0 };
-      const b = this.filling;
-      const data = ev.data.slice();
-      this.add(b, data);
-      this.queue.push({ ev: { ...ev, data }, batch: b, index: b.sizes.length - 1, key: pageKey(ev) });
-      this.pagesQueued++;
-      if (b.sizes.length === this.batchPages) this.submit();
+      const b = q.batch(PAGES, () => ({ codec, sizes: [], parts: [], units: 0 }));
+      const data = add(b, ev.data);
+      b.units++;
+      q.push({ ev: { ...ev, data }, batch: b, index: b.sizes.length - 1, key: pageKey(ev) }, 1);
+      if (b.sizes.length === this.batchPages) q.submit(PAGES);
       return;
     }
     if (ev.type === 'block-chunk' && ev.encoded) {
       // Chunks apply in stream order (never landing order): a batch of about batchPages pages' worth of output.
       const codec = ev.codec!;
-      if (this.fillingChunks && this.fillingChunks.codec !== codec) this.submitChunks();
-      this.fillingChunks ??= { codec, sizes: [], parts: [], bytes: 0, outSizes: [], outStarts: [], outBytes: 0 };
-      const b = this.fillingChunks;
-      const data = ev.data.slice();
-      this.add(b, data);
+      if (q.current(CHUNKS) && q.current(CHUNKS)!.codec !== codec) q.submit(CHUNKS);
+      const b = q.batch(CHUNKS, () => ({ codec, sizes: [], parts: [], units: 0, outSizes: [], outStarts: [], outBytes: 0 }));
+      const data = add(b, ev.data);
       b.outSizes!.push(ev.length);
       b.outStarts!.push(b.outBytes!);
       b.outBytes! += ev.length;
-      const units = this.units(ev.length);
-      this.queue.push({ ev: { ...ev, data }, batch: b, index: b.sizes.length - 1, units });
-      this.pagesQueued += units;
-      if (b.outBytes! >= this.batchPages * this.pageSize) this.submitChunks();
+      const units = Math.max(1, Math.ceil(ev.length / this.pageSize));
+      b.units += units;
+      q.push({ ev: { ...ev, data }, batch: b, index: b.sizes.length - 1, units }, units);
+      if (b.outBytes! >= this.batchPages * this.pageSize) q.submit(CHUNKS);
       return;
     }
-    if (this.head === this.queue.length && this.canPass(ev)) {
+    if (q.idle && this.canPass(ev)) {
       this.downstream(ev);
       return;
     }
-    this.queue.push({ ev: cloneEvent(ev) }); // events that wait lose their borrowed views
+    q.push({ ev: cloneEvent(ev) }); // events that wait lose their borrowed views
   };
 
   /** Waits until at most `limit` compressed pages are pending. Throws the first failure. */
-  async drain(limit = this.maxInFlight): Promise<void> {
-    this.pump();
-    while (!this.failure && (this.pagesQueued > limit || (limit === 0 && this.head < this.queue.length))) {
-      this.submit();
-      this.submitChunks();
-      await this.wakeup.wait();
-      this.pump();
-    }
-    if (this.failure) throw this.failure;
+  drain(limit = this.maxInFlight): Promise<void> {
+    return this.q.drain(limit);
   }
 
   /** Decompresses and delivers everything queued (call after decoder.end()). */
-  async finish(): Promise<void> {
-    this.submit();
-    this.submitChunks();
-    await this.drain(0);
+  finish(): Promise<void> {
+    return this.q.finish();
   }
 
   private canPass(ev: StreamEvent): boolean {
@@ -185,106 +174,54 @@ export class DecompressQueue {
     return true;
   }
 
-  private add(b: Batch, data: Uint8Array): void {
-    b.parts.push(data);
-    b.sizes.push(data.length);
-    b.bytes += data.length;
-  }
-
-  /** A chunk of `length` bytes counts as this many pages against maxInFlight. */
-  private units(length: number): number {
-    return Math.max(1, Math.ceil(length / this.pageSize));
-  }
-
-  private submit(): void {
-    const b = this.filling;
-    if (!b) return;
-    this.filling = undefined;
-    this.dispatch(b);
-  }
-
-  private submitChunks(): void {
-    const b = this.fillingChunks;
-    if (!b) return;
-    this.fillingChunks = undefined;
-    this.dispatch(b);
-  }
-
-  private dispatch(b: Batch): void {
+  private dispatch(b: DecompressBatch): Promise<void> {
     const data = concatBytes(b.parts);
     b.parts = [];
     const sizes = Uint32Array.from(b.sizes);
     const outSizes = b.outSizes && Uint32Array.from(b.outSizes);
-    this.pool.run({ op: 'decompress', codec: b.codec, impl: this.impl, pageSize: this.pageSize, sizes, data, outSizes }, [data.buffer as ArrayBuffer]).then(
-      (r) => {
-        b.result = r as DecompressResult;
-        this.landed(b);
-      },
-      (e: unknown) => {
-        b.error = e as Error;
-        this.fail(e as Error);
-      },
-    );
-  }
-
-  private fail(e: Error): void {
-    this.failure ??= e;
-    this.wakeup.notify();
+    const task = { op: 'decompress' as const, codec: b.codec, impl: this.impl, pageSize: this.pageSize, sizes, data, outSizes };
+    return this.pool.run(task, [data.buffer as ArrayBuffer]).then((r) => {
+      b.result = r as DecompressResult;
+    });
   }
 
   /** A batch's results arrived: in landing order its dispatched pages apply now. */
-  private landed(b: Batch): void {
-    try {
-      if (this.landing) {
-        for (const [key, list] of this.outstanding) {
-          const keep = list.filter((e) => e.batch !== b);
-          for (const e of list) if (e.batch === b) this.apply(e);
-          this.outstandingCount -= list.length - keep.length;
-          if (keep.length === 0) this.outstanding.delete(key);
-          else this.outstanding.set(key, keep);
-        }
-      }
-      this.pump();
-    } catch (e) {
-      this.fail(e as Error);
+  private landed(b: DecompressBatch): void {
+    if (!this.landing) return;
+    for (const [key, list] of this.outstanding) {
+      const keep = list.filter((e) => e.batch !== b);
+      for (const e of list) if (e.batch === b) this.apply(e);
+      this.outstandingCount -= list.length - keep.length;
+      if (keep.length === 0) this.outstanding.delete(key);
+      else this.outstanding.set(key, keep);
     }
-    this.wakeup.notify();
   }
 
-  /** Delivers from the head of the queue while the ordering rules allow. */
-  private pump(): void {
-    const q = this.queue;
-    try {
-      while (this.head < q.length && !this.failure) {
-        const e = q[this.head]!;
-        if (e.batch && e.units !== undefined) {
-          if (!e.batch.result) break;
-          this.applyChunk(e);
-        } else if (e.batch) {
-          if (this.landing) {
-            // dispatch: like handing the page to a decompress thread; it applies when its result lands
-            if (this.pageWait && this.outstanding.has(e.key!)) break; // an earlier copy of this page is still decompressing
-            if (e.batch.result) this.apply(e);
-            else {
-              const list = this.outstanding.get(e.key!);
-              if (list) list.push(e);
-              else this.outstanding.set(e.key!, [e]);
-              this.outstandingCount++;
-            }
-          } else {
-            if (!e.batch.result) break;
-            this.apply(e);
-          }
-        } else {
-          if (!this.canPass(e.ev)) break;
-          this.downstream(e.ev);
+  /** Delivers the head entry if the ordering rules allow. */
+  private deliver(e: Entry): boolean {
+    if (e.batch && e.units !== undefined) {
+      if (!e.batch.result) return false;
+      this.applyChunk(e);
+    } else if (e.batch) {
+      if (this.landing) {
+        // dispatch: like handing the page to a decompress thread; it applies when its result lands
+        if (this.pageWait && this.outstanding.has(e.key!)) return false; // an earlier copy of this page is still decompressing
+        if (e.batch.result) this.apply(e);
+        else {
+          const list = this.outstanding.get(e.key!);
+          if (list) list.push(e);
+          else this.outstanding.set(e.key!, [e]);
+          this.outstandingCount++;
         }
-        q[this.head++] = undefined as unknown as Entry;
+      } else {
+        if (!e.batch.result) return false;
+        this.apply(e);
       }
-    } catch (err) {
-      this.fail(err as Error);
+    } else {
+      if (!this.canPass(e.ev)) return false;
+      this.downstream(e.ev);
     }
-    this.head = compactQueue(q, this.head);
+    return true;
   }
 
   /** Hands one inflated page downstream, or fails with the worker's decompression error at the page's offset. */
@@ -299,7 +236,7 @@ export class DecompressQueue {
     if (r.error && r.error.index < i) return; // the batch failed earlier: that page reports it
     const start = i * ev.pageSize;
     const data = r.pages.subarray(start, start + r.lengths[i]!);
-    this.pagesQueued--;
+    this.q.settle(1);
     this.downstream({ ...ev, data, encoded: false });
   }
 
@@ -317,9 +254,17 @@ export class DecompressQueue {
     }
     if (r.error && r.error.index < i) return; // the batch failed earlier: that chunk reports it
     const start = b.outStarts![i]!;
-    this.pagesQueued -= e.units!;
+    this.q.settle(e.units!);
     this.downstream({ ...ev, data: r.pages.subarray(start, start + ev.length), encoded: false });
   }
+}
+
+/** Adds a copy of `bytes` (the decoder's are borrowed) to the batch and returns it. */
+function add(b: DecompressBatch, bytes: Uint8Array): Uint8Array {
+  const data = bytes.slice();
+  b.parts.push(data);
+  b.sizes.push(data.length);
+  return data;
 }
 
 function pageKey(ev: PageEvent): string {

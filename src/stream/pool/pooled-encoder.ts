@@ -3,8 +3,7 @@ import type { RamBlockInfo, SectionInfo } from '../events.js';
 import type { ResolvedSpec } from '../page-codecs.js';
 import type { CompressResult } from './tasks.js';
 import type { PagePool } from './pool.js';
-import { Wakeup } from './wakeup.js';
-import { compactQueue } from './compact.js';
+import { type Batch, OrderedBatchQueue } from './ordered-batches.js';
 import { isThenable } from './thenable.js';
 
 export interface PooledEncoderOptions extends Omit<EncoderOptions, 'compressor' | 'chunkCompressor'> {
@@ -20,7 +19,7 @@ export interface PooledEncoderOptions extends Omit<EncoderOptions, 'compressor' 
 }
 
 /** Pages (all pageSize) or block chunks (any size) sent to a worker in one buffer. */
-interface Batch {
+interface CompressBatch extends Batch {
   kind: 'pages' | 'chunks';
   /** The items back to back; for pages preallocated to a full batch. */
   pages: Uint8Array;
@@ -29,8 +28,6 @@ interface Batch {
   used: number;
   /** chunks: each item's size. */
   sizes: number[];
-  /** Page units the batch holds (a chunk counts ceil(size / pageSize)). */
-  units: number;
   /** Records of the batch written so far: at `count` its buffer goes back to the free list. */
   written?: number;
   result?: CompressResult;
@@ -40,8 +37,11 @@ interface Batch {
 
 type Op =
   | { call: (enc: StreamEncoder) => void }
-  | { batch: Batch; index: number; idstr: string; offset: number }
-  | { batch: Batch; index: number; device: string; sector: number; at: number; size: number };
+  | { batch: CompressBatch; index: number; idstr: string; offset: number }
+  | { batch: CompressBatch; index: number; device: string; sector: number; at: number; size: number };
+
+const PAGES = 0;
+const CHUNKS = 1;
 
 /**
  * A StreamWriter whose compressPage() hands pages to a worker pool in
@@ -62,15 +62,9 @@ export class PooledEncoder implements StreamWriter {
   private readonly pool: PagePool;
   private readonly batchPages: number;
   private readonly maxInFlight: number;
-  private readonly queue: Op[] = [];
-  private head = 0;
-  private filling: Batch | undefined;
-  private fillingChunks: Batch | undefined;
-  /** Page units (pages, or chunk bytes / pageSize rounded up) queued and not yet written. */
-  private pagesQueued = 0;
+  private readonly q: OrderedBatchQueue<Op, CompressBatch>;
   /** Mirrors the encoder's CONTINUE state at enqueue time (the encoder's lags behind the queue). */
   private lastBlock: string | undefined;
-  private failure: Error | undefined;
   private readonly sinkWrites: Promise<void>[] = [];
   /**
    * Batch input buffers whose records are written, for reuse: a fresh 256 KiB
@@ -78,7 +72,6 @@ export class PooledEncoder implements StreamWriter {
    * times the round trip itself (bench/pool.bench.mjs, "batch buffers").
    */
   private readonly freeBuffers: ArrayBuffer[] = [];
-  private readonly wakeup = new Wakeup();
 
   constructor(sink: (chunk: Uint8Array) => void | Promise<void>, options: PooledEncoderOptions) {
     this.pageSize = options.pageSize ?? 4096;
@@ -87,10 +80,11 @@ export class PooledEncoder implements StreamWriter {
     this.pool = options.pool;
     this.batchPages = options.batchPages ?? 64;
     this.maxInFlight = options.maxInFlight ?? 1024;
+    this.q = new OrderedBatchQueue<Op, CompressBatch>({ deliver: (op) => this.deliver(op), dispatch: (b) => this.dispatch(b) }, 2);
     this.enc = new StreamEncoder(
       (chunk) => {
         const p = sink(chunk);
-        if (isThenable(p)) this.sinkWrites.push(Promise.resolve(p).then(undefined, (e: unknown) => this.setFailure(e as Error)));
+        if (isThenable(p)) this.sinkWrites.push(Promise.resolve(p).then(undefined, (e: unknown) => this.q.fail(e as Error)));
       },
       { pageSize: this.pageSize, chunkSize: options.chunkSize },
     );
@@ -98,7 +92,7 @@ export class PooledEncoder implements StreamWriter {
 
   /** Pages handed to compressPage() whose records are not written yet. */
   get pagesInFlight(): number {
-    return this.pagesQueued;
+    return this.q.units;
   }
 
   get bytesWritten(): number {
@@ -108,18 +102,14 @@ export class PooledEncoder implements StreamWriter {
   // ---- the writer surface: run now when nothing is queued, else queue (copying borrowed bytes)
 
   private op(call: (enc: StreamEncoder) => void): this {
-    if (this.failure) return this; // drain() and finish() report it
-    if (this.head === this.queue.length) call(this.enc);
-    else this.queue.push({ call });
+    if (this.q.failure) return this; // drain() and finish() report it
+    if (this.q.idle) call(this.enc);
+    else this.q.push({ call });
     return this;
   }
 
-  private get queued(): boolean {
-    return this.head !== this.queue.length;
-  }
-
   private copy(b: Uint8Array): Uint8Array {
-    return this.queued ? b.slice() : b;
+    return this.q.idle ? b : b.slice();
   }
 
   continues(idstr: string): boolean {
@@ -200,44 +190,32 @@ export class PooledEncoder implements StreamWriter {
   /** Queues one page for compression on the pool; its record is written in call order. */
   compressPage(idstr: string, offset: number, page: Uint8Array): this {
     if (!this.spec) throw new TypeError('compressPage needs PooledEncoderOptions.spec');
-    if (this.failure) return this;
+    if (this.q.failure) return this;
     this.lastBlock = idstr;
-    let b = this.filling;
-    if (!b) {
-      b = { kind: 'pages', pages: this.buffer(this.batchPages * this.pageSize), count: 0, used: 0, sizes: [], units: 0 };
-      this.filling = b;
-    }
+    const b = this.q.batch(PAGES, () => ({ kind: 'pages', pages: this.buffer(this.batchPages * this.pageSize), count: 0, used: 0, sizes: [], units: 0 }));
     b.pages.set(page, b.used);
     b.used += this.pageSize;
     b.units++;
-    this.queue.push({ batch: b, index: b.count++, idstr, offset });
-    this.pagesQueued++;
-    if (b.count === this.batchPages) this.submit();
+    this.q.push({ batch: b, index: b.count++, idstr, offset }, 1);
+    if (b.count === this.batchPages) this.q.submit(PAGES);
     return this;
   }
 
   /** Queues one block chunk for compression on the pool (batches of about batchPages pages' bytes); written in call order. */
   compressChunk(device: string, sector: number, data: Uint8Array): this {
     if (!this.chunkSpec) throw new TypeError('compressChunk needs PooledEncoderOptions.chunkSpec');
-    if (this.failure) return this;
+    if (this.q.failure) return this;
     const capacity = this.batchPages * this.pageSize;
-    let b = this.fillingChunks;
-    if (b && b.used + data.length > b.pages.length) {
-      this.submitChunks();
-      b = undefined;
-    }
-    if (!b) {
-      b = { kind: 'chunks', pages: this.buffer(Math.max(capacity, data.length)), count: 0, used: 0, sizes: [], units: 0 };
-      this.fillingChunks = b;
-    }
-    this.queue.push({ batch: b, index: b.count++, device, sector, at: b.used, size: data.length });
+    const full = this.q.current(CHUNKS);
+    if (full && full.used + data.length > full.pages.length) this.q.submit(CHUNKS);
+    const b = this.q.batch(CHUNKS, () => ({ kind: 'chunks', pages: this.buffer(Math.max(capacity, data.length)), count: 0, used: 0, sizes: [], units: 0 }));
+    const units = Math.ceil(data.length / this.pageSize);
+    this.q.push({ batch: b, index: b.count++, device, sector, at: b.used, size: data.length }, units);
     b.pages.set(data, b.used);
     b.used += data.length;
     b.sizes.push(data.length);
-    const units = Math.ceil(data.length / this.pageSize);
     b.units += units;
-    this.pagesQueued += units;
-    if (b.used >= capacity) this.submitChunks();
+    if (b.used >= capacity) this.q.submit(CHUNKS);
     return this;
   }
 
@@ -245,26 +223,23 @@ export class PooledEncoder implements StreamWriter {
 
   /** Waits until at most `limit` pages are in flight and the sink has taken what was written. Throws the first failure. */
   async drain(limit = this.maxInFlight): Promise<void> {
-    while (!this.failure && this.pagesQueued > limit) {
-      const filling = (this.filling?.units ?? 0) + (this.fillingChunks?.units ?? 0);
-      if (filling > 0 && this.pagesQueued - filling <= limit) {
-        this.submit();
-        this.submitChunks();
-      }
-      await this.wakeup.wait();
+    let error: unknown;
+    try {
+      await this.q.drain(limit);
+    } catch (e) {
+      error = e;
     }
     await this.settleSink();
-    if (this.failure) throw this.failure;
+    if (error !== undefined || this.q.failure) throw error ?? this.q.failure;
   }
 
   /** Compresses what is left, writes every record, flushes the encoder and waits for the sink. */
   async finish(): Promise<void> {
-    this.submit();
-    this.submitChunks();
+    this.q.submit();
     await this.drain(0);
     this.enc.flush();
     await this.settleSink();
-    if (this.failure) throw this.failure;
+    if (this.q.failure) throw this.q.failure;
   }
 
   private async settleSink(): Promise<void> {
@@ -283,77 +258,41 @@ export class PooledEncoder implements StreamWriter {
     if (this.freeBuffers.length < 16) this.freeBuffers.push(buffer);
   }
 
-  private submit(): void {
-    const b = this.filling;
-    if (!b) return;
-    this.filling = undefined;
-    this.dispatch(b, this.spec!);
-  }
-
-  private submitChunks(): void {
-    const b = this.fillingChunks;
-    if (!b) return;
-    this.fillingChunks = undefined;
-    this.dispatch(b, this.chunkSpec!);
-  }
-
-  private dispatch(b: Batch, spec: ResolvedSpec): void {
+  private dispatch(b: CompressBatch): Promise<void> {
+    const spec = b.kind === 'chunks' ? this.chunkSpec! : this.spec!;
     const pages = b.used === b.pages.length ? b.pages : b.pages.subarray(0, b.used);
     b.pages = pages;
     const sizes = b.kind === 'chunks' ? Uint32Array.from(b.sizes) : undefined;
-    this.pool.run({ op: 'compress', spec, pageSize: this.pageSize, pages, sizes }, [pages.buffer as ArrayBuffer]).then(
-      (r) => {
-        const result = r as CompressResult;
-        if (result.sizes.length !== b.count) {
-          this.setFailure(new Error(`a worker returned ${result.sizes.length} items for ${b.count}`));
-          return;
-        }
-        b.result = result;
-        b.pages = result.pages; // ours again: it went to the worker and back without a copy
-        b.starts = offsets(result.sizes);
-        this.pump();
-        this.wakeup.notify();
-      },
-      (e: unknown) => {
-        this.setFailure(e as Error);
-      },
-    );
+    return this.pool.run({ op: 'compress', spec, pageSize: this.pageSize, pages, sizes }, [pages.buffer as ArrayBuffer]).then((r) => {
+      const result = r as CompressResult;
+      if (result.sizes.length !== b.count) throw new Error(`a worker returned ${result.sizes.length} items for ${b.count}`);
+      b.result = result;
+      b.pages = result.pages; // ours again: it went to the worker and back without a copy
+      b.starts = offsets(result.sizes);
+    });
   }
 
-  private setFailure(e: Error): void {
-    this.failure ??= e;
-    this.wakeup.notify();
-  }
-
-  /** Writes queued records from the head while their pages are compressed. */
-  private pump(): void {
-    const q = this.queue;
-    try {
-      while (this.head < q.length) {
-        const op = q[this.head]!;
-        if ('call' in op) op.call(this.enc);
-        else {
-          const b = op.batch;
-          if (!b.result) break;
-          const start = b.starts![op.index]!;
-          const payload = b.result.data.subarray(start, start + b.result.sizes[op.index]!);
-          if ('device' in op) {
-            this.enc.compressedChunk(this.chunkSpec!.codec, op.device, op.sector, b.pages.subarray(op.at, op.at + op.size), payload);
-            this.pagesQueued -= Math.ceil(op.size / this.pageSize);
-          } else {
-            const page = b.pages.subarray(op.index * this.pageSize, (op.index + 1) * this.pageSize);
-            this.enc.compressedPage(this.spec!.codec, op.idstr, op.offset, page, payload);
-            this.pagesQueued--;
-          }
-          b.written = (b.written ?? 0) + 1;
-          if (b.written === b.count) this.release(b.pages.buffer as ArrayBuffer);
-        }
-        q[this.head++] = undefined as unknown as Op;
-      }
-    } catch (e) {
-      this.setFailure(e as Error);
+  /** Writes the head record if its page is compressed (a queued call always runs). */
+  private deliver(op: Op): boolean {
+    if ('call' in op) {
+      op.call(this.enc);
+      return true;
     }
-    this.head = compactQueue(q, this.head);
+    const b = op.batch;
+    if (!b.result) return false;
+    const start = b.starts![op.index]!;
+    const payload = b.result.data.subarray(start, start + b.result.sizes[op.index]!);
+    if ('device' in op) {
+      this.enc.compressedChunk(this.chunkSpec!.codec, op.device, op.sector, b.pages.subarray(op.at, op.at + op.size), payload);
+      this.q.settle(Math.ceil(op.size / this.pageSize));
+    } else {
+      const page = b.pages.subarray(op.index * this.pageSize, (op.index + 1) * this.pageSize);
+      this.enc.compressedPage(this.spec!.codec, op.idstr, op.offset, page, payload);
+      this.q.settle(1);
+    }
+    b.written = (b.written ?? 0) + 1;
+    if (b.written === b.count) this.release(b.pages.buffer as ArrayBuffer);
+    return true;
   }
 }
 
