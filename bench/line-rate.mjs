@@ -166,7 +166,7 @@ if (want('decode')) {
 if (want('zero')) {
   const image = ram.blocks.get('pc.ram');
   const zeros = new Uint8Array(256 << 20); // the worst case: every page read to its end
-  const exe = buildC('zero-scan.c');
+  const exe = buildC('zero-scan.c', ['-O3', '-march=native']); // vectorised: the machine's read bandwidth, not a scalar loop's
   const native = () => JSON.parse(execFileSync(exe, [String(zeros.length)], { encoding: 'utf8' }));
   let nativeBest = 0;
   const [ours] = await sideBySide([
@@ -186,7 +186,7 @@ if (want('zero')) {
   row(
     'zero-page scan (isZeroPage over 256 MiB of zero pages)',
     `${oursMBps.toFixed(0)} MB/s`,
-    `C read loop ${nativeBest.toFixed(0)} MB/s`,
+    `C read loop (gcc -O3 -march=native) ${nativeBest.toFixed(0)} MB/s`,
     x(r),
     '≥ 0.8×',
     r >= 0.8,
@@ -300,9 +300,9 @@ for (const r of rows)
 if (opt.json) writeFileSync(opt.json, `${JSON.stringify({ date: new Date().toISOString(), load, rows }, null, 2)}\n`);
 
 /** Compiles bench/native/NAME with gcc -O2 into the temp dir. */
-function buildC(name) {
+function buildC(name, flags = ['-O2']) {
   const exe = join(tmp, name.replace(/\.c$/, ''));
-  execFileSync('gcc', ['-O2', '-o', exe, join(here, 'native', name)], { stdio: 'pipe' });
+  execFileSync('gcc', [...flags, '-o', exe, join(here, 'native', name)], { stdio: 'pipe' });
   return exe;
 }
 
