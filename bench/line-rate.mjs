@@ -4,9 +4,9 @@
 // once and caches it under .cache/line-rate/). Each row prints ours, the baseline, the ratio, the
 // target and whether it is met. Timings alternate ours/baseline and keep each side's best run.
 //
-//   npm run build && node bench/line-rate.mjs            # full: ~3-5 min (boots QEMU twice for the live row)
+//   npm run build && node bench/line-rate.mjs            # full: a few minutes quiet (boots the guest, then 4 migrations for the live row)
 //   node bench/line-rate.mjs --quick                     # fewer repetitions, no live-migration row
-//   node bench/line-rate.mjs --no-live | --ram-mib 512 | --json FILE
+//   node bench/line-rate.mjs --no-live | --ram-mib 512 | --json FILE | --only plain,decode,zero,lz4,zlib,workers,xbzrle,live
 //
 // Whole-process rows subtract node's bare start (`node -e 0`, measured in the same run): a relay
 // or an embedding tool starts once. MB/s are 1e6 bytes per second.

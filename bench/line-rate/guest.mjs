@@ -22,7 +22,7 @@ export async function bootGuest({ ramMiB, log = () => {}, incoming = false, name
   const pre = ensurePrerequisites(log);
   mkdirSync(CACHE, { recursive: true });
   const work = dir ?? mkdtempSync(join(tmpdir(), 'migstream-lr-'));
-  const initrd = join(CACHE, 'initramfs.cpio');
+  const initrd = join(CACHE, `initramfs-${recipeHash().slice(0, 12)}.cpio`); // rebuilt when the dump guest's /init changes
   if (!existsSync(initrd)) writeFileSync(initrd, buildInitramfs(pre.busybox.path));
   const memPath = join(work, `${name}.ram`);
   const consolePath = join(work, `${name}.console`);
