@@ -13,6 +13,7 @@ import { encoderCompressors, resolveSpecs } from '../stream/page-codecs.js';
 import { decodeOptions, formatBytes, OutputFile, table, UsageError } from './io.js';
 import { inspectMigration, renderMigration } from '../relay/inspect-migration.js';
 import { isRecordingDir } from '../relay/recording.js';
+import { inspectMultifd, renderMultifd } from '../multifd/inspect.js';
 import { encodeCompressed, renderCompression, transcodeWithPool, type CompressCli } from './compression.js';
 
 export async function inspectFile(path: string, strict = false): Promise<StreamSummary> {
@@ -39,8 +40,12 @@ export async function runInspect(path: string, opts: { json: boolean; strict?: b
   const s = await inspectFile(path, opts.strict);
   // Phases, discards and the return path: for migrations with commands and relay recordings (src/relay/inspect-migration.ts).
   const m = s.commands.length > 0 || isRecordingDir(path) ? await inspectMigration(path) : undefined;
+  const mf = await inspectMultifd(path);
+  const json = { ...s, ...(m ? { migration: m } : {}), ...(mf ? { multifd: mf } : {}) };
   process.stdout.write(
-    opts.json ? `${JSON.stringify(m ? { ...s, migration: m } : s, null, 2)}\n` : `${[renderSummary(s), ...(m ? renderMigration(m) : [])].join('\n')}\n`,
+    opts.json
+      ? `${JSON.stringify(json, null, 2)}\n`
+      : `${[renderSummary(s), ...(m ? renderMigration(m) : []), ...(mf ? renderMultifd(mf, table, s.pageSize) : [])].join('\n')}\n`,
   );
   return 0;
 }

@@ -5,7 +5,7 @@ import '../node/install.js';
 import { runDemo } from './demo.js';
 import { DEFAULT_XBZRLE_CACHE } from '../stream/transcode.js';
 import type { CachePolicy } from '../xbzrle/page-cache.js';
-import { runEncode, runExtract, runInspect, runTranscode } from './commands.js';
+import { runEncode, runExtract, runInspect, runTranscode, type EncodeCommand } from './commands.js';
 import { parseSize, UsageError } from './io.js';
 import { runVerify } from './verify.js';
 import { checkChunkSize } from '../stream/chunk-size.js';
@@ -13,6 +13,8 @@ import { COMPRESS_FLAGS, COMPRESS_USAGE, compressOption } from './compression.js
 import { BENCH_HELP, runBenchCommand } from './bench.js';
 import { PLAN_HELP, runDirtyRate, runPlan } from './plan.js';
 import { RELAY_USAGE, runRelay, runReplay } from './relay.js';
+import { attachChannels } from '../multifd/files.js';
+import { MULTIFD_FLAGS, MULTIFD_USAGE, multifdRelayOption, runEncodeMultifd, runMultifdSplit } from './multifd.js';
 
 const USAGE = `usage: migstream <command> [options]
 
@@ -36,6 +38,7 @@ commands:
          [--xbzrle[=SIZE]] [--cache-policy lru|qemu] ${COMPRESS_USAGE}
          [--disk NAME=IMG [--disk-writes NAME=LOG]]... [--zero-blocks] [--chunk SIZE] [--digest]
                                                a series of RAM dumps → a multi-iteration stream
+${MULTIFD_USAGE}
   verify STREAM --against DIR [--json]         compare decoded RAMBlocks and disks with extract-named files
                                                (exit 0 equal, 1 different, 3 bad stream)
   demo                                         transcode, extract and verify a bundled real-QEMU stream
@@ -43,7 +46,8 @@ ${RELAY_USAGE}
 ${BENCH_HELP}
 ${PLAN_HELP}
 
-STREAM, IN may be "-" (stdin); OUT may be "-" (stdout).
+STREAM, IN may be "-" (stdin); OUT may be "-" (stdout). A multifd migration: a relay recording directory, or
+its main channel as STREAM/IN with --channel FILE for each multifd channel (inspect, extract, verify, transcode).
 --strict (inspect, extract, transcode, verify): a damaged vmdesc trailer after EOF is an error (exit 3);
 without it, a warning on stderr, as QEMU 7.2 skips the trailer and loads such a stream.
 exit status: 0 ok, 1 I/O or internal error, 2 usage error, 3 malformed or unsupported stream`;
@@ -52,17 +56,26 @@ async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
     case 'inspect': {
-      const { values, positionals } = parse(rest, { json: { type: 'boolean' }, strict: { type: 'boolean' } });
-      return runInspect(one(positionals, 'STREAM'), { json: values.json === true, strict: values.strict === true });
+      const { values, positionals } = parse(rest, { json: { type: 'boolean' }, strict: { type: 'boolean' }, channel: CHANNEL });
+      return runInspect(channels(one(positionals, 'STREAM'), values.channel as string[] | undefined), {
+        json: values.json === true,
+        strict: values.strict === true,
+      });
     }
     case 'extract': {
       const { values, positionals } = parse(rest, {
         out: { type: 'string' },
         'disk-size': { type: 'string', multiple: true },
         strict: { type: 'boolean' },
+        channel: CHANNEL,
       });
       if (typeof values.out !== 'string') throw new UsageError('extract needs --out DIR');
-      return runExtract(one(positionals, 'STREAM'), values.out, parseSizes(values['disk-size'] as string[] | undefined), values.strict === true);
+      return runExtract(
+        channels(one(positionals, 'STREAM'), values.channel as string[] | undefined),
+        values.out,
+        parseSizes(values['disk-size'] as string[] | undefined),
+        values.strict === true,
+      );
     }
     case 'transcode': {
       const { values, positionals } = parse(withOptionalValue(rest, '--xbzrle'), {
@@ -73,10 +86,13 @@ async function main(argv: string[]): Promise<number> {
         'disk-size': { type: 'string', multiple: true },
         digest: { type: 'boolean' },
         strict: { type: 'boolean' },
+        channel: CHANNEL,
+        ...MULTIFD_FLAGS,
         ...COMPRESS_FLAGS,
       });
       if (positionals.length !== 2) throw new UsageError('transcode needs IN and OUT');
-      return runTranscode(positionals[0]!, positionals[1]!, {
+      if (values.multifd !== undefined) return runMultifdSplit(channels(positionals[0]!, values.channel as string[] | undefined), positionals[1]!, values);
+      return runTranscode(channels(positionals[0]!, values.channel as string[] | undefined), positionals[1]!, {
         xbzrle: xbzrleOption(values.xbzrle as string | undefined, values['cache-policy'] as string | undefined),
         stats: values.stats === true,
         compress: compressOption(values),
@@ -100,12 +116,13 @@ async function main(argv: string[]): Promise<number> {
         'zero-blocks': { type: 'boolean' },
         chunk: { type: 'string' },
         digest: { type: 'boolean' },
+        ...MULTIFD_FLAGS,
         ...COMPRESS_FLAGS,
       });
       if (typeof values.out !== 'string') throw new UsageError('encode needs --out STREAM');
       if (!values.dumps && typeof values.manifest !== 'string') throw new UsageError('encode needs --dumps D0 D1 … or --manifest FILE');
       if (values.dumps && positionals.length === 0) throw new UsageError('--dumps needs at least one dump file');
-      return runEncode({
+      return (values.multifd === undefined ? runEncode : (cmd: EncodeCommand) => runEncodeMultifd(cmd, values))({
         dumps: values.dumps ? positionals : undefined,
         manifest: values.manifest as string | undefined,
         block: (values.block as string | undefined) ?? 'pc.ram',
@@ -121,9 +138,14 @@ async function main(argv: string[]): Promise<number> {
       });
     }
     case 'verify': {
-      const { values, positionals } = parse(rest, { against: { type: 'string' }, json: { type: 'boolean' }, strict: { type: 'boolean' } });
+      const { values, positionals } = parse(rest, { against: { type: 'string' }, json: { type: 'boolean' }, strict: { type: 'boolean' }, channel: CHANNEL });
       if (typeof values.against !== 'string') throw new UsageError('verify needs --against DIR');
-      return runVerify(one(positionals, 'STREAM'), values.against, values.json === true, values.strict === true);
+      return runVerify(
+        channels(one(positionals, 'STREAM'), values.channel as string[] | undefined),
+        values.against,
+        values.json === true,
+        values.strict === true,
+      );
     }
     case 'relay': {
       const { values } = parse(withOptionalValue(rest, '--xbzrle'), {
@@ -137,6 +159,8 @@ async function main(argv: string[]): Promise<number> {
         'cache-policy': { type: 'string' },
         chunk: { type: 'string' },
         digest: { type: 'boolean' },
+        'multifd-compression': MULTIFD_FLAGS['multifd-compression'],
+        'multifd-level': MULTIFD_FLAGS['multifd-level'],
         ...COMPRESS_FLAGS,
       });
       if (typeof values.listen !== 'string' || typeof values.connect !== 'string') throw new UsageError('relay needs --listen URI and --connect URI');
@@ -157,6 +181,7 @@ async function main(argv: string[]): Promise<number> {
           chunkCompress: compress?.chunkSpec,
           blockChunk: chunkOption(values.chunk as string | undefined),
           digest: values.digest === true ? 'xxh64' : undefined,
+          multifd: multifdRelayOption(values),
         },
       });
     }
@@ -192,6 +217,17 @@ function parse(args: string[], options: Spec) {
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
+}
+
+const CHANNEL = { type: 'string', multiple: true } as const;
+
+/** `STREAM --channel FILE …`: STREAM is a multifd main channel, the FILEs its channels (any order). */
+function channels(path: string, files: string[] | undefined): string {
+  if (files?.length) {
+    if (path === '-') throw new UsageError('--channel needs STREAM to be a file');
+    attachChannels(path, files);
+  }
+  return path;
 }
 
 function one(positionals: string[], name: string): string {

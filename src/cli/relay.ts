@@ -1,4 +1,4 @@
-import type { TranscodeOptions } from '../stream/transcode.js';
+import type { RelayTranscodeOptions } from '../relay/connection.js';
 import { Relay, type RelayResult } from '../relay/relay.js';
 import { replayRecording } from '../relay/replay.js';
 import { parseUri as parseAddress, type SocketAddress } from '../relay/uri.js';
@@ -17,13 +17,16 @@ export const RELAY_USAGE = `  relay --listen URI --connect URI [transcode option
                                                relay a live migration between two QEMUs (URI: unix:PATH or
                                                tcp:HOST:PORT): the source→destination stream is transcoded
                                                (default: QEMU 7.2 records), the return path copied back at once;
-                                               --record DIR keeps conn-N.s2d / conn-N.d2s / index.json
+                                               --record DIR keeps conn-N.s2d / conn-N.d2s / index.json;
+                                               --multifd-compression none|zlib|zstd|brotli [--multifd-level L]: re-encode
+                                               multifd channels packet by packet (ids, sync points kept); brotli
+                                               (default quality 5) is migstream's own form between two relays
   replay DIR --connect URI [--json]            play a recording into a destination QEMU, its connections in order`;
 
 export interface RelayCli {
   listen: string;
   connect: string;
-  transcode: TranscodeOptions;
+  transcode: RelayTranscodeOptions;
   record?: string;
   once: boolean;
   idleTimeoutS?: number;

@@ -37,6 +37,8 @@ export interface ErrorContext {
   ramBlock?: string;
   /** Block-migration device name, e.g. "ide0-hd1". */
   device?: string;
+  /** Multifd channel: the id from its handshake (offsets are then within that connection). */
+  channel?: number;
 }
 
 export class MigstreamError extends Error {
@@ -101,6 +103,7 @@ function formatMessage(offset: number, detail: string, context: ErrorContext): s
   if (context.section !== undefined) where.push(`section "${context.section}"`);
   if (context.ramBlock !== undefined) where.push(`RAMBlock "${context.ramBlock}"`);
   if (context.device !== undefined) where.push(`device "${context.device}"`);
+  if (context.channel !== undefined) where.push(`multifd channel ${context.channel}`);
   return `at byte ${offset}: ${detail}${where.length > 0 ? ` (${where.join(', ')})` : ''}`;
 }
 

@@ -2,6 +2,7 @@
  * The fuzz loop: builds each case from (run seed, case index), runs it with a
  * time bound, confirms and minimises what it finds, and writes regressions.
  */
+import { makeMultifdCase } from './multifd-target.js';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -73,6 +74,7 @@ export function makeCase(r: Rng, corpus: Corpus, extract = false): MadeCase {
     const pageSize = r.pick([4096, 4096, 1024, 65536]);
     return { c: { kind: 'lz4', bytes: hostileLz4(r, pageSize), pageSize }, how: 'lz4' };
   }
+  if (roll < 23) return makeMultifdCase(r);
   let bytes: Uint8Array;
   let how: string;
   if (roll < 44) {

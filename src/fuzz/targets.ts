@@ -24,6 +24,7 @@ import { lz4DecompressInto } from '../codec/lz4-block.js';
 import { fflateZlib } from '../codec/zlib-page.js';
 import { lz4WasmDecompress } from '../stream/lz4-wasm.js';
 import { nodeZlib } from '../stream/zlib-node.js';
+import { type MultifdCase, runMultifdCase } from './multifd-target.js';
 
 export type FindingKind =
   | 'escape' // something other than MigstreamError was thrown
@@ -72,7 +73,8 @@ export type FuzzCase =
   | { kind: 'stream'; bytes: Uint8Array; opts: StreamOptions }
   | { kind: 'xbzrle'; bytes: Uint8Array; pageSize: number; align: number; fill: number }
   | { kind: 'zlib'; bytes: Uint8Array; pageSize: number }
-  | { kind: 'lz4'; bytes: Uint8Array; pageSize: number };
+  | { kind: 'lz4'; bytes: Uint8Array; pageSize: number }
+  | MultifdCase;
 
 /** The page decoders compared against each other (and against inflatePageNode for zlib). */
 export interface ExtraCodecs {
@@ -609,6 +611,7 @@ export const ALL_TARGETS = [
   'xbzrle',
   'zlib',
   'lz4',
+  'multifd',
 ] as const;
 
 /** The targets one case exercises (a transcode with several options counts for each). */
@@ -644,6 +647,8 @@ export function runCase(c: FuzzCase, extras: ExtraCodecs = NO_EXTRAS): CaseResul
       if (extras.lz4.length < 2)
         return { findings: [{ kind: 'harness', target: 'lz4', message: `${extras.lz4.length} LZ4 decoder(s) loaded, the check needs 2` }], outcome: 'lz4' };
       return { findings: runCodecCase('lz4', extras.lz4, c.bytes, c.pageSize), outcome: 'lz4' };
+    case 'multifd':
+      return runMultifdCase(c);
   }
 }
 

@@ -5,6 +5,7 @@ import { lz4WasmCompress, lz4WasmCompressBatch, lz4WasmDecompressBatch } from '.
 import { setPoolFactory } from '../stream/pool/pool-factory.js';
 import { ThreadPool } from '../stream/pool/thread-pool.js';
 import { nodeZlib } from '../stream/zlib-node.js';
+import '../multifd/node-zlib.js'; // multifd zlib channels: node:zlib's sync flush (registers itself)
 import { nodeZeroScan } from './zero-scan.js';
 
 /**

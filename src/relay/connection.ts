@@ -7,6 +7,12 @@ import { Transcoder, type TranscodeOptions } from '../stream/transcode.js';
 import { classify, type RecordedConnection, type RecordingIndexEntry, type RecordingWriter } from './recording.js';
 import { LatencyLog } from './latency.js';
 import { ReturnPathDecoder } from '../stream/return-path.js';
+import { isMultifdHead } from '../multifd/format.js';
+import '../multifd/node-zlib.js';
+import { MultifdRecoder, type MultifdRelayOptions } from '../multifd/recode.js';
+
+/** The relay's transcode options, plus what to do with multifd channels (default: copy them). */
+export type RelayTranscodeOptions = TranscodeOptions & { multifd?: MultifdRelayOptions };
 
 /** Why a connection ended the relay: a one-line reason and the exit status (3: malformed stream). */
 export interface RelayFailure {
@@ -44,6 +50,8 @@ export class RelayConnection {
   private headBytes = 0;
   private decoder: StreamDecoder | undefined;
   private encoder: StreamEncoder | undefined;
+  /** A multifd channel being re-encoded (with options.multifd). */
+  private multifd: MultifdRecoder | undefined;
   private srcEnded = false;
   private dstEnded = false;
   private done = false;
@@ -53,7 +61,7 @@ export class RelayConnection {
     readonly n: number,
     private readonly src: Socket,
     private readonly dst: Socket,
-    private readonly options: TranscodeOptions,
+    private readonly options: RelayTranscodeOptions,
     private readonly hooks: ConnectionHooks,
     private readonly recorder: RecordingWriter | undefined,
   ) {
@@ -103,6 +111,9 @@ export class RelayConnection {
   private start(): void {
     this.kind = classify(Buffer.concat(this.head));
     if (this.record) this.record.kind = this.kind;
+    const mf = this.options.multifd;
+    if (this.kind !== 'main' && mf && isMultifdHead(Buffer.concat(this.head)))
+      this.multifd = new MultifdRecoder(mf, (c) => this.toDestination(c), this.options.pageSize ?? 4096, `conn-${this.n}`);
     if (this.kind !== 'main') return;
     const pageSize = this.options.pageSize ?? 4096;
     this.encoder = new StreamEncoder((c) => this.toDestination(c), { pageSize, ...encoderCompressors(resolveSpecs(this.options)) });
@@ -131,6 +142,14 @@ export class RelayConnection {
   }
 
   private forward(chunk: Uint8Array, arrived: number): void {
+    if (this.multifd) {
+      try {
+        this.multifd.push(chunk);
+      } catch (e) {
+        this.streamFailed(e);
+      }
+      return;
+    }
     if (!this.decoder) {
       this.toDestination(chunk);
       return;
@@ -170,6 +189,14 @@ export class RelayConnection {
     if (this.kind === undefined && this.headBytes > 0) {
       this.start();
       this.forward(Buffer.concat(this.head), performance.now());
+    }
+    if (this.multifd && !this.done) {
+      try {
+        this.multifd.end();
+      } catch (e) {
+        this.streamFailed(e);
+        return;
+      }
     }
     if (this.decoder && !this.done) {
       try {

@@ -2,6 +2,7 @@ import { createReadStream } from 'node:fs';
 import { StreamDecoder, type DecoderOptions } from '../stream/decoder.js';
 import type { EventHandler, StreamEvent } from '../stream/events.js';
 import { PreemptDecoder } from '../stream/preempt.js';
+import { decodeMultifd, multifdChannelsOf } from '../multifd/files.js';
 import { mainConnection, readRecording } from './recording.js';
 
 /**
@@ -14,6 +15,8 @@ import { mainConnection, readRecording } from './recording.js';
 export async function decodeRecording(dir: string, handler: EventHandler, options: DecoderOptions = {}): Promise<number> {
   const conns = readRecording(dir);
   const main = mainConnection(conns, dir);
+  const multifd = multifdChannelsOf(dir, conns);
+  if (multifd.length > 0) return (await decodeMultifd(main.s2d, multifd, handler, options)).bytes;
   let end: StreamEvent | undefined;
   let blocks: Extract<StreamEvent, { type: 'ram-blocks' }>['blocks'] = [];
   let pageSize = options.pageSize ?? 4096;

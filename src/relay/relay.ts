@@ -1,14 +1,14 @@
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { rmSync } from 'node:fs';
-import type { TranscodeOptions } from '../stream/transcode.js';
-import { RelayConnection, type RelayFailure } from './connection.js';
+import { RelayConnection, type RelayFailure, type RelayTranscodeOptions } from './connection.js';
 import { RecordingWriter } from './recording.js';
 import { formatUri, netOptions, type SocketAddress } from './uri.js';
 
 export interface RelayOptions {
   listen: SocketAddress;
   connect: SocketAddress;
-  transcode: TranscodeOptions;
+  /** How the main channel is transcoded, and (multifd) how multifd channels are re-encoded. */
+  transcode: RelayTranscodeOptions;
   /** Record each connection's bytes into this directory. */
   record?: string;
   /** Serve one migration (the first main channel and the channels beside it), then exit. */

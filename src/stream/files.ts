@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { decodeRecording } from '../relay/decode-recording.js';
 import { isRecordingDir } from '../relay/recording.js';
+import { decodeMultifd, multifdChannelsOf } from '../multifd/files.js';
 import { closeSync, createReadStream, ftruncateSync, mkdtempSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
 import { MigstreamError } from '../codec/errors.js';
 import { StreamDecoder, type DecoderOptions } from './decoder.js';
@@ -200,6 +201,8 @@ export class FileDiskSink {
  */
 export async function decodeFile(path: string, handler: EventHandler, options: DecoderOptions = {}): Promise<number> {
   if (path !== '-' && isRecordingDir(path)) return decodeRecording(path, handler, options);
+  const channels = multifdChannelsOf(path);
+  if (channels.length > 0) return (await decodeMultifd(path, channels, handler, options)).bytes;
   const decoder = new StreamDecoder(handler, options);
   if (path === '-') return decodeStdin(decoder);
   const input = createReadStream(path, { highWaterMark: 1 << 20 });
