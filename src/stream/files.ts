@@ -198,6 +198,7 @@ export class FileDiskSink {
 /**
  * Feeds a file (or stdin for "-") through a decoder chunk by chunk. Resolves
  * with the number of bytes read; rejects with the decoder's MigstreamError.
+ * Stdin is read synchronously (see decodeStdin): the event loop waits while it lasts.
  */
 export async function decodeFile(path: string, handler: EventHandler, options: DecoderOptions = {}): Promise<number> {
   if (path !== '-' && isRecordingDir(path)) return decodeRecording(path, handler, options);
