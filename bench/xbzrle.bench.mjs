@@ -117,6 +117,11 @@ for (const c of cases) {
     'decode JS/C': ratio(d('js'), d('c')),
   });
 }
+if (process.env.XBZRLE_BENCH_JSON) {
+  // for bench/line-rate.mjs: the best MB/s per `case|op|impl`, one JSON line
+  console.log(JSON.stringify(best));
+  process.exit(0);
+}
 console.log(`XBZRLE, ${PAGE_SIZE}-byte pages, 64 pairs per case, node ${process.version}${native ? '' : ' (no C baseline)'}`);
 console.table(rows);
 

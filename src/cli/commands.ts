@@ -8,6 +8,8 @@ import { AutoRamStore, decodeFile, DigestCheck, FileDiskSink, FileRamSink, ramBl
 import { VerifyingRamStore, type DigestAlgorithm } from '../stream/digest.js';
 import { StatsCollector, type StreamSummary } from '../stream/stats.js';
 import { Transcoder, type TranscodeOptions } from '../stream/transcode.js';
+import { StreamEncoder } from '../stream/encoder.js';
+import { encoderCompressors, resolveSpecs } from '../stream/page-codecs.js';
 import { decodeOptions, formatBytes, OutputFile, table, UsageError } from './io.js';
 import { inspectMigration, renderMigration } from '../relay/inspect-migration.js';
 import { isRecordingDir } from '../relay/recording.js';
@@ -196,7 +198,10 @@ export async function transcodeFile(input: string, output: string, options: Tran
   const out = new OutputFile(output);
   const ramStore = options.ramStore ?? new AutoRamStore();
   try {
-    const t = new Transcoder(out.write, { ...options, ramStore });
+    // out.write is synchronous: the encoder may hand it views of its own buffer (no copy per chunk)
+    const pageSize = options.pageSize ?? 4096;
+    const enc = new StreamEncoder(out.write, { pageSize, sinkConsumes: true, ...encoderCompressors(resolveSpecs(options)) });
+    const t = new Transcoder(enc, { ...options, ramStore });
     const inBytes = await decodeFile(input, t.handle, options);
     return { inBytes, outBytes: out.bytes, xbzrle: t.xbzrleStats };
   } finally {

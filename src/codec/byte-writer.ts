@@ -72,6 +72,16 @@ export class ByteWriter {
     return this.u8(data.length).bytes(data);
   }
 
+  /** The bytes written so far, as a view (valid until the next write), for a sink that consumes them at once. */
+  view(): Uint8Array {
+    return this.buf.subarray(0, this.pos);
+  }
+
+  /** Starts over in the same buffer (after view()'s bytes were consumed). */
+  reset(): void {
+    this.pos = 0;
+  }
+
   /** The bytes written since the last take(); the writer starts over. */
   take(): Uint8Array {
     const out = this.buf.slice(0, this.pos);

@@ -1,3 +1,4 @@
+import { setZeroScan } from '../codec/zero.js';
 import { registerCodecs } from '../stream/codec-table.js';
 import { digestsReady } from '../stream/digest.js';
 import { lz4WasmCompress, lz4WasmCompressBatch, lz4WasmDecompressBatch } from '../stream/lz4-wasm.js';
@@ -5,10 +6,12 @@ import { setPoolFactory } from '../stream/pool/pool-factory.js';
 import { ThreadPool } from '../stream/pool/thread-pool.js';
 import { nodeZlib } from '../stream/zlib-node.js';
 import '../multifd/node-zlib.js'; // multifd zlib channels: node:zlib's sync flush (registers itself)
+import { nodeZeroScan } from './zero-scan.js';
 
 /**
  * Plugs Node's pieces into the portable core: node:zlib and lz4-wasm-nodejs
- * become the default codecs, and `workers: N` runs on worker_threads.
+ * become the default codecs, `workers: N` runs on worker_threads, and the
+ * zero-page test is a native memcmp.
  * Importing migstream/node (or migstream under Node) does it. Idempotent.
  */
 export function installNode(): void {
@@ -23,6 +26,7 @@ export function installNode(): void {
     lz4DecompressBatch: lz4WasmDecompressBatch,
   });
   setPoolFactory((workers) => new ThreadPool(workers));
+  setZeroScan(nodeZeroScan);
 }
 
 installNode();

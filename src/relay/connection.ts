@@ -210,8 +210,8 @@ export class RelayConnection {
 
   private toDestination(c: Uint8Array): void {
     this.s2dOut += c.length;
-    // The encoder reuses its buffer: hand the socket a copy.
-    if (!this.dst.write(c.slice())) this.src.pause();
+    // Each chunk the encoder hands out is its own (ByteWriter.take copies): the socket may keep it.
+    if (!this.dst.write(c)) this.src.pause();
   }
 
   private fromDestination(chunk: Uint8Array): void {

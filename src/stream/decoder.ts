@@ -137,8 +137,7 @@ export class StreamDecoder {
   resume(): void {
     if (!this.pausedAt || this.failure) return;
     this.pausedAt = false;
-    this.compact();
-    this.run();
+    this.drain();
   }
 
   push(input: Uint8Array): void {
@@ -163,8 +162,25 @@ export class StreamDecoder {
     }
     if (this.pausedAt) return;
     if (this.base + this.buf.length + this.pendingBytes < this.needed) return;
-    this.compact();
-    this.run();
+    this.drain();
+  }
+
+  /** Parses what is buffered: compact() hands run() the pending chunks a piece at a time. */
+  private drain(final = false): void {
+    for (;;) {
+      this.compact();
+      this.run();
+      if (this.pendingBytes === 0 || this.pausedAt || this.state === 'failed' || this.state === 'done') return;
+      if (this.state === 'tail') {
+        // what follows is device state: taken as push() takes it once in the tail
+        const rest = this.pending;
+        this.pending = [];
+        this.pendingBytes = 0;
+        for (const c of rest) this.takeTail(c);
+        return;
+      }
+      if (!final && this.base + this.buf.length + this.pendingBytes < this.needed) return;
+    }
   }
 
   /** Declares the end of input; throws TRUNCATED if the stream stopped early. */
@@ -175,8 +191,7 @@ export class StreamDecoder {
     this.pausedAt = false;
     if (this.state !== 'tail') {
       // Parse what push() held back for a large unit's look-ahead (see run()).
-      this.compact();
-      this.run();
+      this.drain(true);
     }
     if (this.state === 'tail') {
       const tail = concatBytes(this.tailKept);
@@ -204,9 +219,54 @@ export class StreamDecoder {
     throw error;
   }
 
+  /**
+   * Makes the buffered bytes parseable by run(), copying as little as it can:
+   * a consumed buffer is replaced by the next chunk; a chunk that follows the
+   * buffer in the same ArrayBuffer (a slab reader) is joined as a view; a unit
+   * that spans two chunks gets a small buffer of its own (the rest of this
+   * chunk and the bytes of the next one it needs), after which the next chunk
+   * is parsed in place. Only otherwise is everything pending merged.
+   */
   private compact(): void {
     if (this.pendingBytes === 0) return;
     const rest = this.buf.length - this.pos;
+    const next = this.pending[0]!;
+    if (rest === 0) {
+      this.base += this.buf.length;
+      this.buf = next;
+      this.pos = 0;
+      this.pending.shift();
+      this.pendingBytes -= next.length;
+      return;
+    }
+    if (next.buffer === this.buf.buffer && next.byteOffset === this.buf.byteOffset + this.buf.length) {
+      // every pending chunk that continues the buffer in place joins it
+      let end = next.byteOffset + next.length;
+      let k = 1;
+      for (; k < this.pending.length; k++) {
+        const p = this.pending[k]!;
+        if (p.buffer !== next.buffer || p.byteOffset !== end) break;
+        end += p.length;
+      }
+      this.base += this.pos;
+      const start = this.buf.byteOffset + this.pos;
+      this.buf = new Uint8Array(next.buffer, start, end - start);
+      this.pos = 0;
+      for (const p of this.pending.splice(0, k)) this.pendingBytes -= p.length;
+      return;
+    }
+    const want = this.needed - (this.base + this.buf.length);
+    if (want > 0 && want < next.length && rest <= 16384 && want <= 1 << 20) {
+      const bridge = new Uint8Array(rest + want);
+      bridge.set(this.buf.subarray(this.pos), 0);
+      bridge.set(next.subarray(0, want), rest);
+      this.pending[0] = next.subarray(want);
+      this.pendingBytes -= want;
+      this.base += this.pos;
+      this.buf = bridge;
+      this.pos = 0;
+      return;
+    }
     const merged = new Uint8Array(rest + this.pendingBytes);
     merged.set(this.buf.subarray(this.pos), 0);
     let at = rest;

@@ -1,4 +1,6 @@
-import { createXXHash64, type IHasher } from 'hash-wasm';
+import type { IHasher } from 'hash-wasm';
+// hash-wasm's XXH64-only build (9 KB): its full entry (284 KB, every algorithm) cost ~100 ms of every CLI start.
+import xxhash64Build from 'hash-wasm/dist/xxhash64.umd.min.js';
 import { equalBytes } from '../codec/concat.js';
 import { MigstreamError } from '../codec/errors.js';
 import type { PageEvent, RamBlockInfo, RamDigestEvent, StreamEvent } from './events.js';
@@ -27,7 +29,7 @@ export type DigestAlgorithm = 'xxh64';
  * with digests right at startup elsewhere awaits digestsReady() first.
  */
 let xxh64Instance: IHasher | undefined;
-const loading: Promise<void> = createXXHash64().then((h) => {
+const loading: Promise<void> = xxhash64Build.createXXHash64().then((h) => {
   xxh64Instance = h;
 });
 loading.catch(() => {}); // reported by digestsReady() and by the first use

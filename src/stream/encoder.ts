@@ -38,6 +38,12 @@ export interface EncoderOptions {
   compressor?: PageCompressorFn;
   /** Compressor behind compressChunk() (extension "chunk-compression"); any input length. */
   chunkCompressor?: PageCompressorFn;
+  /**
+   * The sink is done with each chunk when it returns (a synchronous write):
+   * chunks are views of the encoder's buffer, reused for the next ones,
+   * instead of copies. Default false: the sink may keep its chunks.
+   */
+  sinkConsumes?: boolean;
 }
 
 /** Compresses one page for a codec; returns fresh bytes. */
@@ -97,9 +103,11 @@ export class StreamEncoder implements StreamWriter {
   private flushed = 0;
   private readonly compressor: PageCompressorFn | undefined;
   private readonly chunkCompressor: PageCompressorFn | undefined;
+  private readonly sinkConsumes: boolean;
 
   constructor(sink: (chunk: Uint8Array) => void, options: EncoderOptions = {}) {
     this.sink = sink;
+    this.sinkConsumes = options.sinkConsumes === true;
     this.pageSize = options.pageSize ?? DEFAULT_PAGE_SIZE;
     this.chunkSize = options.chunkSize ?? 256 * 1024;
     this.compressor = options.compressor;
@@ -117,7 +125,10 @@ export class StreamEncoder implements StreamWriter {
   flush(): void {
     if (this.w.length === 0) return;
     this.flushed += this.w.length;
-    this.sink(this.w.take());
+    if (this.sinkConsumes) {
+      this.sink(this.w.view());
+      this.w.reset();
+    } else this.sink(this.w.take());
   }
 
   header(): this {
@@ -130,7 +141,7 @@ export class StreamEncoder implements StreamWriter {
     if (bytes.length >= this.chunkSize) {
       this.flush();
       this.flushed += bytes.length;
-      this.sink(bytes.slice());
+      this.sink(this.sinkConsumes ? bytes : bytes.slice());
       return this;
     }
     this.w.bytes(bytes);

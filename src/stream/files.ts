@@ -50,6 +50,11 @@ export class FileRamSink implements RamStore {
   private readonly files = new Map<string, { fd: number; length: number; written: Uint8Array | undefined }>();
   private scratch = new Uint8Array(4096);
   private view = new Uint8Array(4096);
+  /** Pages not written yet: `runLength` bytes of `run` go to `runFd` at `runStart`. */
+  private readonly run = new Uint8Array(1 << 20);
+  private runFd = -1;
+  private runStart = 0;
+  private runLength = 0;
 
   constructor(
     private readonly dir: string,
@@ -57,6 +62,7 @@ export class FileRamSink implements RamStore {
   ) {}
 
   setBlocks(blocks: RamBlockInfo[]): void {
+    this.flushRun();
     for (const b of blocks) {
       const f = this.files.get(b.idstr);
       if (f && f.length === b.length) continue;
@@ -79,16 +85,35 @@ export class FileRamSink implements RamStore {
     const written = (f.written ??= new Uint8Array(Math.ceil(f.length / ev.pageSize / 8)));
     const pageIndex = ev.offset / ev.pageSize;
     const seen = (written[pageIndex >>> 3]! >>> (pageIndex & 7)) & 1;
-    if (this.scratch.length !== ev.pageSize) this.scratch = new Uint8Array(ev.pageSize);
-    const page = this.scratch;
     if (ev.kind === 'zero' && ev.fill === 0 && !seen) return; // the sparse file already reads as zeros
+    written[pageIndex >>> 3]! |= 1 << (pageIndex & 7);
     if (ev.kind === 'xbzrle' || (ev.kind === 'compressed' && ev.data.length < ev.pageSize)) {
+      // applies to the page's current content: read it back (after the pending run is written)
+      this.flushRun();
+      if (this.scratch.length !== ev.pageSize) this.scratch = new Uint8Array(ev.pageSize);
+      const page = this.scratch;
       if (seen) readSync(f.fd, page, 0, ev.pageSize, ev.offset);
       else page.fill(0);
+      applyPage(ev, page);
+      writeSync(f.fd, page, 0, ev.pageSize, ev.offset);
+      return;
     }
-    applyPage(ev, page);
-    writeSync(f.fd, page, 0, ev.pageSize, ev.offset);
-    written[pageIndex >>> 3]! |= 1 << (pageIndex & 7);
+    // A whole page: appended to the run of adjacent pages, written in one call (pages arrive in address order).
+    if (this.runFd !== f.fd || ev.offset !== this.runStart + this.runLength || this.runLength + ev.pageSize > this.run.length) {
+      this.flushRun();
+      this.runFd = f.fd;
+      this.runStart = ev.offset;
+    }
+    applyPage(ev, this.run.subarray(this.runLength, this.runLength + ev.pageSize));
+    this.runLength += ev.pageSize;
+  }
+
+  private flushRun(): void {
+    if (this.runLength === 0) return;
+    let at = 0;
+    while (at < this.runLength) at += writeSync(this.runFd, this.run, at, this.runLength - at, this.runStart + at);
+    this.runLength = 0;
+    this.runFd = -1;
   }
 
   page(idstr: string, offset: number, pageSize: number): Uint8Array {
@@ -98,6 +123,7 @@ export class FileRamSink implements RamStore {
   }
 
   read(idstr: string, start: number, out: Uint8Array): void {
+    this.flushRun();
     const f = this.files.get(idstr)!;
     let at = 0;
     while (at < out.length) {
@@ -111,6 +137,7 @@ export class FileRamSink implements RamStore {
   }
 
   close(): void {
+    this.flushRun();
     for (const f of this.files.values()) closeSync(f.fd);
     this.files.clear();
   }
@@ -173,13 +200,15 @@ export class FileDiskSink {
 /**
  * Feeds a file (or stdin for "-") through a decoder chunk by chunk. Resolves
  * with the number of bytes read; rejects with the decoder's MigstreamError.
+ * Stdin is read synchronously (see decodeStdin): the event loop waits while it lasts.
  */
 export async function decodeFile(path: string, handler: EventHandler, options: DecoderOptions = {}): Promise<number> {
   if (path !== '-' && isRecordingDir(path)) return decodeRecording(path, handler, options);
   const channels = multifdChannelsOf(path);
   if (channels.length > 0) return (await decodeMultifd(path, channels, handler, options)).bytes;
   const decoder = new StreamDecoder(handler, options);
-  const input = path === '-' ? process.stdin : createReadStream(path, { highWaterMark: 1 << 20 });
+  if (path === '-') return decodeStdin(decoder);
+  const input = createReadStream(path, { highWaterMark: 1 << 20 });
   let bytes = 0;
   for await (const chunk of input as AsyncIterable<Buffer>) {
     bytes += chunk.length;
@@ -190,6 +219,46 @@ export async function decodeFile(path: string, handler: EventHandler, options: D
 }
 
 export { MigstreamError };
+
+const SLAB = 4 << 20;
+const sleeper = new Int32Array(new SharedArrayBuffer(4));
+
+/**
+ * Stdin read with readSync straight into a slab, each read taking what the
+ * pipe holds (up to 1 MiB): no stream machinery per 64 KiB, and successive
+ * reads are adjacent in one buffer, so the decoder joins a record that spans
+ * two reads without copying (StreamDecoder.compact). A read never waits for
+ * more than the pipe has, so a slow writer's records are decoded as they come.
+ */
+function decodeStdin(decoder: StreamDecoder): number {
+  let slab = new Uint8Array(SLAB);
+  let at = 0;
+  let bytes = 0;
+  let wait = 0;
+  for (;;) {
+    if (slab.length - at < 65536) {
+      slab = new Uint8Array(SLAB);
+      at = 0;
+    }
+    let n: number;
+    try {
+      n = readSync(0, slab, at, Math.min(1 << 20, slab.length - at), null);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'EOF') break;
+      if (code !== 'EAGAIN') throw e;
+      Atomics.wait(sleeper, 0, 0, Math.min(2, 0.05 * 2 ** wait++)); // a non-blocking stdin that is empty for now
+      continue;
+    }
+    wait = 0;
+    if (n === 0) break;
+    decoder.push(slab.subarray(at, at + n));
+    at += n;
+    bytes += n;
+  }
+  decoder.end();
+  return bytes;
+}
 
 /**
  * RAM in memory while it is small, in sparse temporary files once MEM_SIZE

@@ -190,7 +190,7 @@ export class Transcoder {
         this.ram.apply(ev);
         // Only a delta or a short inflated page needs the page read back from the store.
         const page =
-          ev.kind === 'normal' || (ev.kind === 'compressed' && ev.data.length === ev.pageSize)
+          ev.kind === 'normal' || ((ev.kind === 'compressed' || ev.kind === 'lz4') && ev.data.length === ev.pageSize)
             ? ev.data
             : ev.kind === 'zero' && ev.fill === 0 && ev.pageSize === this.zeroPage.length
               ? this.zeroPage
