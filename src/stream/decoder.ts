@@ -22,7 +22,8 @@ import { RamRecordReader } from './ram-records.js';
 import { readBlockRecord } from './block-records.js';
 import { BitmapRecordReader } from './bitmap-records.js';
 import { commandInfo, readPackage } from './commands.js';
-import { EMPTY, hex } from './bytes.js';
+import { hex } from './bytes.js';
+import { InputWindow } from './input-window.js';
 import { readConfigurationRecord, readStreamHeader } from './configuration.js';
 import { DeclaredExtensions, SUPPORTED_EXTENSIONS } from './extensions/registry.js';
 import type { RecordContext } from './extensions/extension.js';
@@ -54,12 +55,9 @@ export class StreamDecoder {
   private state: State = 'header';
   private failure: MigstreamError | undefined;
   /** Buffered, not yet consumed bytes: buf[pos..] is at stream offset base+pos. */
-  private buf: Uint8Array = EMPTY;
-  private pending: Uint8Array[] = [];
-  private pendingBytes = 0;
-  private base = 0;
-  private pos = 0;
   /** Absolute offset that must be buffered before the next parse attempt. */
+  /** The chunks pushed and not parsed yet. */
+  private readonly in = new InputWindow();
   private needed = 0;
   private needWhat = '';
 
@@ -112,7 +110,7 @@ export class StreamDecoder {
 
   /** Stream offset of the next byte the decoder has not consumed. */
   get offset(): number {
-    return this.base + this.pos;
+    return this.in.base + this.in.pos;
   }
 
   get finished(): boolean {
@@ -152,34 +150,34 @@ export class StreamDecoder {
       this.takeTail(chunk);
       return;
     }
-    if (this.pos === this.buf.length && this.pendingBytes === 0) {
-      this.base += this.buf.length;
-      this.buf = chunk;
-      this.pos = 0;
+    if (this.in.pos === this.in.buf.length && this.in.pendingBytes === 0) {
+      this.in.base += this.in.buf.length;
+      this.in.buf = chunk;
+      this.in.pos = 0;
     } else {
-      this.pending.push(chunk);
-      this.pendingBytes += chunk.length;
+      this.in.pending.push(chunk);
+      this.in.pendingBytes += chunk.length;
     }
     if (this.pausedAt) return;
-    if (this.base + this.buf.length + this.pendingBytes < this.needed) return;
+    if (this.in.base + this.in.buf.length + this.in.pendingBytes < this.needed) return;
     this.drain();
   }
 
   /** Parses what is buffered: compact() hands run() the pending chunks a piece at a time. */
   private drain(final = false): void {
     for (;;) {
-      this.compact();
+      this.in.compact(this.needed);
       this.run();
-      if (this.pendingBytes === 0 || this.pausedAt || this.state === 'failed' || this.state === 'done') return;
+      if (this.in.pendingBytes === 0 || this.pausedAt || this.state === 'failed' || this.state === 'done') return;
       if (this.state === 'tail') {
         // what follows is device state: taken as push() takes it once in the tail
-        const rest = this.pending;
-        this.pending = [];
-        this.pendingBytes = 0;
+        const rest = this.in.pending;
+        this.in.pending = [];
+        this.in.pendingBytes = 0;
         for (const c of rest) this.takeTail(c);
         return;
       }
-      if (!final && this.base + this.buf.length + this.pendingBytes < this.needed) return;
+      if (!final && this.in.base + this.in.buf.length + this.in.pendingBytes < this.needed) return;
     }
   }
 
@@ -208,9 +206,9 @@ export class StreamDecoder {
       }
       return;
     }
-    this.compact();
+    this.in.compact(this.needed);
     const what = this.needed > this.offset ? this.needWhat : this.state === 'header' ? 'the stream header' : 'the next record';
-    this.fail(new MigstreamError('TRUNCATED', this.base + this.buf.length, `unexpected end of stream: expected ${what}`, this.context()));
+    this.fail(new MigstreamError('TRUNCATED', this.in.base + this.in.buf.length, `unexpected end of stream: expected ${what}`, this.context()));
   }
 
   private fail(error: MigstreamError): never {
@@ -219,73 +217,11 @@ export class StreamDecoder {
     throw error;
   }
 
-  /**
-   * Makes the buffered bytes parseable by run(), copying as little as it can:
-   * a consumed buffer is replaced by the next chunk; a chunk that follows the
-   * buffer in the same ArrayBuffer (a slab reader) is joined as a view; a unit
-   * that spans two chunks gets a small buffer of its own (the rest of this
-   * chunk and the bytes of the next one it needs), after which the next chunk
-   * is parsed in place. Only otherwise is everything pending merged.
-   */
-  private compact(): void {
-    if (this.pendingBytes === 0) return;
-    const rest = this.buf.length - this.pos;
-    const next = this.pending[0]!;
-    if (rest === 0) {
-      this.base += this.buf.length;
-      this.buf = next;
-      this.pos = 0;
-      this.pending.shift();
-      this.pendingBytes -= next.length;
-      return;
-    }
-    if (next.buffer === this.buf.buffer && next.byteOffset === this.buf.byteOffset + this.buf.length) {
-      // every pending chunk that continues the buffer in place joins it
-      let end = next.byteOffset + next.length;
-      let k = 1;
-      for (; k < this.pending.length; k++) {
-        const p = this.pending[k]!;
-        if (p.buffer !== next.buffer || p.byteOffset !== end) break;
-        end += p.length;
-      }
-      this.base += this.pos;
-      const start = this.buf.byteOffset + this.pos;
-      this.buf = new Uint8Array(next.buffer, start, end - start);
-      this.pos = 0;
-      for (const p of this.pending.splice(0, k)) this.pendingBytes -= p.length;
-      return;
-    }
-    const want = this.needed - (this.base + this.buf.length);
-    if (want > 0 && want < next.length && rest <= 16384 && want <= 1 << 20) {
-      const bridge = new Uint8Array(rest + want);
-      bridge.set(this.buf.subarray(this.pos), 0);
-      bridge.set(next.subarray(0, want), rest);
-      this.pending[0] = next.subarray(want);
-      this.pendingBytes -= want;
-      this.base += this.pos;
-      this.buf = bridge;
-      this.pos = 0;
-      return;
-    }
-    const merged = new Uint8Array(rest + this.pendingBytes);
-    merged.set(this.buf.subarray(this.pos), 0);
-    let at = rest;
-    for (const p of this.pending) {
-      merged.set(p, at);
-      at += p.length;
-    }
-    this.base += this.pos;
-    this.buf = merged;
-    this.pos = 0;
-    this.pending = [];
-    this.pendingBytes = 0;
-  }
-
   private run(): void {
-    const r = new ByteReader(this.buf, this.base, this.pos);
+    const r = new ByteReader(this.in.buf, this.in.base, this.in.pos);
     try {
       for (;;) {
-        this.pos = r.pos;
+        this.in.pos = r.pos;
         if (this.pauseWhen !== undefined && this.state !== 'tail' && this.state !== 'done' && this.pauseWhen()) {
           this.pausedAt = true;
           return;
@@ -313,9 +249,9 @@ export class StreamDecoder {
             this.readFooter(r);
             break;
           case 'tail': {
-            const rest = this.buf.subarray(r.pos);
-            this.pos = this.buf.length;
-            this.tailStart = this.base + r.pos;
+            const rest = this.in.buf.subarray(r.pos);
+            this.in.pos = this.in.buf.length;
+            this.tailStart = this.in.base + r.pos;
             if (rest.length > 0) this.takeTail(rest);
             return;
           }
@@ -328,8 +264,8 @@ export class StreamDecoder {
         // A unit already past 16 KiB and still incomplete (only MEM_SIZE, with up to 1024 long names, gets
         // there field by field) waits for twice its size before the next attempt: re-parsing it every few
         // bytes cost O(n²) when a sender dribbles it in small pieces. end() parses what this holds back.
-        const partial = this.buf.length - this.pos;
-        this.needed = partial > 16384 ? Math.max(e.needed, this.base + this.pos + 2 * partial) : e.needed;
+        const partial = this.in.buf.length - this.in.pos;
+        this.needed = partial > 16384 ? Math.max(e.needed, this.in.base + this.in.pos + 2 * partial) : e.needed;
         this.needWhat = e.what;
         return;
       }
