@@ -2,6 +2,7 @@ import { Unzlib } from 'fflate';
 import { Decompress as ZstdDecompress } from 'fzstd';
 import type { MultifdCompression } from './format.js';
 import { ZstdRawDeflater } from './zstd-raw.js';
+import { concatBytes } from '../codec/concat.js';
 
 /**
  * Per-channel compression state. QEMU 7.2 keeps one zlib stream (deflateInit,
@@ -22,14 +23,7 @@ export interface ChannelDeflater {
 function collect(parts: Uint8Array[], expected: number): Uint8Array {
   const total = parts.reduce((n, p) => n + p.length, 0);
   if (total !== expected) throw new Error(`packet size received ${total} size expected ${expected}`);
-  if (parts.length === 1) return parts[0]!;
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+  return concatBytes(parts);
 }
 
 /** Collects an inflater's output, refusing more than the packet's pages (a bomb stops early). */

@@ -1,5 +1,6 @@
 import { constants, createBrotliCompress, createBrotliDecompress, createDeflate, createInflate } from 'node:zlib';
 import { type ChannelDeflater, type ChannelInflater, registerChannelDeflater, registerChannelInflater } from './channel-codecs.js';
+import { concatBytes } from '../codec/concat.js';
 
 /** The native handle behind a node:zlib stream (what node:zlib's own *Sync functions drive; not in @types/node). */
 interface ZlibHandle {
@@ -52,13 +53,7 @@ class SyncStream {
       inLen = availIn;
       if (availOut !== 0) break; // done: output space was left over
     }
-    const r = new Uint8Array(total);
-    let at = 0;
-    for (const p of parts) {
-      r.set(p, at);
-      at += p.length;
-    }
-    return r;
+    return concatBytes(parts);
   }
 }
 

@@ -1,4 +1,5 @@
 import type { ChannelDeflater } from './channel-codecs.js';
+import { concatBytes } from '../codec/concat.js';
 
 /** zstd frame magic, little-endian on the wire. */
 const ZSTD_MAGIC = 0xfd2fb528;
@@ -41,14 +42,7 @@ export class ZstdRawDeflater implements ChannelDeflater {
       parts.push(blockHeader(0, end - at), pages.subarray(at, end));
       at = end;
     }
-    const total = parts.reduce((n, p) => n + p.length, 0);
-    const out = new Uint8Array(total);
-    let o = 0;
-    for (const p of parts) {
-      out.set(p, o);
-      o += p.length;
-    }
-    return out;
+    return concatBytes(parts);
   }
 }
 
