@@ -48,7 +48,7 @@ const DEPTH = 2;
  * the kept-library alternative behind the same PagePool interface.
  * Any failure (a worker that threw, exited or errored) breaks the pool:
  * every pending and later batch rejects with PoolError and the workers are
- * terminated, so nothing waits forever.
+ * stopped (after their current batch, terminated if they hang), so nothing waits forever.
  */
 export class ThreadPool implements PagePool {
   readonly size: number;
@@ -128,6 +128,27 @@ export class ThreadPool implements PagePool {
     const closed = this.broken ?? new PoolError('the page pool is closed');
     for (const job of this.queue.splice(0)) job.reject(closed);
     for (const slot of this.slots) for (const job of slot.jobs.splice(0)) job.reject(closed); // their workers are terminated below
-    await Promise.all(this.slots.map((s) => s.worker.terminate()));
+    await Promise.all(this.slots.map((s) => stopWorker(s.worker)));
   }
+}
+
+/** How long a worker may take to finish its current batch after being asked to stop. */
+const STOP_GRACE_MS = 2000;
+
+/**
+ * Asks a worker to stop after the batch it is running, terminating it only if it does not within
+ * STOP_GRACE_MS: Node 20 aborts the whole process ("close before init", node_zlib.cc) when a worker
+ * is terminated between creating a node:zlib handle and initialising it, as deflateSync does.
+ */
+function stopWorker(worker: Worker): Promise<unknown> {
+  if (worker.threadId < 0) return Promise.resolve(); // already exited
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(() => void worker.terminate().then(() => resolve()), STOP_GRACE_MS);
+    worker.once('exit', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    worker.postMessage({ stop: true });
+    worker.ref(); // until it has exited
+  });
 }

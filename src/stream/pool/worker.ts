@@ -6,7 +6,11 @@ import { runTask, transferables, type PoolTask } from './tasks.js';
  * Worker entry of migstream's page pool: {id, task} in, {id, result} or
  * {id, error} out, result buffers transferred.
  */
-parentPort?.on('message', (msg: { id: number; task: PoolTask }) => {
+parentPort?.on('message', (msg: { id: number; task: PoolTask } | { stop: true }) => {
+  if (msg && 'stop' in msg) {
+    parentPort!.close(); // the pool is closing: end after this batch, not in the middle of one
+    return;
+  }
   if (!msg || typeof msg.id !== 'number') return;
   let result;
   try {
