@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build } from 'esbuild';
@@ -7,13 +7,10 @@ import { chromium, type BrowserContext } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadFixture } from '../fixtures/qemu/lib.mjs';
 import { requireBuiltCli } from './support/cli.js';
+import { CHROMIUM, CHROMIUM_ARGS, chromiumGate } from './support/chromium.js';
 
 requireBuiltCli(); // the bundle is made from the package entries in dist/
-const CHROMIUM = '/usr/bin/chromium';
-const available = existsSync(CHROMIUM);
-if (!available && process.env.MIGSTREAM_REQUIRE_BROWSER === '1')
-  throw new Error(`MIGSTREAM_REQUIRE_BROWSER=1 but ${CHROMIUM} is missing (apt-get install chromium)`);
-if (!available) console.warn(`skipping the browser test: ${CHROMIUM} is missing (apt-get install chromium)`);
+const available = chromiumGate('browser test');
 
 const root = join(import.meta.dirname, '..');
 const ORIGIN = 'http://localhost:8571'; // never contacted: every request is answered by page.route below (localhost is a secure context, for crypto.subtle)
@@ -38,16 +35,7 @@ describe.skipIf(!available)('the portable core in headless Chromium', () => {
     context = await chromium.launchPersistentContext(profile, {
       executablePath: CHROMIUM,
       headless: true,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
+      args: ['--headless', ...CHROMIUM_ARGS],
     });
   }, 120_000);
 

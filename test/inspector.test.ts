@@ -2,7 +2,6 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, ftruncateSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { existsSync } from 'node:fs';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decompressFixture, FIXTURES_DIR, loadFixture } from '../fixtures/qemu/lib.mjs';
@@ -11,16 +10,13 @@ import { MigstreamError } from '../src/codec/errors.js';
 import { decodeAll } from '../src/stream/decoder.js';
 import type { StreamSummary } from '../src/stream/stats.js';
 import { requireBuiltCli, runCli } from './support/cli.js';
+import { CHROMIUM, CHROMIUM_ARGS, chromiumGate } from './support/chromium.js';
 
 // The browser inspector (web/): real QEMU fixtures picked through its file input in headless Chromium,
 // its rendered counts checked against `migstream inspect --json`, its page content against the guest's RAM.
 
 requireBuiltCli(); // inspect --json and --html run from dist/
-const CHROMIUM = '/usr/bin/chromium';
-const available = existsSync(CHROMIUM);
-if (!available && process.env.MIGSTREAM_REQUIRE_BROWSER === '1')
-  throw new Error(`MIGSTREAM_REQUIRE_BROWSER=1 but ${CHROMIUM} is missing (apt-get install chromium)`);
-if (!available) console.warn(`skipping the inspector test: ${CHROMIUM} is missing (apt-get install chromium)`);
+const available = chromiumGate('inspector test');
 
 const root = join(import.meta.dirname, '..');
 const ORIGIN = 'http://localhost:8573'; // never contacted: the page is served by page.route, anything else fails the test
@@ -56,15 +52,7 @@ describe.skipIf(!available)('the stream inspector in headless Chromium', () => {
     expect(t.code, t.stderr).toBe(0);
     browser = await chromium.launch({
       executablePath: CHROMIUM,
-      args: [
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
+      args: CHROMIUM_ARGS,
     });
   }, 120_000);
 
