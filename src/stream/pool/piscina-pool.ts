@@ -15,6 +15,7 @@ export class PiscinaPool implements PagePool {
   private readonly piscina: Piscina<PoolTask, PoolResult>;
   private broken: PoolError | undefined;
   private closed = false;
+  private readonly inflight = new Set<Promise<PoolResult>>();
 
   constructor(size: number) {
     if (!Number.isInteger(size) || size < 1) throw new RangeError(`a pool needs at least one worker, got ${size}`);
@@ -33,13 +34,17 @@ export class PiscinaPool implements PagePool {
   async run(task: PoolTask, transfer: ArrayBuffer[] = []): Promise<PoolResult> {
     if (this.broken) throw this.broken;
     if (this.closed) throw new PoolError('the page pool is closed');
+    const pending = this.piscina.run(task, { transferList: transfer });
+    this.inflight.add(pending);
     try {
-      return await this.piscina.run(task, { transferList: transfer });
+      return await pending;
     } catch (e) {
       const message = (e as Error)?.message ?? String(e);
       const error = new PoolError(/exited|Terminating/.test(message) ? `page worker failed: ${message}` : `page worker threw: ${message}`);
       this.fail(error);
       throw this.broken ?? error;
+    } finally {
+      this.inflight.delete(pending);
     }
   }
 
@@ -52,6 +57,15 @@ export class PiscinaPool implements PagePool {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    // Batches still running finish first (at most 2 s): Node 20 aborts the whole process when a worker
+    // is terminated between creating a node:zlib handle and initialising it.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const grace = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, 2000);
+      timer.unref?.();
+    });
+    await Promise.race([Promise.allSettled([...this.inflight]), grace]);
+    clearTimeout(timer);
     await this.piscina.destroy();
   }
 }
