@@ -96,5 +96,15 @@ describe('migstream plan', () => {
     expect(runCli([...base, '--bandwidth', '1M']).code).toBe(2); // no downtime limit
     expect(runCli([...base, '--bandwidth', '1M', '--downtime-limit', '300', '--settings', 'gzip']).stderr).toMatch(/--settings: .*gzip/);
     expect(runCli([...base, '--bandwidth', '1M', '--downtime-limit', '300', '--throttle', 'max']).code).toBe(2);
+    expect(runCli([...base, '--bandwidth', '1M', '--downtime-limit', '300', '--cores', '0']).stderr).toMatch(/--cores expects an integer 1\.\.4096, got "0"/);
+  });
+
+  it('--cores: the host cores the compression workers get (the report says so)', () => {
+    const args = ['plan', ...dumps, '--interval', '1', '--bandwidth', '1M', '--downtime-limit', '300', '--settings', 'zlib:1/w2'];
+    const one = runCli([...args, '--cores', '1', '--json']);
+    expect(one.code).toBe(0);
+    expect(JSON.parse(one.stdout).link.cores).toBe(1);
+    expect(JSON.parse(runCli([...args, '--json']).stdout).link.cores).toBe(null);
+    expect(runCli([...args, '--cores', '1']).stdout).toMatch(/compression on 1 core\b/);
   });
 });

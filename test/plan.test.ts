@@ -2,7 +2,7 @@ import { crc32 as nodeCrc32 } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { dirtyRateReport, sampleRates, crc32 } from '../src/plan/dirty-rate.js';
 import { planMigration, recommend } from '../src/plan/plan.js';
-import { parseSetting } from '../src/plan/settings.js';
+import { parseSetting, workerFactor } from '../src/plan/settings.js';
 import { simulate } from '../src/plan/simulate.js';
 import { MemoryDumpSource, Trace } from '../src/plan/trace.js';
 
@@ -121,6 +121,15 @@ describe("QEMU's sampling estimator (calc-dirty-rate)", () => {
     const trace = Trace.build(new MemoryDumpSource(series(256, 2, () => [1])), 1);
     expect(sampleRates(trace)[0]).toMatchObject({ samples: 0, mibPerSecond: null });
     expect(dirtyRateReport(trace).sampling.skipped).toMatch(/128 MiB/);
+  });
+});
+
+describe('codec speed for the cores compression gets', () => {
+  it('workers scale up to the cores given, never below one', () => {
+    expect(workerFactor(parseSetting('zlib:1/w2'), 1)).toBe(1);
+    expect(workerFactor(parseSetting('zlib:1/w2'), 4)).toBe(2);
+    expect(workerFactor(parseSetting('lz4:1/w4'), 3)).toBe(3);
+    expect(workerFactor(parseSetting('xbzrle:1M:lru'), 8)).toBe(1); // XBZRLE runs on QEMU's migration thread
   });
 });
 

@@ -8,6 +8,12 @@ export interface PlanRunOptions extends Omit<PlanOptions, 'codecRate' | 'onProgr
    * given (tests and what-ifs; `Infinity` for a link-bound answer).
    */
   codecRate?: 'measure' | CodecRate | ((setting: PlanSetting) => CodecRate);
+  /**
+   * Host cores the compression workers can use when the codec is measured
+   * (default: this machine's CPU count). On the source host, the cores left
+   * beside the guest's busy vCPUs: QEMU's compression threads share them.
+   */
+  cores?: number;
   /** Before each setting, and now and then during it with the simulated seconds reached. */
   onProgress?(index: number, total: number, setting: PlanSetting, seconds: number): void;
 }
@@ -31,7 +37,7 @@ export function planMigration(trace: Trace, settings: PlanSetting[], options: Pl
   for (const [i, setting] of settings.entries()) {
     options.onProgress?.(i, settings.length, setting, 0);
     const c = options.codecRate ?? 'measure';
-    const codecRate = c === 'measure' ? measureCodecRate(trace, setting) : typeof c === 'function' ? c(setting) : c;
+    const codecRate = c === 'measure' ? measureCodecRate(trace, setting, undefined, options.cores) : typeof c === 'function' ? c(setting) : c;
     results.push(simulate(trace, setting, { ...options, codecRate, onProgress: (s) => options.onProgress?.(i, settings.length, setting, s) }));
   }
   return { results, ...recommend(results, options) };
