@@ -7,6 +7,7 @@
 //
 //   npm run build && nice -n 10 node bench/plan-vs-qemu.mjs [--cap SECONDS (90)] [--dumps N (7)] [--interval S (1)]
 //                                                          [--bandwidths 3,8,32,128] [--json FILE] [--priority NICE] [--repeats N (3)]
+//                                                          [--capture-bandwidth MIBPS (1; 0: no migration during the capture)]
 //
 // --priority (default -20 as root, else 0) renices every QEMU thread: the guest's speed under TCG
 // follows the host's load, and a guest that runs faster or slower while it migrates than while its
@@ -43,6 +44,7 @@ const { values } = parseArgs({
     json: { type: 'string' },
     priority: { type: 'string', default: process.getuid?.() === 0 ? '-20' : '0' },
     repeats: { type: 'string', default: '3' },
+    'capture-bandwidth': { type: 'string', default: '1' },
   },
 });
 const PRIORITY = Number(values.priority);
@@ -53,6 +55,8 @@ const BANDWIDTHS = values.bandwidths.split(',').map(Number);
 // QEMU's own bytes vary from run to run of the same case (compress at 32 MiB/s: 90 and 118 MiB in two
 // runs): each case that completes runs REPEATS times and the prediction is compared with the median run.
 const REPEATS = Math.max(1, Number(values.repeats));
+/** MiB/s of the migration running during the capture (0: capture an unmigrated guest). */
+const CAPTURE_BANDWIDTH = Number(values['capture-bandwidth']);
 const DOWNTIME_MS = 300; // QEMU's default downtime-limit
 
 /** What is compared: QEMU capabilities/parameters and the planner setting that models them. */
@@ -102,6 +106,8 @@ async function main() {
     priority: PRIORITY,
     interval: INTERVAL,
     dumps: DUMPS,
+    captureBandwidthMiBps: CAPTURE_BANDWIDTH,
+    repeats: REPEATS,
     runs: [],
   };
   try {
@@ -119,6 +125,15 @@ async function main() {
     log(`ready after ${((Date.now() - tBoot) / 1000).toFixed(1)} s; QEMU threads at nice ${PRIORITY}; settling 3 s`);
     await sleep(3000);
 
+    // Under TCG the guest runs markedly slower while a migration is active (here the dirtier went from
+    // 30 to 13-22 MiB/s even at 3 MiB/s of max-bandwidth): the dumps are taken during a migration
+    // throttled to CAPTURE_BANDWIDTH into /dev/null, so the trace is the guest as it runs while it migrates.
+    if (CAPTURE_BANDWIDTH) {
+      await qmp.execute('migrate-set-capabilities', { capabilities: ALL_CAPS.map((c) => ({ capability: c, state: false })) });
+      await qmp.execute('migrate-set-parameters', { 'max-bandwidth': CAPTURE_BANDWIDTH * MiB, 'downtime-limit': DOWNTIME_MS });
+      await qmp.execute('migrate', { uri: 'exec:cat > /dev/null' });
+      await sleep(2000);
+    }
     // Dumps: stop, copy the memory-backend file (it is pc.ram), cont; INTERVAL s of running time apart.
     const files = [];
     const captureFrom = consoleMark(consolePath);
@@ -132,6 +147,7 @@ async function main() {
     }
     await sleep(1500); // one more heartbeat into the window
     const captureSpeed = dirtierSpeed(consolePath, captureFrom, consoleMark(consolePath));
+    if (CAPTURE_BANDWIDTH) await cancelMigration(qmp);
     report.captureDirtierStepsPerSecond = captureSpeed;
     log(`captured ${DUMPS} dumps ${INTERVAL} s apart; dirtier ${captureSpeed?.toFixed(2)} MiB/s of guest time`);
     // Paused while the planner works: a guest running a CPU-bound dirtier at high priority would starve it.
@@ -290,6 +306,15 @@ function fmt(r) {
   return `${r.converged ? 'converged' : 'NOT converged'} ${(r.totalTimeMs / 1000).toFixed(1)} s, ${(r.transferred / MiB).toFixed(1)} MiB, ${r.dirtySyncCount} syncs, downtime ${r.downtimeMs ?? '–'} ms, throttle ${r.throttle}%`;
 }
 
+async function cancelMigration(qmp) {
+  await qmp.execute('migrate_cancel');
+  for (;;) {
+    await sleep(200);
+    const c = await qmp.execute('query-migrate');
+    if (c.status !== 'cancelling') break;
+  }
+}
+
 /** One QEMU migration of the running guest to a null sink; cancelled at the cap. */
 async function migrate(qmp, s, bw, pid, memPath) {
   const caps = ALL_CAPS.map((c) => ({ capability: c, state: s.caps[c] === true }));
@@ -308,12 +333,7 @@ async function migrate(qmp, s, bw, pid, memPath) {
     if (rate && rate !== dirtyRates.at(-1)) dirtyRates.push(rate);
     if (info.status === 'completed' || info.status === 'failed') break;
     if (Date.now() - start > CAP * 1000) {
-      await qmp.execute('migrate_cancel');
-      for (;;) {
-        await sleep(200);
-        const c = await qmp.execute('query-migrate');
-        if (c.status !== 'cancelling') break;
-      }
+      await cancelMigration(qmp);
       break;
     }
   }
