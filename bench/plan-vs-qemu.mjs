@@ -5,7 +5,7 @@
 // guest with QEMU to an `exec:cat > /dev/null` sink for each of them (one at a time, capped) and
 // prints prediction and QEMU's query-migrate side by side.
 //
-//   npm run build && nice -n 10 node bench/plan-vs-qemu.mjs [--cap SECONDS (90)] [--dumps N (7)] [--interval S (1)]
+//   npm run build && nice -n 10 node bench/plan-vs-qemu.mjs [--cap SECONDS (90)] [--dumps N (13)] [--interval S (0.5)]
 //                                                          [--bandwidths 3,8,32,128] [--json FILE] [--priority NICE] [--repeats N (3)]
 //                                                          [--capture-bandwidth MIBPS (1; 0: no migration during the capture)]
 //
@@ -38,8 +38,8 @@ const GUEST_VCPUS = 1; // fixtures/dumps' qemuArgs: -smp 1
 const { values } = parseArgs({
   options: {
     cap: { type: 'string', default: '90' },
-    dumps: { type: 'string', default: '7' },
-    interval: { type: 'string', default: '1' },
+    dumps: { type: 'string', default: '13' },
+    interval: { type: 'string', default: '0.5' },
     bandwidths: { type: 'string', default: '3,8,32,128' },
     json: { type: 'string' },
     priority: { type: 'string', default: process.getuid?.() === 0 ? '-20' : '0' },
