@@ -7,7 +7,7 @@
 //
 //   npm run build && nice -n 10 node bench/plan-vs-qemu.mjs [--cap SECONDS (90)] [--dumps N (13)] [--interval S (0.5)]
 //                                                          [--bandwidths 3,8,32,128] [--json FILE] [--priority NICE] [--repeats N (3)]
-//                                                          [--capture-bandwidth MIBPS (1; 0: no migration during the capture)]
+//                                                          [--capture-bandwidth MIBPS (1; 0: no migration during the capture)] [--settings auto-converge,…]
 //
 // --priority (default -20 as root, else 0) renices every QEMU thread: the guest's speed under TCG
 // follows the host's load, and a guest that runs faster or slower while it migrates than while its
@@ -45,6 +45,7 @@ const { values } = parseArgs({
     priority: { type: 'string', default: process.getuid?.() === 0 ? '-20' : '0' },
     repeats: { type: 'string', default: '3' },
     'capture-bandwidth': { type: 'string', default: '1' },
+    settings: { type: 'string' },
   },
 });
 const PRIORITY = Number(values.priority);
@@ -73,6 +74,8 @@ const SETTINGS = [
   },
 ];
 const ALL_CAPS = ['auto-converge', 'xbzrle', 'compress'];
+/** --settings plain,auto-converge,xbzrle,compress: a subset (each name matches the settings whose name contains it). */
+const CHOSEN = values.settings ? SETTINGS.filter((s) => values.settings.split(',').some((n) => s.name.includes(n))) : SETTINGS;
 
 const t0 = Date.now();
 const log = (m) => process.stderr.write(`[plan-vs-qemu ${((Date.now() - t0) / 1000).toFixed(0).padStart(4)}s] ${m}\n`);
@@ -167,7 +170,7 @@ async function main() {
     );
 
     const predictions = new Map();
-    for (const s of SETTINGS) {
+    for (const s of CHOSEN) {
       const setting = parseSetting(s.plan);
       // Cores left for QEMU's compression threads: the host's, minus the guest's vCPU (busy with its dirtier).
       const codecRate = measureCodecRate(trace, setting, 2048, Math.max(1, cpus().length - GUEST_VCPUS));
@@ -185,7 +188,7 @@ async function main() {
     await sleep(3000);
 
     for (const bw of BANDWIDTHS) {
-      for (const s of SETTINGS) {
+      for (const s of CHOSEN) {
         const p = predictions.get(`${s.name}@${bw}`);
         const h = predictions.get(`${s.name}@${bw}:hot`);
         const qemuRuns = [];
@@ -230,6 +233,7 @@ async function main() {
             // there the downtime is the codec's time for the last pages, not the bandwidth's
             sinkDowntimeMs: p.final ? Math.round((p.final.pages / p.codecRate.delta) * 1000) : null,
             throttle: p.throttle.final,
+            throttleSteps: p.throttle.steps.map((x) => ({ time: Math.round(x.time * 10) / 10, percent: x.percent })),
           },
           hotAlwaysDirty: {
             converged: h.converged,
@@ -324,6 +328,7 @@ async function migrate(qmp, s, bw, pid, memPath) {
   const streamPath = join(WORK, 'run.mig');
   await qmp.execute('migrate', { uri: `exec:cat > ${streamPath}` });
   let info;
+  const throttleSteps = []; // cpu-throttle-percentage as it changed (QEMU resets it when the migration ends)
   const dirtyRates = []; // QEMU's own dirty-page rate, updated at each sync period (>= 1 s): what its dirty log saw
   for (;;) {
     await sleep(200);
@@ -331,6 +336,8 @@ async function migrate(qmp, s, bw, pid, memPath) {
     info = await qmp.execute('query-migrate');
     const rate = info.ram?.['dirty-pages-rate'];
     if (rate && rate !== dirtyRates.at(-1)) dirtyRates.push(rate);
+    const pct = info['cpu-throttle-percentage'] ?? 0;
+    if (pct !== (throttleSteps.at(-1)?.percent ?? 0)) throttleSteps.push({ time: (Date.now() - start) / 1000, percent: pct });
     if (info.status === 'completed' || info.status === 'failed') break;
     if (Date.now() - start > CAP * 1000) {
       await cancelMigration(qmp);
@@ -345,7 +352,8 @@ async function migrate(qmp, s, bw, pid, memPath) {
     transferred: info.ram?.transferred ?? 0,
     dirtySyncCount: info.ram?.['dirty-sync-count'] ?? 0,
     downtimeMs: done ? info.downtime : null,
-    throttle: info['cpu-throttle-percentage'] ?? 0,
+    throttle: info['cpu-throttle-percentage'] || (throttleSteps.at(-1)?.percent ?? 0),
+    throttleSteps,
     expectedDowntimeMs: info['expected-downtime'] ?? null,
     // pages/s × 4 KiB; the mean of the distinct values QEMU reported during the run
     dirtyLogMiBps: dirtyRates.length ? ((dirtyRates.reduce((a, b) => a + b, 0) / dirtyRates.length) * 4096) / MiB : null,
