@@ -26,7 +26,7 @@ import { parseArgs } from 'node:util';
 import { buildCpio, ensurePrerequisites, qemuArgs } from '../fixtures/dumps/lib.mjs';
 import { connectQmp, quitQemu, sleep, startQemu, QEMU_BIN } from '../fixtures/qemu/lib.mjs';
 import { decodeEvents } from '../dist/index.js';
-import { FileDumpSource, Trace, dirtyRateReport, measureCodecRate, parseSetting, simulate } from '../dist/plan/index.js';
+import { FileDumpSource, Trace, dirtyRateReport, hostShare, measureCodecRate, parseSetting, simulate } from '../dist/plan/index.js';
 import { RamImage } from '../dist/sinks.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -172,10 +172,12 @@ async function main() {
     const predictions = new Map();
     for (const s of CHOSEN) {
       const setting = parseSetting(s.plan);
-      // Cores left for QEMU's compression threads: the host's, minus the guest's vCPU (busy with its dirtier).
-      const codecRate = measureCodecRate(trace, setting, 2048, Math.max(1, cpus().length - GUEST_VCPUS));
+      // QEMU's compression threads share the host's cores with the migration thread and the guest's vCPU
+      // (busy with its dirtier): each gets hostShare of a core while they all work, the guest included.
+      const guestShare = hostShare(setting, { cores: cpus().length, vcpus: GUEST_VCPUS });
+      const codecRate = measureCodecRate(trace, setting, 2048, setting.workers * guestShare);
       for (const bw of BANDWIDTHS) {
-        const opts = { bandwidth: bw * MiB, downtimeLimitMs: DOWNTIME_MS, autoConverge: s.autoConverge, timeCap: CAP, codecRate };
+        const opts = { bandwidth: bw * MiB, downtimeLimitMs: DOWNTIME_MS, autoConverge: s.autoConverge, timeCap: CAP, codecRate, guestShare };
         predictions.set(`${s.name}@${bw}`, simulate(trace, setting, opts));
         // the other reading of the trace: pages that changed in every interval dirtied all the time
         trace.hotAlwaysDirty = true;
@@ -211,6 +213,7 @@ async function main() {
             autoConverge: s.autoConverge,
             timeCap: CAP,
             codecRate: p.codecRate,
+            guestShare: 1, // the run's measured speed already includes any slowdown
           });
           adjusted = {
             converged: a.converged,

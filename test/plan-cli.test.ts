@@ -105,6 +105,9 @@ describe('migstream plan', () => {
     expect(one.code).toBe(0);
     expect(JSON.parse(one.stdout).link.cores).toBe(1);
     expect(JSON.parse(runCli([...args, '--json']).stdout).link.cores).toBe(null);
-    expect(runCli([...args, '--cores', '1']).stdout).toMatch(/compression on 1 core\b/);
+    expect(runCli([...args, '--cores', '1']).stdout).toMatch(/, 1 host core\b/);
+    const shared = runCli([...args, '--cores', '2', '--vcpus', '1', '--json']);
+    expect(JSON.parse(shared.stdout).link).toMatchObject({ cores: 2, vcpus: 1 });
+    expect(runCli([...args, '--cores', '2', '--vcpus', '1']).stdout).toMatch(/2 host cores shared with 1 busy vCPU\b/);
   });
 });

@@ -2,7 +2,7 @@ import { crc32 as nodeCrc32 } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { dirtyRateReport, sampleRates, crc32 } from '../src/plan/dirty-rate.js';
 import { planMigration, recommend } from '../src/plan/plan.js';
-import { parseSetting, workerFactor } from '../src/plan/settings.js';
+import { hostShare, parseSetting, workerFactor } from '../src/plan/settings.js';
 import { simulate } from '../src/plan/simulate.js';
 import { MemoryDumpSource, Trace } from '../src/plan/trace.js';
 
@@ -130,6 +130,45 @@ describe('codec speed for the cores compression gets', () => {
     expect(workerFactor(parseSetting('zlib:1/w2'), 4)).toBe(2);
     expect(workerFactor(parseSetting('lz4:1/w4'), 3)).toBe(3);
     expect(workerFactor(parseSetting('xbzrle:1M:lru'), 8)).toBe(1); // XBZRLE runs on QEMU's migration thread
+    expect(workerFactor(parseSetting('zlib:1/w2'), 0.5)).toBe(0.5); // an oversubscribed host: half a core in all
+  });
+
+  it('hostShare: compression threads, the migration thread and busy vCPUs split the cores', () => {
+    expect(hostShare(parseSetting('zlib:1/w2'), { cores: 2, vcpus: 1 })).toBe(0.5);
+    expect(hostShare(parseSetting('lz4:1/w4'), { cores: 16, vcpus: 4 })).toBe(1);
+    expect(hostShare(parseSetting('zlib:1/w4'), { cores: 4, vcpus: 3 })).toBe(0.5);
+    expect(hostShare(parseSetting('xbzrle:1M:lru'), { cores: 1, vcpus: 8 })).toBe(1);
+    expect(hostShare(plain, { cores: 1, vcpus: 8 })).toBe(1);
+  });
+
+  it('a codec-bound round at guestShare 0.5 lets the guest dirty what half the time dirties', () => {
+    // 300 different pages change in each 1 s interval; 1024 pages at 400 pages/s: a 2.56 s first round
+    const trace = Trace.build(new MemoryDumpSource(series(1024, 4, (k) => range(k * 300, 300))), 1);
+    const run = (guestShare: number) =>
+      simulate(trace, parseSetting('zlib:1/w2'), { bandwidth: 1 << 30, codecRate: { bulk: 400, delta: 400 }, guestShare, timeCap: 30 }).rounds[0]!;
+    const full = run(1);
+    const half = run(0.5);
+    // the same wall time (the codec sets it; the round stops a little early, below QEMU's threshold)
+    expect(full.end).toBeGreaterThan(2);
+    expect(half.end).toBeCloseTo(full.end, 6);
+    // 300 pages per second of guest time: the whole wall time at share 1, half of it at 0.5
+    expect(Math.abs(full.newlyDirty - 300 * full.end)).toBeLessThan(45);
+    expect(Math.abs(half.newlyDirty - 300 * (full.end / 2))).toBeLessThan(45);
+  });
+
+  it('a link-bound round slows the guest only for the part the codec works', () => {
+    const trace = Trace.build(new MemoryDumpSource(series(1024, 4, (k) => range(k * 300, 300))), 1);
+    // the link takes 2.56 s for the round (about 1 KiB per random page after zlib does not shrink it: ~4 KiB each);
+    // the codec at 4000 pages/s works a tenth of it
+    const run = (guestShare: number) =>
+      simulate(trace, parseSetting('zlib:1/w2'), { bandwidth: (1024 * 4110) / 2.56, codecRate: { bulk: 4000, delta: 4000 }, guestShare, timeCap: 30 })
+        .rounds[0]!;
+    const full = run(1);
+    const half = run(0.5);
+    expect(half.end).toBeCloseTo(full.end, 6);
+    // guest time ≈ 0.95 of the wall time: a few percent fewer pages, never half
+    expect(half.newlyDirty).toBeLessThanOrEqual(full.newlyDirty);
+    expect(half.newlyDirty).toBeGreaterThan(full.newlyDirty * 0.85);
   });
 });
 

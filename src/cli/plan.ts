@@ -1,5 +1,6 @@
 import { writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { cpus } from 'node:os';
 import { parseArgs } from 'node:util';
 import { dirtyRateReport, type DirtyRateReport } from '../plan/dirty-rate.js';
 import { FileDumpSource } from '../plan/files.js';
@@ -13,12 +14,13 @@ export const PLAN_HELP = `  dirty-rate D0 D1 … --interval SECONDS [--sample-pa
                                                exact dirty rate between RAM dumps taken SECONDS apart, QEMU 7.2's
                                                calc-dirty-rate sampling estimate and its error, working set, hot set
   plan D0 D1 … --interval SECONDS --bandwidth RATE --downtime-limit MS [--settings S,S…]
-       [--throttle auto|none] [--defer-hot K] [--cap SECONDS] [--cores N] [--json] [--html FILE]
+       [--throttle auto|none] [--defer-hot K] [--cap SECONDS] [--cores N] [--vcpus V] [--json] [--html FILE]
                                                simulate QEMU 7.2 pre-copy on the dumps for each setting (plain,
                                                xbzrle[:SIZE[:lru|qemu]], zlib[:LEVEL], lz4[:ACC], joined with +,
                                                /wN workers): converges?, rounds, time, bytes, downtime; RATE in
-                                               bytes/s with K/M/G (64M = 64 MiB/s); --cores: host cores left for
-                                               compression beside the guest's busy vCPUs (default: all here)`;
+                                               bytes/s with K/M/G (64M = 64 MiB/s); --cores: the source host's
+                                               cores (default: this machine's); --vcpus: the guest's busy vCPUs,
+                                               which share them with compression (the guest slows while it runs)`;
 
 function packageVersion(): string {
   try {
@@ -135,12 +137,15 @@ export async function runPlan(args: string[], version = packageVersion()): Promi
     'defer-hot': { type: 'string' },
     cap: { type: 'string' },
     cores: { type: 'string' },
+    vcpus: { type: 'string' },
     json: { type: 'boolean' },
     html: { type: 'string' },
   });
   const interval = number(values.interval as string | undefined, '--interval', 0.001, 1e6);
   if (interval === undefined) throw new UsageError('plan needs --interval SECONDS');
   const cores = number(values.cores as string | undefined, '--cores', 1, 4096, true);
+  const vcpus = number(values.vcpus as string | undefined, '--vcpus', 0, 4096, true);
+  const host = vcpus === undefined ? undefined : { cores: cores ?? cpus().length, vcpus };
   if (typeof values.bandwidth !== 'string') throw new UsageError('plan needs --bandwidth RATE (bytes/s, e.g. 32M)');
   const bandwidth = parseSize(values.bandwidth, '--bandwidth');
   if (bandwidth === 0) throw new UsageError('--bandwidth must be more than 0');
@@ -167,6 +172,7 @@ export async function runPlan(args: string[], version = packageVersion()): Promi
       deferHot,
       timeCap,
       cores,
+      host,
       onProgress: (i, n, s, seconds) => bar.draw((i + Math.min(1, seconds / timeCap)) / n, `${i + 1}/${n} ${s.label}: ${seconds.toFixed(0)} s simulated`),
     });
     bar.end();
@@ -177,7 +183,7 @@ export async function runPlan(args: string[], version = packageVersion()): Promi
       date: new Date().toISOString(),
       command,
       input: { dumps: positionals, pages: trace.pages, pageSize: trace.pageSize, interval },
-      link: { bandwidth, downtimeLimitMs, throttle, deferHot, timeCap, cores: cores ?? null },
+      link: { bandwidth, downtimeLimitMs, throttle, deferHot, timeCap, cores: host?.cores ?? cores ?? null, vcpus: vcpus ?? null },
       dirtyRate,
       ...outcome,
       definitions: PLAN_DEFINITIONS,

@@ -1,4 +1,4 @@
-import { measureCodecRate, type CodecRate, type PlanSetting } from './settings.js';
+import { hostShare, measureCodecRate, type CodecRate, type HostCpu, type PlanSetting } from './settings.js';
 import { simulate, type PlanOptions, type PlanResult } from './simulate.js';
 import type { Trace } from './trace.js';
 
@@ -10,10 +10,15 @@ export interface PlanRunOptions extends Omit<PlanOptions, 'codecRate' | 'onProgr
   codecRate?: 'measure' | CodecRate | ((setting: PlanSetting) => CodecRate);
   /**
    * Host cores the compression workers can use when the codec is measured
-   * (default: this machine's CPU count). On the source host, the cores left
-   * beside the guest's busy vCPUs: QEMU's compression threads share them.
+   * (default: this machine's CPU count). Ignored when `host` is given.
    */
   cores?: number;
+  /**
+   * The source host's cores and the guest's busy vCPUs: compression then
+   * gets workers × hostShare cores, and the guest runs at hostShare of its
+   * speed while the workers are busy (simulate's guestShare).
+   */
+  host?: HostCpu;
   /** Before each setting, and now and then during it with the simulated seconds reached. */
   onProgress?(index: number, total: number, setting: PlanSetting, seconds: number): void;
 }
@@ -37,8 +42,11 @@ export function planMigration(trace: Trace, settings: PlanSetting[], options: Pl
   for (const [i, setting] of settings.entries()) {
     options.onProgress?.(i, settings.length, setting, 0);
     const c = options.codecRate ?? 'measure';
-    const codecRate = c === 'measure' ? measureCodecRate(trace, setting, undefined, options.cores) : typeof c === 'function' ? c(setting) : c;
-    results.push(simulate(trace, setting, { ...options, codecRate, onProgress: (s) => options.onProgress?.(i, settings.length, setting, s) }));
+    const share = options.host ? hostShare(setting, options.host) : 1;
+    const cores = options.host ? setting.workers * share : options.cores;
+    const codecRate = c === 'measure' ? measureCodecRate(trace, setting, undefined, cores) : typeof c === 'function' ? c(setting) : c;
+    const guestShare = options.host ? share : options.guestShare;
+    results.push(simulate(trace, setting, { ...options, codecRate, guestShare, onProgress: (s) => options.onProgress?.(i, settings.length, setting, s) }));
   }
   return { results, ...recommend(results, options) };
 }

@@ -12,7 +12,15 @@ export interface PlanReport extends PlanOutcome {
   date: string;
   command: string;
   input: { dumps: string[]; pages: number; pageSize: number; interval: number };
-  link: { bandwidth: number; downtimeLimitMs: number; throttle: 'auto' | 'none'; deferHot: number; timeCap: number; cores?: number | null };
+  link: {
+    bandwidth: number;
+    downtimeLimitMs: number;
+    throttle: 'auto' | 'none';
+    deferHot: number;
+    timeCap: number;
+    cores?: number | null;
+    vcpus?: number | null;
+  };
   dirtyRate: DirtyRateReport;
   definitions: Record<string, string>;
 }
@@ -67,7 +75,7 @@ function table(rows: string[][]): string {
 
 export function describeLink(report: PlanReport): string {
   const l = report.link;
-  return `link ${(l.bandwidth / MiB).toFixed(l.bandwidth % MiB ? 1 : 0)} MiB/s, downtime limit ${l.downtimeLimitMs} ms, auto-converge ${l.throttle === 'auto' ? 'on' : 'off'}${l.deferHot ? `, hot pages (dirty in ${l.deferHot} syncs running) held back` : ''}, cap ${l.timeCap} s${l.cores ? `, compression on ${l.cores} core${l.cores > 1 ? 's' : ''}` : ''}`;
+  return `link ${(l.bandwidth / MiB).toFixed(l.bandwidth % MiB ? 1 : 0)} MiB/s, downtime limit ${l.downtimeLimitMs} ms, auto-converge ${l.throttle === 'auto' ? 'on' : 'off'}${l.deferHot ? `, hot pages (dirty in ${l.deferHot} syncs running) held back` : ''}, cap ${l.timeCap} s${l.cores ? `, ${l.cores} host core${l.cores > 1 ? 's' : ''}` : ''}${l.vcpus != null ? ` shared with ${l.vcpus} busy vCPU${l.vcpus === 1 ? '' : 's'}` : ''}`;
 }
 
 export function describeTrace(report: PlanReport): string {

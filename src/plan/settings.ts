@@ -85,9 +85,31 @@ export function describe(xbzrle: PlanSetting['xbzrle'], compress: CompressionSpe
 /** The settings `plan` tries when none are given: QEMU's choices and ours, on 2 workers. */
 export const DEFAULT_SETTINGS = ['plain', 'xbzrle:64M:qemu', 'xbzrle:64M:lru', 'zlib:1/w2', 'lz4:1/w2', 'xbzrle:64M:lru+lz4:1/w2'];
 
-/** The parallel speed-up a setting's worker count can have here: no more than the CPUs. */
+/**
+ * The parallel speed-up a setting's worker count can have: no more than the
+ * cores it gets (which may be a fraction of a core each when the host is
+ * oversubscribed, see hostShare).
+ */
 export function workerFactor(setting: PlanSetting, cpuCount = cpus().length): number {
-  return setting.compress ? Math.max(1, Math.min(setting.workers, cpuCount)) : 1;
+  return setting.compress ? Math.max(0.05, Math.min(setting.workers, cpuCount)) : 1;
+}
+
+/** The source host, as far as CPU goes: its cores and how many of the guest's vCPUs are busy. */
+export interface HostCpu {
+  cores: number;
+  vcpus: number;
+}
+
+/**
+ * The share of a core each busy thread gets while the setting's compression
+ * runs flat out: QEMU's compression threads, the migration thread feeding
+ * them page by page, and the guest's busy vCPUs all want a core, and the
+ * scheduler splits the host's cores evenly among them. 1 for settings
+ * without compression (XBZRLE runs on the migration thread alone).
+ */
+export function hostShare(setting: PlanSetting, host: HostCpu): number {
+  if (!setting.compress) return 1;
+  return Math.min(1, host.cores / (host.vcpus + setting.workers + 1));
 }
 
 /** Timed runs per measurement; the fastest counts. */

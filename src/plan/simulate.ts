@@ -50,6 +50,13 @@ export interface PlanOptions {
   timeCap?: number;
   /** The codec's pages/s; default unlimited (bandwidth alone). */
   codecRate?: CodecRate;
+  /**
+   * The guest's speed, as a share of its own, while the compression workers
+   * are busy (they, the migration thread and the vCPUs share the host's
+   * cores: settings.ts hostShare); scaled by how busy the workers are, page
+   * by page (a link-bound round leaves them mostly idle). Default 1.
+   */
+  guestShare?: number;
   /** Bytes/s during the stop-and-copy; default `bandwidth`. */
   finalBandwidth?: number;
   idstr?: string;
@@ -156,8 +163,10 @@ export function simulate(trace: Trace, setting: PlanSetting, options: PlanOption
   let converged = false;
   let lastProgress = 0;
 
-  const advance = (to: number): void => {
-    g += (to - t) * (1 - throttle / 100);
+  const guestShare = options.guestShare ?? 1;
+  /** Moves wall time to `to`; `busy` is the fraction of it the codec works (the guest slows by guestShare for that part). */
+  const advance = (to: number, busy = 0): void => {
+    g += (to - t) * (1 - throttle / 100) * (1 - busy * (1 - guestShare));
     t = to;
     if (t - window.t >= WINDOW) {
       estimate = (enc.bytesWritten - window.bytes) / (t - window.t);
@@ -234,7 +243,8 @@ export function simulate(trace: Trace, setting: PlanSetting, options: PlanOption
       pendingCount--;
       sent++;
       // two-stage pipeline: the codec has page `sent` ready at start + sent/codec, the link takes it after the previous one
-      advance(Math.max(t + (enc.bytesWritten - b0) / bw, start + sent / codec));
+      const to = Math.max(t + (enc.bytesWritten - b0) / bw, start + sent / codec);
+      advance(to, to > t ? Math.min(1, 1 / codec / (to - t)) : 0);
       if (t >= cap) {
         capped = true;
         break;
