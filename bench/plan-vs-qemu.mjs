@@ -198,6 +198,9 @@ async function main() {
           const from = consoleMark(consolePath);
           const run = await migrate(qmp, s, bw, proc.child.pid, memPath);
           run.dirtierStepsPerSecond = dirtierSpeed(consolePath, from, consoleMark(consolePath));
+          run.heartbeats = heartbeats(consolePath, from, consoleMark(consolePath));
+          run.speedByThrottle = speedByThrottle(run);
+          if (run.speedByThrottle) log(`dirtier MiB/s by throttle: ${run.speedByThrottle.map((x) => `${x.percent}%: ${x.mibps} (${x.seconds} s)`).join(', ')}`);
           qemuRuns.push(run);
           if (!run.converged) break; // a run cancelled at the cap carries the link's bytes: once is enough
         }
@@ -301,12 +304,42 @@ function consoleMark(path) {
  * marks, from the first and last heartbeat in the window; null with fewer than two heartbeats.
  */
 function dirtierSpeed(path, from, to) {
-  const text = readFileSync(path, 'latin1').slice(from, to);
-  const ticks = [...text.matchAll(/steps=(\d+) uptime=([\d.]+)/g)].map((m) => ({ steps: Number(m[1]), uptime: Number(m[2]) }));
+  const ticks = heartbeats(path, from, to);
   if (ticks.length < 2) return null;
   const a = ticks[0];
   const b = ticks[ticks.length - 1];
   return b.uptime > a.uptime ? (b.steps - a.steps) / (b.uptime - a.uptime) : null;
+}
+
+/** The guest's heartbeats (dirtier steps, guest uptime) between two console marks. */
+function heartbeats(path, from, to) {
+  const text = readFileSync(path, 'latin1').slice(from, to);
+  return [...text.matchAll(/steps=(\d+) uptime=([\d.]+)/g)].map((m) => ({ steps: Number(m[1]), uptime: Number(m[2]) }));
+}
+
+/**
+ * The dirtier's speed (MiB/s) at each throttle level of a run: the guest's clock runs on while the
+ * throttle sleeps its vCPU, so a level's stretch of wall time (throttleSteps, from the migrate
+ * command) is the same stretch of uptime from the run's first heartbeat (to about a heartbeat).
+ */
+function speedByThrottle(run) {
+  const ticks = run.heartbeats ?? [];
+  if (ticks.length < 2 || !run.throttleSteps?.length) return null;
+  const u0 = ticks[0].uptime;
+  const edges = [{ time: 0, percent: 0 }, ...run.throttleSteps, { time: run.totalTimeMs / 1000, percent: null }];
+  const out = [];
+  for (let i = 0; i + 1 < edges.length; i++) {
+    const inside = ticks.filter((t) => t.uptime - u0 >= edges[i].time && t.uptime - u0 <= edges[i + 1].time);
+    if (inside.length < 2) continue;
+    const a = inside[0];
+    const b = inside[inside.length - 1];
+    out.push({
+      percent: edges[i].percent,
+      seconds: Math.round((b.uptime - a.uptime) * 10) / 10,
+      mibps: Math.round(((b.steps - a.steps) / (b.uptime - a.uptime)) * 100) / 100,
+    });
+  }
+  return out;
 }
 
 function fmt(r) {
