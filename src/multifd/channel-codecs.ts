@@ -88,7 +88,7 @@ export function channelInflater(c: MultifdCompression): ChannelInflater {
     case 'zlib':
       return inflaters.zlib ? inflaters.zlib() : new ZlibInflater(); // node:zlib under Node, fflate elsewhere
     case 'zstd':
-      return new ZstdInflater();
+      return inflaters.zstd ? inflaters.zstd() : new ZstdInflater(); // libzstd (zstd-napi) under Node when installed, fzstd elsewhere
     case 'brotli':
       if (!inflaters.brotli) throw new Error('multifd brotli channels need node:zlib: load migstream/node');
       return inflaters.brotli();

@@ -11,6 +11,7 @@ import { LatencyLog } from './latency.js';
 import { ReturnPathDecoder } from '../stream/return-path.js';
 import { isMultifdHead } from '../multifd/format.js';
 import '../multifd/node-zlib.js';
+import '../multifd/node-zstd.js';
 import { MultifdRecoder, type MultifdRelayOptions } from '../multifd/recode.js';
 
 /** The relay's transcode options, plus what to do with multifd channels (default: copy them). */
