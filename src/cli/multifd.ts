@@ -38,7 +38,7 @@ export const MULTIFD_FLAGS = {
 function compressionOf(v: Record<string, unknown>): { compression: MultifdCompression; level: number } {
   const compression = (v['multifd-compression'] ?? 'none') as MultifdCompression;
   if (!['none', 'zlib', 'zstd', 'brotli'].includes(compression)) throw new UsageError('--multifd-compression is none, zlib, zstd or brotli');
-  const max = compression === 'brotli' ? 11 : 9;
+  const max = compression === 'brotli' ? 11 : compression === 'zstd' ? 19 : 9;
   const level = v['multifd-level'] === undefined ? (compression === 'brotli' ? 5 : 1) : Number(v['multifd-level']);
   if (!Number.isInteger(level) || level < 0 || level > max) throw new UsageError(`--multifd-level is 0..${max} for ${compression}`);
   return { compression, level };
