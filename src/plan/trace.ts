@@ -51,7 +51,9 @@ export function unitHash(a: number, b: number): number {
 /** Pages compared per read while building a trace (4 MiB of each of two snapshots at 4 KiB pages). */
 const SCAN_PAGES = 1024;
 
-export type TraceProgress = (done: number, total: number) => void;
+export interface TraceProgress {
+  (done: number, total: number): void;
+}
 
 /** Interpolation rule for dirtying inside an interval (see Trace.dirtied). */
 export class Trace {
