@@ -75,6 +75,29 @@ describe.skipIf(!nativeZstdVersion)('multifd zstd on libzstd (zstd-napi)', () =>
     }
   });
 
+  it('--multifd-long: a 2^27 window with long-distance matching, read back by the relay at the far end to the same packets', () => {
+    const out: Uint8Array[] = [];
+    const bytes = readFileSync(join(f.rec, 'conn-1.s2d'));
+    const long = new MultifdRecoder({ compression: 'zstd', level: 3, long: true }, (c) => out.push(c.slice()));
+    long.push(bytes);
+    long.end();
+    const wire = Buffer.concat(out);
+    // the frame opens with the first packet that has pages (the second: the first is an empty SYNC): window 2^(10 + 17)
+    const frame = wire.indexOf(Buffer.from([0x28, 0xb5, 0x2f, 0xfd]));
+    expect(frame).toBe(64 + 2 * 1344);
+    expect(wire[frame + 4]! & 0x20).toBe(0); // not single-segment: a window descriptor follows
+    expect(wire[frame + 5]).toBe((27 - 10) << 3);
+    const back: Uint8Array[] = [];
+    const far = new MultifdRecoder({ compression: 'none' }, (c) => back.push(c.slice()));
+    far.push(wire);
+    far.end();
+    const direct: Uint8Array[] = [];
+    const ref = new MultifdRecoder({ compression: 'none' }, (c) => direct.push(c.slice()));
+    ref.push(bytes);
+    ref.end();
+    expect(Buffer.concat(back).equals(Buffer.concat(direct))).toBe(true);
+  });
+
   it('refuses a corrupt payload, a short one and one inflating past its pages (no output past the limit)', () => {
     const p = packets[0]!;
     const payload = nativeZstdDeflater(1).deflate(p);

@@ -44,13 +44,17 @@ function compressionOf(v: Record<string, unknown>): { compression: MultifdCompre
   return { compression, level };
 }
 
-/** relay --multifd-compression C [--multifd-level L]: re-encode multifd channels (absent: copy them). */
+/** relay --multifd-compression C [--multifd-level L] [--multifd-long]: re-encode multifd channels (absent: copy them). */
 export function multifdRelayOption(v: Record<string, unknown>): MultifdRelayOptions | undefined {
   if (v['multifd-compression'] === undefined) {
     if (v['multifd-level'] !== undefined) throw new UsageError('--multifd-level needs --multifd-compression');
+    if (v['multifd-long']) throw new UsageError('--multifd-long needs --multifd-compression zstd');
     return undefined;
   }
-  return compressionOf(v);
+  const o = compressionOf(v);
+  if (!v['multifd-long']) return o;
+  if (o.compression !== 'zstd') throw new UsageError('--multifd-long needs --multifd-compression zstd');
+  return { ...o, long: true };
 }
 
 export async function runMultifdSplit(input: string, out: string, v: Record<string, unknown>): Promise<number> {

@@ -9,7 +9,7 @@ interface ZstdBinding {
     compressStream2(dst: Uint8Array, src: Uint8Array, endOp: number): [number, number, number];
   };
   DCtx: new () => { decompressStream(dst: Uint8Array, src: Uint8Array): [number, number, number] };
-  CParameter: { compressionLevel: number };
+  CParameter: { compressionLevel: number; windowLog: number; enableLongDistanceMatching: number };
   EndDirective: { flush: number };
   versionString(): string;
 }
@@ -37,10 +37,15 @@ const OUT = 1 << 17;
  * One never-ended zstd frame per channel, ZSTD_e_flush after each packet: what QEMU 7.2's
  * multifd-zstd.c does, so every packet's payload decodes alone, in order, on the destination.
  */
-export function nativeZstdDeflater(level: number): ChannelDeflater {
+export function nativeZstdDeflater(level: number, long = false): ChannelDeflater {
   const z = zstd!;
   const cctx = new z.CCtx();
   cctx.setParameter(z.CParameter.compressionLevel, level);
+  if (long) {
+    // 2^27 is the largest window a decoder accepts by default (QEMU's libzstd too)
+    cctx.setParameter(z.CParameter.windowLog, 27);
+    cctx.setParameter(z.CParameter.enableLongDistanceMatching, 1);
+  }
   const out = new Uint8Array(OUT);
   return {
     deflate(pages) {
