@@ -4,6 +4,7 @@ import { RelayConnection, type RelayFailure, type RelayTranscodeOptions } from '
 import { RecordingWriter } from './recording.js';
 import { formatUri, netOptions, type SocketAddress } from './uri.js';
 import { createPool } from '../stream/pool/pool-factory.js';
+import { resolveSpecs } from '../stream/page-codecs.js';
 import type { PagePool } from '../stream/pool/pool.js';
 import { MultifdPool } from '../multifd/pool-recoder.js';
 
@@ -74,7 +75,9 @@ export class Relay {
 
   constructor(private readonly opts: RelayOptions) {
     this.done = new Promise((r) => (this.resolveDone = r));
-    this.pool = opts.workers ? createPool(opts.workers) : undefined;
+    // page workers only where the main channel compresses pages (a multifd relay may need none)
+    const specs = resolveSpecs(opts.transcode);
+    this.pool = opts.workers && (specs.spec || specs.chunkSpec) ? createPool(opts.workers) : undefined;
     this.multifdPool = opts.workers && opts.transcode.multifd ? new MultifdPool(opts.workers) : undefined;
     this.recorder = opts.record ? new RecordingWriter(opts.record, { listen: formatUri(opts.listen), connect: formatUri(opts.connect) }) : undefined;
     this.server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (s) => this.accept(s));
