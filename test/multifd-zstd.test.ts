@@ -11,6 +11,7 @@ import { nativeZstdDeflater, nativeZstdInflater, nativeZstdVersion } from '../sr
 import { MultifdRecoder } from '../src/multifd/recode.js';
 import { ZstdRawDeflater } from '../src/multifd/zstd-raw.js';
 import { toolsRequired } from './support/tools.js';
+import { requireBuiltCli, runCli } from './support/cli.js';
 
 // zstd-napi is an optional dependency (native, built at install): CI must have it, elsewhere its absence skips.
 if (!nativeZstdVersion && toolsRequired()) throw new Error('zstd-napi (optional dependency) did not load: multifd zstd needs it under CI');
@@ -108,5 +109,20 @@ describe.skipIf(!nativeZstdVersion)('multifd zstd on libzstd (zstd-napi)', () =>
       new RegExp(`packet size received \\d+ size expected ${p.length}`),
     );
     expect(() => nativeZstdInflater().inflate(payload, p.length - 4096)).toThrow(`inflate generated more than ${p.length - 4096} bytes`);
+  });
+});
+
+describe('relay --multifd-long and --multifd-level (CLI)', () => {
+  requireBuiltCli();
+  const relay = (...extra: string[]) => runCli(['relay', '--listen', `unix:${join(work, 'x.sock')}`, '--connect', `unix:${join(work, 'y.sock')}`, ...extra]);
+  it('--multifd-long is zstd only; zstd levels go to 19 (exit 2, one line naming the rule)', () => {
+    for (const [args, rule] of [
+      [['--multifd-compression', 'brotli', '--multifd-long'], '--multifd-long needs --multifd-compression zstd'],
+      [['--multifd-long'], '--multifd-long needs --multifd-compression zstd'],
+      [['--multifd-compression', 'zstd', '--multifd-level', '20'], '--multifd-level is 0..19 for zstd'],
+    ] as const) {
+      const r = relay(...args);
+      expect([r.code, r.stderr.split('\n')[0]]).toEqual([2, `migstream: ${rule}`]);
+    }
   });
 });
