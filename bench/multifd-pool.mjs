@@ -24,7 +24,8 @@ const work = mkdtempSync(join(tmpdir(), 'migstream-mfd-pool-'));
 const CLI = join(import.meta.dirname, '..', 'dist', 'cli', 'main.js');
 try {
   const dir = join(work, 'split');
-  if (!existsSync(dir)) execFileSync(process.execPath, [CLI, 'transcode', stream, dir, '--multifd', String(CH), '--multifd-compression', 'none'], { stdio: 'ignore' });
+  if (!existsSync(dir))
+    execFileSync(process.execPath, [CLI, 'transcode', stream, dir, '--multifd', String(CH), '--multifd-compression', 'none'], { stdio: 'ignore' });
   const channels = Array.from({ length: CH }, (_, i) => readFileSync(join(dir, `conn-${i + 1}.s2d`)));
   const total = channels.reduce((n, c) => n + c.length, 0);
   const STEP = 65536;
