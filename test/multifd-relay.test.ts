@@ -43,20 +43,32 @@ const channelBytes = (dir: string) =>
     .reduce((n, f) => n + statSync(join(dir, f)).size, 0);
 
 describe.skipIf(!gate.run)('a live multifd migration through a relay pair', () => {
-  it('none at both QEMUs, brotli (our own form) between the relays: the destination RAM equals a fresh destination fed the source bytes', async () => {
-    const recA = join(work, 'recA');
-    const recB = join(work, 'recB');
-    const dstUri = `unix:${join(work, 'dst.sock')}`;
-    const b = startRelay(['--listen', 'tcp:127.0.0.1:0', '--connect', dstUri, '--once', '--record', recB, '--json', '--multifd-compression', 'none']);
+  for (const [between, workers] of [
+    ['brotli', 0],
+    ['zstd', 2],
+  ] as const)
+    it(`none at both QEMUs, ${between} between the relays${workers ? `, channels on ${workers} workers per relay` : ' (inline)'}: the destination RAM equals a fresh destination fed the source bytes`, async () => {
+      await pair(between, workers);
+    });
+});
+
+async function pair(between: 'brotli' | 'zstd', workers: number): Promise<void> {
+  {
+    const tag = `${between}-${workers}`;
+    const recA = join(work, `recA-${tag}`);
+    const recB = join(work, `recB-${tag}`);
+    const pool = workers ? ['--workers', String(workers)] : [];
+    const dstUri = `unix:${join(work, `dst-${tag}.sock`)}`;
+    const b = startRelay(['--listen', 'tcp:127.0.0.1:0', '--connect', dstUri, '--once', '--record', recB, '--json', '--multifd-compression', 'none', ...pool]);
     relays.push(b);
     const bUri = await within(b.listening, 10000, 'relay B listening');
-    const aUri = `unix:${join(work, 'a.sock')}`;
-    const a = startRelay(['--listen', aUri, '--connect', bUri, '--once', '--record', recA, '--json', '--multifd-compression', 'brotli']);
+    const aUri = `unix:${join(work, `a-${tag}.sock`)}`;
+    const a = startRelay(['--listen', aUri, '--connect', bUri, '--once', '--record', recA, '--json', '--multifd-compression', between, ...pool]);
     relays.push(a);
     await within(a.listening, 10000, 'relay A listening');
 
-    const dst = await destination('dst', dstUri);
-    const src = await startGuest(work, 'src', false);
+    const dst = await destination(`dst-${tag}`, dstUri);
+    const src = await startGuest(work, `src-${tag}`, false);
     vms.push(src);
     await waitHotLoop(src);
     await src.qmp.execute('migrate-set-capabilities', { capabilities: capabilityList({ multifd: true }) });
@@ -66,21 +78,33 @@ describe.skipIf(!gate.run)('a live multifd migration through a relay pair', () =
     expect((await completed(dst, 'destination')).status).toBe('completed');
     const [ra, rb] = await within(Promise.all([a.exited, b.exited]), 20000, 'relays exit after --once');
     expect([ra.code, rb.code]).toEqual([0, 0]);
+    if (workers) {
+      // each relay pinned the channels one per worker (their summaries name the worker that held each one's state)
+      for (const r of [ra, rb]) {
+        const conns = JSON.parse(r.stdout).connections as { kind: string; multifdWorker?: number }[];
+        expect(
+          conns
+            .filter((c) => c.kind !== 'main')
+            .map((c) => c.multifdWorker)
+            .sort(),
+        ).toEqual([0, 1]);
+      }
+    }
 
     // Relay A's recording is what QEMU sent (none); relay B's what went between the relays (brotli).
     const qemu = (await inspectMultifd(recA))!;
-    const between = (await inspectMultifd(recB))!;
+    const middle = (await inspectMultifd(recB))!;
     expect(qemu.channels.map((c) => c.compression)).toEqual(Array(CHANNELS).fill('none'));
-    expect(between.channels.map((c) => c.compression)).toEqual(Array(CHANNELS).fill('brotli'));
+    expect(middle.channels.map((c) => c.compression)).toEqual(Array(CHANNELS).fill(between));
     // channel ids, packets, sync points and pages unchanged
     const shape = (m: typeof qemu) =>
       m.channels.map((c) => [c.channel, c.source, c.packets, c.syncPackets, c.pages]).sort((x, y) => Number(x[0]) - Number(y[0]));
-    expect(shape(between)).toEqual(shape(qemu));
+    expect(shape(middle)).toEqual(shape(qemu));
     expect(channelBytes(recB)).toBeLessThan(channelBytes(recA) / 2);
 
     // The oracle: a fresh destination fed the source's recorded bytes.
-    const oUri = `unix:${join(work, 'oracle.sock')}`;
-    const oracle = await destination('oracle', oUri);
+    const oUri = `unix:${join(work, `oracle-${tag}.sock`)}`;
+    const oracle = await destination(`oracle-${tag}`, oUri);
     const replay = spawn(process.execPath, [CLI, 'replay', recA, '--connect', oUri], { stdio: 'ignore' });
     const replayed = new Promise<number | null>((res) => replay.on('exit', (c) => res(c)));
     expect((await completed(oracle, 'oracle')).status).toBe('completed');
@@ -89,7 +113,7 @@ describe.skipIf(!gate.run)('a live multifd migration through a relay pair', () =
     expect(live.subarray(8 << 20, (8 << 20) + 4096).some((x) => x !== 0)).toBe(true);
     expect(live.equals(readFileSync(oracle.memPath))).toBe(true);
     console.log(
-      `multifd relay: QEMU channels ${channelBytes(recA)} bytes, between relays ${channelBytes(recB)} (${((100 * channelBytes(recB)) / channelBytes(recA)).toFixed(1)}%)`,
+      `multifd relay (${tag}): QEMU channels ${channelBytes(recA)} bytes, between relays ${channelBytes(recB)} (${((100 * channelBytes(recB)) / channelBytes(recA)).toFixed(1)}%)`,
     );
-  });
-});
+  }
+}

@@ -162,6 +162,7 @@ async function main(argv: string[]): Promise<number> {
         digest: { type: 'boolean' },
         'multifd-compression': MULTIFD_FLAGS['multifd-compression'],
         'multifd-level': MULTIFD_FLAGS['multifd-level'],
+        'multifd-long': { type: 'boolean' },
         ...COMPRESS_FLAGS,
       });
       if (typeof values.listen !== 'string' || typeof values.connect !== 'string') throw new UsageError('relay needs --listen URI and --connect URI');

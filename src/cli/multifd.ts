@@ -38,19 +38,23 @@ export const MULTIFD_FLAGS = {
 function compressionOf(v: Record<string, unknown>): { compression: MultifdCompression; level: number } {
   const compression = (v['multifd-compression'] ?? 'none') as MultifdCompression;
   if (!['none', 'zlib', 'zstd', 'brotli'].includes(compression)) throw new UsageError('--multifd-compression is none, zlib, zstd or brotli');
-  const max = compression === 'brotli' ? 11 : 9;
+  const max = compression === 'brotli' ? 11 : compression === 'zstd' ? 19 : 9;
   const level = v['multifd-level'] === undefined ? (compression === 'brotli' ? 5 : 1) : Number(v['multifd-level']);
   if (!Number.isInteger(level) || level < 0 || level > max) throw new UsageError(`--multifd-level is 0..${max} for ${compression}`);
   return { compression, level };
 }
 
-/** relay --multifd-compression C [--multifd-level L]: re-encode multifd channels (absent: copy them). */
+/** relay --multifd-compression C [--multifd-level L] [--multifd-long]: re-encode multifd channels (absent: copy them). */
 export function multifdRelayOption(v: Record<string, unknown>): MultifdRelayOptions | undefined {
   if (v['multifd-compression'] === undefined) {
     if (v['multifd-level'] !== undefined) throw new UsageError('--multifd-level needs --multifd-compression');
+    if (v['multifd-long']) throw new UsageError('--multifd-long needs --multifd-compression zstd');
     return undefined;
   }
-  return compressionOf(v);
+  const o = compressionOf(v);
+  if (!v['multifd-long']) return o;
+  if (o.compression !== 'zstd') throw new UsageError('--multifd-long needs --multifd-compression zstd');
+  return { ...o, long: true };
 }
 
 export async function runMultifdSplit(input: string, out: string, v: Record<string, unknown>): Promise<number> {

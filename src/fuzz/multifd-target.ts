@@ -12,6 +12,7 @@ import { channelDeflater } from '../multifd/channel-codecs.js';
 import { ChannelReader } from '../multifd/channel-reader.js';
 import { COMPRESSION_FLAGS, FLAG_SYNC, INIT_BYTES, type MultifdCompression, writeInit, writePacketHeader } from '../multifd/format.js';
 import '../multifd/node-zlib.js';
+import '../multifd/node-zstd.js';
 import { Rng } from './rng.js';
 import type { CaseResult, Finding } from './targets.js';
 

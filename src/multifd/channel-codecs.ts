@@ -88,7 +88,7 @@ export function channelInflater(c: MultifdCompression): ChannelInflater {
     case 'zlib':
       return inflaters.zlib ? inflaters.zlib() : new ZlibInflater(); // node:zlib under Node, fflate elsewhere
     case 'zstd':
-      return new ZstdInflater();
+      return inflaters.zstd ? inflaters.zstd() : new ZstdInflater(); // libzstd (zstd-napi) under Node when installed, fzstd elsewhere
     case 'brotli':
       if (!inflaters.brotli) throw new Error('multifd brotli channels need node:zlib: load migstream/node');
       return inflaters.brotli();
@@ -98,7 +98,7 @@ export function channelInflater(c: MultifdCompression): ChannelInflater {
 }
 
 /** A compressor with a byte-aligned flush per packet, where the platform has one (node:zlib; a zstd binding). */
-export type DeflaterFactory = (level: number) => ChannelDeflater;
+export type DeflaterFactory = (level: number, long?: boolean) => ChannelDeflater;
 const factories: Partial<Record<MultifdCompression, DeflaterFactory>> = {};
 const inflaters: Partial<Record<MultifdCompression, () => ChannelInflater>> = {};
 
@@ -110,7 +110,7 @@ export function registerChannelInflater(c: MultifdCompression, f: () => ChannelI
   inflaters[c] = f;
 }
 
-export function channelDeflater(c: MultifdCompression, level: number): ChannelDeflater {
+export function channelDeflater(c: MultifdCompression, level: number, long = false): ChannelDeflater {
   switch (c) {
     case 'none':
       return { deflate: (p) => p };
@@ -119,7 +119,8 @@ export function channelDeflater(c: MultifdCompression, level: number): ChannelDe
       if (!factories.zlib) throw new Error('multifd zlib encoding needs node:zlib: load migstream/node');
       return factories.zlib(level);
     case 'zstd':
-      return factories.zstd ? factories.zstd(level) : new ZstdRawDeflater();
+      if (long && !factories.zstd) throw new Error('multifd zstd with a long window needs libzstd (zstd-napi): load migstream/node');
+      return factories.zstd ? factories.zstd(level, long) : new ZstdRawDeflater();
     case 'brotli':
       if (!factories.brotli) throw new Error('multifd brotli channels need node:zlib: load migstream/node');
       return factories.brotli(level);

@@ -8,6 +8,8 @@ export interface MultifdRelayOptions {
   compression: MultifdCompression;
   /** zlib level (default 1). */
   level?: number;
+  /** zstd only: a 128 MiB window with long-distance matching (pages repeated far apart in a channel; both relays hold the window). */
+  long?: boolean;
 }
 
 /**
@@ -32,7 +34,7 @@ export class MultifdRecoder {
     label = '',
   ) {
     this.reader = new ChannelReader(pageSize, label);
-    this.deflater = channelDeflater(o.compression, o.level ?? 1);
+    this.deflater = channelDeflater(o.compression, o.level ?? 1, o.long);
     this.flags = COMPRESSION_FLAGS[o.compression];
   }
 

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { decodeFile } from '../stream/files.js';
 import type { DecoderOptions } from '../stream/decoder-options.js';
 import './node-zlib.js';
+import './node-zstd.js';
 import { MultifdSplitter, type SplitOptions } from './split.js';
 
 export interface SplitResult {

@@ -6,6 +6,7 @@ import { setPoolFactory } from '../stream/pool/pool-factory.js';
 import { ThreadPool } from '../stream/pool/thread-pool.js';
 import { nodeZlib } from '../stream/zlib-node.js';
 import '../multifd/node-zlib.js'; // multifd zlib channels: node:zlib's sync flush (registers itself)
+import '../multifd/node-zstd.js'; // multifd zstd channels: libzstd via zstd-napi when installed (registers itself)
 import { nodeZeroScan } from './zero-scan.js';
 
 /**

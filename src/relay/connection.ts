@@ -11,13 +11,17 @@ import { LatencyLog } from './latency.js';
 import { ReturnPathDecoder } from '../stream/return-path.js';
 import { isMultifdHead } from '../multifd/format.js';
 import '../multifd/node-zlib.js';
+import '../multifd/node-zstd.js';
 import { MultifdRecoder, type MultifdRelayOptions } from '../multifd/recode.js';
+import type { MultifdPool, PooledRecoder } from '../multifd/pool-recoder.js';
 
 /** The relay's transcode options, plus what to do with multifd channels (default: copy them). */
 export type RelayTranscodeOptions = TranscodeOptions & { multifd?: MultifdRelayOptions };
 
 /** Pages compressing on the pool before the relay stops reading its source. */
 const MAX_IN_FLIGHT = 512;
+/** Multifd bytes queued for a channel's worker before the relay stops reading that channel's source. */
+const MAX_MULTIFD_BACKLOG = 8 << 20;
 
 /** Why a connection ended the relay: a one-line reason and the exit status (3: malformed stream). */
 export interface RelayFailure {
@@ -57,6 +61,8 @@ export class RelayConnection {
   private encoder: StreamWriter | undefined;
   /** A multifd channel being re-encoded (with options.multifd). */
   private multifd: MultifdRecoder | undefined;
+  /** …or re-encoded on its own worker (with a multifd pool). */
+  private multifdPooled: PooledRecoder | undefined;
   /** With a pool (`--workers`): compression on workers until POSTCOPY_LISTEN. */
   private pooled: PoolThenInline | undefined;
   private held = false;
@@ -73,6 +79,7 @@ export class RelayConnection {
     private readonly hooks: ConnectionHooks,
     private readonly recorder: RecordingWriter | undefined,
     private readonly pool?: PagePool,
+    private readonly multifdPool?: MultifdPool,
   ) {
     this.record = recorder?.open(n);
     src.on('data', (c: Buffer) => this.fromSource(new Uint8Array(c.buffer, c.byteOffset, c.length)));
@@ -85,6 +92,11 @@ export class RelayConnection {
     dst.on('close', () => this.sideClosed('destination'));
     dst.on('drain', () => src.resume());
     src.resume();
+  }
+
+  /** The pool worker this multifd channel is pinned to (re-encoded on the pool). */
+  get multifdWorker(): number | undefined {
+    return this.multifdPooled?.worker;
   }
 
   /** True once the main channel's stream was decoded to its end. */
@@ -121,8 +133,25 @@ export class RelayConnection {
     this.kind = classify(Buffer.concat(this.head));
     if (this.record) this.record.kind = this.kind;
     const mf = this.options.multifd;
-    if (this.kind !== 'main' && mf && isMultifdHead(Buffer.concat(this.head)))
-      this.multifd = new MultifdRecoder(mf, (c) => this.toDestination(c), this.options.pageSize ?? 4096, `conn-${this.n}`);
+    if (this.kind !== 'main' && mf && isMultifdHead(Buffer.concat(this.head))) {
+      const label = `conn-${this.n}`;
+      const pageSize = this.options.pageSize ?? 4096;
+      if (this.multifdPool) {
+        this.multifdPooled = this.multifdPool.channel(
+          mf,
+          (c) => this.toDestination(c),
+          (e) => this.streamFailed(e),
+          pageSize,
+          label,
+        );
+        this.multifdPooled.onProgress = () => {
+          if (this.held && this.multifdPooled!.backlog < MAX_MULTIFD_BACKLOG / 2) {
+            this.held = false;
+            if (!this.done) this.src.resume();
+          }
+        };
+      } else this.multifd = new MultifdRecoder(mf, (c) => this.toDestination(c), pageSize, label);
+    }
     if (this.kind !== 'main') return;
     const pageSize = this.options.pageSize ?? 4096;
     const specs = resolveSpecs(this.options);
@@ -164,6 +193,15 @@ export class RelayConnection {
   }
 
   private forward(chunk: Uint8Array, arrived: number): void {
+    if (this.multifdPooled) {
+      // (the recoder copies queued chunks into one buffer per task before the worker takes it)
+      this.multifdPooled.push(chunk);
+      if (this.multifdPooled.backlog > MAX_MULTIFD_BACKLOG) {
+        this.held = true;
+        this.src.pause();
+      }
+      return;
+    }
     if (this.multifd) {
       try {
         this.multifd.push(chunk);
@@ -231,6 +269,14 @@ export class RelayConnection {
     if (this.kind === undefined && this.headBytes > 0) {
       this.start();
       this.forward(Buffer.concat(this.head), performance.now());
+    }
+    if (this.multifdPooled && !this.done) {
+      // the worker's last packets first, then the end of the destination's side
+      this.multifdPooled.end().then(
+        () => this.dst.end(),
+        () => {}, // reported through streamFailed
+      );
+      return;
     }
     if (this.multifd && !this.done) {
       try {

@@ -4,7 +4,9 @@ import { RelayConnection, type RelayFailure, type RelayTranscodeOptions } from '
 import { RecordingWriter } from './recording.js';
 import { formatUri, netOptions, type SocketAddress } from './uri.js';
 import { createPool } from '../stream/pool/pool-factory.js';
+import { resolveSpecs } from '../stream/page-codecs.js';
 import type { PagePool } from '../stream/pool/pool.js';
+import { MultifdPool } from '../multifd/pool-recoder.js';
 
 export interface RelayOptions {
   listen: SocketAddress;
@@ -37,6 +39,8 @@ export interface ConnectionSummary {
   addedLatency: ReturnType<RelayConnection['latency']['summary']>;
   /** Postcopy: pages the destination requested, from the request passing the relay to the page leaving it, and the relay's own share. */
   requestedPages: { requestToPage: ConnectionSummary['addedLatency']; added: ConnectionSummary['addedLatency'] };
+  /** A multifd channel re-encoded on the worker pool: the worker that held its compression state. */
+  multifdWorker?: number;
 }
 
 export interface RelayResult {
@@ -60,6 +64,8 @@ export class Relay {
   private readonly recorder: RecordingWriter | undefined;
   private chain: Promise<void> = Promise.resolve();
   private readonly pool: PagePool | undefined;
+  /** With `workers` and multifd re-encoding: each channel's recoder pinned to one of these workers. */
+  private readonly multifdPool: MultifdPool | undefined;
   private accepted = 0;
   private mainServed = false;
   private ending = false;
@@ -69,7 +75,10 @@ export class Relay {
 
   constructor(private readonly opts: RelayOptions) {
     this.done = new Promise((r) => (this.resolveDone = r));
-    this.pool = opts.workers ? createPool(opts.workers) : undefined;
+    // page workers only where the main channel compresses pages (a multifd relay may need none)
+    const specs = resolveSpecs(opts.transcode);
+    this.pool = opts.workers && (specs.spec || specs.chunkSpec) ? createPool(opts.workers) : undefined;
+    this.multifdPool = opts.workers && opts.transcode.multifd ? new MultifdPool(opts.workers) : undefined;
     this.recorder = opts.record ? new RecordingWriter(opts.record, { listen: formatUri(opts.listen), connect: formatUri(opts.connect) }) : undefined;
     this.server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (s) => this.accept(s));
     this.server.on('error', (e) => this.fail({ reason: `cannot listen on ${formatUri(opts.listen)}: ${e.message}`, code: 1 }));
@@ -138,6 +147,7 @@ export class Relay {
           },
           this.recorder,
           this.pool,
+          this.multifdPool,
         );
         this.conns.push(c);
         resolve();
@@ -187,6 +197,7 @@ export class Relay {
     this.server.close();
     this.recorder?.closeAll();
     void this.pool?.close();
+    void this.multifdPool?.close();
     const connections = [...this.summaries].sort((a, b) => a.n - b.n);
     this.finishedResult = this.failure ? { code: this.failure.code, reason: this.failure.reason, connections } : { code, connections };
     this.resolveDone(this.finishedResult);
@@ -202,5 +213,6 @@ function summaryOf(c: RelayConnection): ConnectionSummary {
     d2s: c.d2s,
     addedLatency: c.latency.summary(),
     requestedPages: { requestToPage: c.requestToPage.summary(), added: c.requestedAdded.summary() },
+    ...(c.multifdWorker !== undefined ? { multifdWorker: c.multifdWorker } : {}),
   };
 }

@@ -1,0 +1,71 @@
+import { MigstreamError, type ErrorCode, type ErrorContext } from '../codec/errors.js';
+import { MultifdRecoder, type MultifdRelayOptions } from './recode.js';
+
+/**
+ * One step of one multifd channel's re-encoding, as plain data for a worker: the channel's
+ * recoder (its inflate and deflate state) lives in the worker that opened it, under `key`.
+ */
+export interface RecodeTask {
+  op: 'multifd-recode';
+  key: number;
+  /** First task of a channel: create its recoder. */
+  open?: { options: MultifdRelayOptions; pageSize: number; label: string };
+  /** Bytes from the source, in order. */
+  chunk?: Uint8Array;
+  /** The source closed the connection: finish (a cut packet is TRUNCATED) and drop the state. */
+  end?: boolean;
+}
+
+export interface RecodeResult {
+  op: 'multifd-recode';
+  /** Bytes for the destination, in order (complete packets only). */
+  out: Uint8Array;
+  /** Packets recoded by the channel so far. */
+  packets: number;
+  /** The channel's stream was bad (its state is gone): rebuilt as a MigstreamError by the caller. */
+  error?: { code?: ErrorCode; offset?: number; detail: string; context?: ErrorContext };
+}
+
+const recoders = new Map<number, { recoder: MultifdRecoder; out: Uint8Array[] }>();
+
+/** Runs a RecodeTask in this thread (a pool worker, or inline): a stream error is returned, not thrown, so the pool stays up. */
+export function runRecodeTask(t: RecodeTask): RecodeResult {
+  let s = recoders.get(t.key);
+  try {
+    if (t.open) {
+      const out: Uint8Array[] = [];
+      s = { recoder: new MultifdRecoder(t.open.options, (c) => out.push(c), t.open.pageSize, t.open.label), out };
+      recoders.set(t.key, s);
+    }
+    if (!s) throw new Error(`multifd channel ${t.key} was not opened in this worker`);
+    if (t.chunk) s.recoder.push(t.chunk);
+    if (t.end) {
+      recoders.delete(t.key);
+      s.recoder.end();
+    }
+    return { op: 'multifd-recode', out: take(s.out), packets: s.recoder.packets };
+  } catch (e) {
+    recoders.delete(t.key);
+    const error =
+      e instanceof MigstreamError ? { code: e.code, offset: e.offset, detail: e.detail, context: e.context } : { detail: (e as Error)?.message ?? String(e) };
+    return { op: 'multifd-recode', out: s ? take(s.out) : new Uint8Array(0), packets: s?.recoder.packets ?? 0, error };
+  }
+}
+
+/** The result's error as the caller throws it. */
+export function recodeError(r: RecodeResult): Error | undefined {
+  const e = r.error;
+  if (!e) return undefined;
+  return e.code !== undefined ? new MigstreamError(e.code, e.offset ?? 0, e.detail, e.context) : new Error(e.detail);
+}
+
+function take(parts: Uint8Array[]): Uint8Array {
+  if (parts.length === 1) return parts.splice(0)[0]!;
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts.splice(0)) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
