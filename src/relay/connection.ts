@@ -134,7 +134,7 @@ export class RelayConnection {
         (e) => this.streamFailed(e),
       );
       this.encoder = this.pooled;
-    } else this.encoder = new StreamEncoder((c) => this.toDestination(c), { pageSize, ...encoderCompressors(specs) });
+    } else this.encoder = new StreamEncoder((c) => this.toDestination(c), { pageSize, chunkSize: 1 << 20, ...encoderCompressors(specs) });
     const transcoder = new Transcoder(this.encoder, this.options);
     this.decoder = new StreamDecoder((ev) => {
       transcoder.handle(ev);
@@ -179,15 +179,37 @@ export class RelayConnection {
     this.arrived = arrived;
     try {
       this.decoder.push(chunk);
-      // Flush per arrival: a page a vCPU waits for must not sit in the encoder's buffer.
+      if (this.pooled) this.encoder!.flush();
+    } catch (e) {
+      this.streamFailed(e);
+      return;
+    }
+    if (this.pooled) {
+      this.latency.add(performance.now() - arrived);
+      this.drainPool();
+      return;
+    }
+    // The reads libuv makes in one go (up to 32 of 64 KiB) go out as one write, once they are all decoded:
+    // a write per read cost a syscall and a wake-up of the reader each. A page a vCPU waits for is flushed at once (start()).
+    this.arrivals.push(arrived);
+    if (this.arrivals.length === 1) setImmediate(this.flushOut);
+  }
+
+  /** Source chunks decoded but not yet flushed to the destination: their arrival times. */
+  private arrivals: number[] = [];
+
+  private readonly flushOut = (): void => {
+    if (this.done || this.arrivals.length === 0) return;
+    try {
       this.encoder!.flush();
     } catch (e) {
       this.streamFailed(e);
       return;
     }
-    this.latency.add(performance.now() - arrived);
-    if (this.pooled) this.drainPool();
-  }
+    const now = performance.now();
+    for (const t of this.arrivals) this.latency.add(now - t);
+    this.arrivals = [];
+  };
 
   /** Sends a partly filled batch to a worker now (nothing more may come for a while); holds the source while too many pages are in flight. */
   private drainPool(): void {
@@ -243,6 +265,7 @@ export class RelayConnection {
     if (this.decoder && !this.done) {
       try {
         this.decoder.end();
+        this.flushOut();
         this.encoder!.flush();
         if (this.pooled) {
           // The pool's last records first, then the end of the destination's side.
