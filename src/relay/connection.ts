@@ -6,6 +6,7 @@ import type { PagePool } from '../stream/pool/pool.js';
 import { PoolThenInline } from './pooled-writer.js';
 import { encoderCompressors, resolveSpecs } from '../stream/page-codecs.js';
 import { Transcoder, type TranscodeOptions } from '../stream/transcode.js';
+import { AutoRamStore } from '../stream/files.js';
 import { classify, type RecordedConnection, type RecordingIndexEntry, type RecordingWriter } from './recording.js';
 import { LatencyLog } from './latency.js';
 import { ReturnPathDecoder } from '../stream/return-path.js';
@@ -64,6 +65,8 @@ export class RelayConnection {
   private dstEnded = false;
   private done = false;
   private record: RecordingIndexEntry | undefined;
+  /** The main channel's RAM, when the options name no store of their own; closed (its files removed) with the connection. */
+  private ramStore: AutoRamStore | undefined;
 
   constructor(
     readonly n: number,
@@ -135,7 +138,10 @@ export class RelayConnection {
       );
       this.encoder = this.pooled;
     } else this.encoder = new StreamEncoder((c) => this.toDestination(c), { pageSize, chunkSize: 1 << 20, ...encoderCompressors(specs) });
-    const transcoder = new Transcoder(this.encoder, this.options);
+    // RAM as the CLI keeps it: in memory up to 256 MiB, in sparse temporary files above (bounded memory for a
+    // large guest, and 1 MiB file writes cost less CPU than faulting in a fresh in-memory image page by page).
+    if (!this.options.ramStore) this.ramStore = new AutoRamStore();
+    const transcoder = new Transcoder(this.encoder, { ...this.options, ramStore: this.options.ramStore ?? this.ramStore });
     this.decoder = new StreamDecoder((ev) => {
       transcoder.handle(ev);
       // Postcopy from LISTEN on: every record inline, none behind bulk pages in a worker queue.
@@ -326,6 +332,8 @@ export class RelayConnection {
   }
 
   private finish(): void {
+    this.ramStore?.close();
+    this.ramStore = undefined;
     if (this.record) this.recorder!.close(this.record);
     this.record = undefined;
     this.hooks.closed(this);

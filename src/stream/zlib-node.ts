@@ -1,4 +1,4 @@
-import { constants, createDeflate, deflateSync, inflateSync } from 'node:zlib';
+import { constants, createDeflate, inflateSync } from 'node:zlib';
 import { checkLevel, type ZlibPageCodec } from '../codec/zlib-page.js';
 
 /** The native handle behind a node:zlib stream (what node:zlib's own *Sync functions drive; not in @types/node). */
@@ -84,9 +84,3 @@ export const nodeZlib: ZlibPageCodec = {
     return new Uint8Array(out.buffer, out.byteOffset, out.length);
   },
 };
-
-/** Per-call deflateSync, as nodeZlib.deflate was: kept to check that the reused stream writes the same bytes. */
-export function deflatePageFresh(page: Uint8Array, level: number): Uint8Array {
-  const out = deflateSync(page, { level, ...OPTIONS });
-  return new Uint8Array(out.buffer, out.byteOffset, out.length);
-}
