@@ -17,6 +17,9 @@ import { MultifdRecoder, type MultifdRelayOptions } from '../multifd/recode.js';
 /** The relay's transcode options, plus what to do with multifd channels (default: copy them). */
 export type RelayTranscodeOptions = TranscodeOptions & { multifd?: MultifdRelayOptions };
 
+/** The relay's default bound on a MEM_SIZE (the in-memory image's): past it, a LIMIT error, not gigabytes of temporary files. */
+const DEFAULT_MAX_RAM_BYTES = 8 * 2 ** 30;
+
 /** Pages compressing on the pool before the relay stops reading its source. */
 const MAX_IN_FLIGHT = 512;
 
@@ -140,7 +143,7 @@ export class RelayConnection {
     } else this.encoder = new StreamEncoder((c) => this.toDestination(c), { pageSize, chunkSize: 1 << 20, ...encoderCompressors(specs) });
     // RAM as the CLI keeps it: in memory up to 256 MiB, in sparse temporary files above (bounded memory for a
     // large guest, and 1 MiB file writes cost less CPU than faulting in a fresh in-memory image page by page).
-    if (!this.options.ramStore) this.ramStore = new AutoRamStore();
+    if (!this.options.ramStore) this.ramStore = new AutoRamStore(undefined, this.options.maxRamBytes ?? DEFAULT_MAX_RAM_BYTES);
     const transcoder = new Transcoder(this.encoder, { ...this.options, ramStore: this.options.ramStore ?? this.ramStore });
     this.decoder = new StreamDecoder((ev) => {
       transcoder.handle(ev);
@@ -187,6 +190,9 @@ export class RelayConnection {
       this.decoder.push(chunk);
       if (this.pooled) this.encoder!.flush();
     } catch (e) {
+      // The records decoded before the bad one still go out (as they did with a write per read): the next hop
+      // then sees a migration stream cut short, not a connection that never carried one.
+      if (!this.pooled) this.flushOut();
       this.streamFailed(e);
       return;
     }
