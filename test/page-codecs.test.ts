@@ -48,6 +48,23 @@ describe('zlib pages (QEMU COMPRESS_PAGE framing)', () => {
     }
   });
 
+  it("node:zlib's reused deflate stream writes each page as a fresh deflateSync does, levels interleaved", () => {
+    const sizes = [4096, 4096, 1, 0, 70000]; // a page, an odd length, nothing, more than the first output buffer holds
+    let n = 0;
+    for (const page of pages) {
+      for (const level of [1, 9, 0, 6, 1]) {
+        const input = n % 7 === 0 ? new Uint8Array(sizes[n % sizes.length]!).map((_, i) => (i * 31) ^ (i >>> 5)) : page;
+        const fresh = deflateSync(input, { level, windowBits: 15, memLevel: 8 });
+        expect(sameBytes(nodeZlib.deflate(input, level), fresh)).toBe(true);
+        n++;
+      }
+    }
+    const a = nodeZlib.deflate(pages[0]!, 1);
+    const b = nodeZlib.deflate(pages[1]!, 1);
+    expect(sameBytes(a, deflateSync(pages[0]!, { level: 1 }))).toBe(true); // each call returns its own bytes
+    expect(sameBytes(b, deflateSync(pages[1]!, { level: 1 }))).toBe(true);
+  });
+
   it('writes the header QEMU writes for each level (78 01 / 5e / 9c / da)', () => {
     const want = ['7801', '7801', '785e', '785e', '785e', '785e', '789c', '78da', '78da', '78da'];
     for (let level = 0; level <= 9; level++) {

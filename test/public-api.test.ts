@@ -79,11 +79,14 @@ describe('the public API: package entries only', () => {
     expect(pkg.exports['.'].default).toBe('./dist/index.js');
     // Only what must run on load: install.js plugs Node's codecs in, the worker entry serves its thread, and the
     // Node-side entries import install.js for that effect (a bundler may skip a side-effect-free module whose
-    // exports are only re-exports, and with it install.js). adapters.js and the portable core are free of effects.
+    // exports are only re-exports, and with it install.js). node-zlib.js registers the multifd zlib channel codecs
+    // on import (install.js and the relay import it for that; the CLI bundle lost them without it). adapters.js and
+    // the portable core are free of effects.
     expect(pkg.sideEffects).toEqual([
       './dist/index.node.js',
       './dist/node/index.js',
       './dist/node/install.js',
+      './dist/multifd/node-zlib.js',
       './dist/stream/pool/worker.js',
       './dist/plan/index.js',
       './dist/relay/index.js',

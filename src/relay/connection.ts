@@ -6,6 +6,7 @@ import type { PagePool } from '../stream/pool/pool.js';
 import { PoolThenInline } from './pooled-writer.js';
 import { encoderCompressors, resolveSpecs } from '../stream/page-codecs.js';
 import { Transcoder, type TranscodeOptions } from '../stream/transcode.js';
+import { AutoRamStore } from '../stream/files.js';
 import { classify, type RecordedConnection, type RecordingIndexEntry, type RecordingWriter } from './recording.js';
 import { LatencyLog } from './latency.js';
 import { ReturnPathDecoder } from '../stream/return-path.js';
@@ -17,6 +18,9 @@ import type { MultifdPool, PooledRecoder } from '../multifd/pool-recoder.js';
 
 /** The relay's transcode options, plus what to do with multifd channels (default: copy them). */
 export type RelayTranscodeOptions = TranscodeOptions & { multifd?: MultifdRelayOptions };
+
+/** The relay's default bound on a MEM_SIZE (the in-memory image's): past it, a LIMIT error, not gigabytes of temporary files. */
+const DEFAULT_MAX_RAM_BYTES = 8 * 2 ** 30;
 
 /** Pages compressing on the pool before the relay stops reading its source. */
 const MAX_IN_FLIGHT = 512;
@@ -70,6 +74,8 @@ export class RelayConnection {
   private dstEnded = false;
   private done = false;
   private record: RecordingIndexEntry | undefined;
+  /** The main channel's RAM, when the options name no store of their own; closed (its files removed) with the connection. */
+  private ramStore: AutoRamStore | undefined;
 
   constructor(
     readonly n: number,
@@ -163,8 +169,11 @@ export class RelayConnection {
         (e) => this.streamFailed(e),
       );
       this.encoder = this.pooled;
-    } else this.encoder = new StreamEncoder((c) => this.toDestination(c), { pageSize, ...encoderCompressors(specs) });
-    const transcoder = new Transcoder(this.encoder, this.options);
+    } else this.encoder = new StreamEncoder((c) => this.toDestination(c), { pageSize, chunkSize: 1 << 20, ...encoderCompressors(specs) });
+    // RAM as the CLI keeps it: in memory up to 256 MiB, in sparse temporary files above (bounded memory for a
+    // large guest, and 1 MiB file writes cost less CPU than faulting in a fresh in-memory image page by page).
+    if (!this.options.ramStore) this.ramStore = new AutoRamStore(undefined, this.options.maxRamBytes ?? DEFAULT_MAX_RAM_BYTES);
+    const transcoder = new Transcoder(this.encoder, { ...this.options, ramStore: this.options.ramStore ?? this.ramStore });
     this.decoder = new StreamDecoder((ev) => {
       transcoder.handle(ev);
       // Postcopy from LISTEN on: every record inline, none behind bulk pages in a worker queue.
@@ -217,15 +226,40 @@ export class RelayConnection {
     this.arrived = arrived;
     try {
       this.decoder.push(chunk);
-      // Flush per arrival: a page a vCPU waits for must not sit in the encoder's buffer.
+      if (this.pooled) this.encoder!.flush();
+    } catch (e) {
+      // The records decoded before the bad one still go out (as they did with a write per read): the next hop
+      // then sees a migration stream cut short, not a connection that never carried one.
+      if (!this.pooled) this.flushOut();
+      this.streamFailed(e);
+      return;
+    }
+    if (this.pooled) {
+      this.latency.add(performance.now() - arrived);
+      this.drainPool();
+      return;
+    }
+    // The reads libuv makes in one go (up to 32 of 64 KiB) go out as one write, once they are all decoded:
+    // a write per read cost a syscall and a wake-up of the reader each. A page a vCPU waits for is flushed at once (start()).
+    this.arrivals.push(arrived);
+    if (this.arrivals.length === 1) setImmediate(this.flushOut);
+  }
+
+  /** Source chunks decoded but not yet flushed to the destination: their arrival times. */
+  private arrivals: number[] = [];
+
+  private readonly flushOut = (): void => {
+    if (this.done || this.arrivals.length === 0) return;
+    try {
       this.encoder!.flush();
     } catch (e) {
       this.streamFailed(e);
       return;
     }
-    this.latency.add(performance.now() - arrived);
-    if (this.pooled) this.drainPool();
-  }
+    const now = performance.now();
+    for (const t of this.arrivals) this.latency.add(now - t);
+    this.arrivals = [];
+  };
 
   /** Sends a partly filled batch to a worker now (nothing more may come for a while); holds the source while too many pages are in flight. */
   private drainPool(): void {
@@ -289,6 +323,7 @@ export class RelayConnection {
     if (this.decoder && !this.done) {
       try {
         this.decoder.end();
+        this.flushOut();
         this.encoder!.flush();
         if (this.pooled) {
           // The pool's last records first, then the end of the destination's side.
@@ -349,6 +384,8 @@ export class RelayConnection {
   }
 
   private finish(): void {
+    this.ramStore?.close();
+    this.ramStore = undefined;
     if (this.record) this.recorder!.close(this.record);
     this.record = undefined;
     this.hooks.closed(this);

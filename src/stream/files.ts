@@ -269,16 +269,25 @@ export class AutoRamStore implements RamStore {
   private store: RamStore | undefined;
   private dir: string | undefined;
 
-  /** @param inMemoryBytes most RAM kept in memory (default 256 MiB). */
-  constructor(private readonly inMemoryBytes = 256 * 2 ** 20) {}
+  /**
+   * @param inMemoryBytes most RAM kept in memory (default 256 MiB).
+   * @param maxBytes most RAM a MEM_SIZE may declare at all (a LIMIT error past it, as RamImage's); default none.
+   */
+  constructor(
+    private readonly inMemoryBytes = 256 * 2 ** 20,
+    private readonly maxBytes = Number.POSITIVE_INFINITY,
+  ) {}
 
   get onDisk(): boolean {
     return this.dir !== undefined;
   }
 
   setBlocks(blocks: RamBlockInfo[], offset?: number): void {
+    const total = blocks.reduce((n, b) => n + b.length, 0);
+    if (total > this.maxBytes) {
+      throw new MigstreamError('LIMIT', offset ?? 0, `RAM of ${total} bytes exceeds the image limit of ${this.maxBytes}`);
+    }
     if (!this.store) {
-      const total = blocks.reduce((n, b) => n + b.length, 0);
       if (total > this.inMemoryBytes) {
         this.dir = mkdtempSync(join(tmpdir(), 'migstream-ram-'));
         this.store = new FileRamSink(this.dir);

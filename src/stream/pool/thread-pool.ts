@@ -11,6 +11,7 @@ export let liveWorkerThreads = 0;
 export function workerUrl(name = 'worker'): URL {
   const here = new URL(import.meta.url);
   if (here.pathname.endsWith('.ts')) return new URL(`../../../dist/stream/pool/${name}.js`, here);
+  if (here.pathname.endsWith('/cli/main.js')) return new URL(`../stream/pool/${name}.js`, here); // inside the bundled CLI (scripts/bundle-cli.mjs)
   return new URL(`./${name}.js`, here);
 }
 
