@@ -87,6 +87,7 @@ describe('the public API: package entries only', () => {
       './dist/node/index.js',
       './dist/node/install.js',
       './dist/multifd/node-zlib.js',
+      './dist/multifd/node-zstd.js',
       './dist/stream/pool/worker.js',
       './dist/plan/index.js',
       './dist/relay/index.js',

@@ -4,10 +4,11 @@ import type { MultifdRelayOptions } from './recode.js';
 import { type RecodeResult, type RecodeTask, recodeError, runRecodeTask } from './pool-tasks.js';
 import { InlinePool } from '../stream/pool/pool.js';
 
-/** dist/multifd/pool-worker.js, also when this module runs from src/ under a TypeScript runner. */
+/** dist/multifd/pool-worker.js, also from src/ under a TypeScript runner and inside the bundled CLI. */
 function recodeWorkerUrl(): URL {
   const here = new URL(import.meta.url);
   if (here.pathname.endsWith('.ts')) return new URL('../../dist/multifd/pool-worker.js', here);
+  if (here.pathname.endsWith('/cli/main.js')) return new URL('../multifd/pool-worker.js', here); // scripts/bundle-cli.mjs
   return new URL('./pool-worker.js', here);
 }
 
