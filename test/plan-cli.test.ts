@@ -96,6 +96,7 @@ describe('migstream plan', () => {
     expect(runCli([...base, '--bandwidth', '1M']).code).toBe(2); // no downtime limit
     expect(runCli([...base, '--bandwidth', '1M', '--downtime-limit', '300', '--settings', 'gzip']).stderr).toMatch(/--settings: .*gzip/);
     expect(runCli([...base, '--bandwidth', '1M', '--downtime-limit', '300', '--throttle', 'max']).code).toBe(2);
+    expect(runCli([...base, '--bandwidth', '1M', '--downtime-limit', '300', '--throttle-response', '-1']).code).toBe(2);
     expect(runCli([...base, '--bandwidth', '1M', '--downtime-limit', '300', '--cores', '0']).stderr).toMatch(/--cores expects an integer 1\.\.4096, got "0"/);
   });
 

@@ -232,6 +232,20 @@ describe('pre-copy simulator', () => {
     expect(r.final!.downtimeMs).toBeLessThanOrEqual(300 * 1.05);
   });
 
+  it('throttleResponse K: a throttle of p leaves (1 − p)^K of the dirtying', () => {
+    // K = 2 at 40 %: 0.36 of the speed, f = 2.004 × 0.36 = 0.72 < 1, rounds shrink; at K = 1, f(40) = 1.2 does not
+    const squared = simulate(hotTrace(), plain, { ...slowLink, autoConverge: { initial: 40, increment: 0 }, throttleResponse: 2 });
+    expect(squared.converged).toBe(true);
+    expect(new Set(squared.throttle.steps.map((s) => s.percent))).toEqual(new Set([40])); // increment 0: it stays at 40
+    const linear = simulate(hotTrace(), plain, { ...slowLink, autoConverge: { initial: 40, increment: 0 }, throttleResponse: 1 });
+    expect(linear.converged).toBe(false);
+    // K = 0: the throttle does not slow this guest at all, so even 99 % never converges
+    const deaf = simulate(hotTrace(), plain, { ...slowLink, autoConverge: true, throttleResponse: 0 });
+    expect(deaf.converged).toBe(false);
+    expect(deaf.throttle.final).toBe(99);
+    expect(() => simulate(hotTrace(), plain, { ...slowLink, throttleResponse: -1 })).toThrow(RangeError);
+  });
+
   it('with a first throttle step that already halves the dirtying, converges at exactly that step', () => {
     // f(80) = 0.40: rounds shrink and dirty stays under 50 % of sent, so no second step
     const r = simulate(hotTrace(), plain, { ...slowLink, autoConverge: { initial: 80 } });

@@ -14,13 +14,16 @@ export const PLAN_HELP = `  dirty-rate D0 D1 … --interval SECONDS [--sample-pa
                                                exact dirty rate between RAM dumps taken SECONDS apart, QEMU 7.2's
                                                calc-dirty-rate sampling estimate and its error, working set, hot set
   plan D0 D1 … --interval SECONDS --bandwidth RATE --downtime-limit MS [--settings S,S…]
-       [--throttle auto|none] [--defer-hot K] [--cap SECONDS] [--cores N] [--vcpus V] [--json] [--html FILE]
+       [--throttle auto|none] [--throttle-response K] [--defer-hot K] [--cap SECONDS] [--cores N] [--vcpus V]
+       [--json] [--html FILE]
                                                simulate QEMU 7.2 pre-copy on the dumps for each setting (plain,
                                                xbzrle[:SIZE[:lru|qemu]], zlib[:LEVEL], lz4[:ACC], joined with +,
                                                /wN workers): converges?, rounds, time, bytes, downtime; RATE in
                                                bytes/s with K/M/G (64M = 64 MiB/s); --cores: the source host's
                                                cores (default: this machine's); --vcpus: the guest's busy vCPUs,
-                                               which share them with compression (the guest slows while it runs)`;
+                                               which share them with compression (the guest slows while it runs);
+                                               --throttle-response K: a throttle of p leaves the guest (1 − p)^K
+                                               of its dirtying speed (default 1)`;
 
 function packageVersion(): string {
   try {
@@ -134,6 +137,7 @@ export async function runPlan(args: string[], version = packageVersion()): Promi
     'downtime-limit': { type: 'string' },
     settings: { type: 'string' },
     throttle: { type: 'string' },
+    'throttle-response': { type: 'string' },
     'defer-hot': { type: 'string' },
     cap: { type: 'string' },
     cores: { type: 'string' },
@@ -154,6 +158,7 @@ export async function runPlan(args: string[], version = packageVersion()): Promi
   const throttle = (values.throttle as string | undefined) ?? 'none';
   if (throttle !== 'auto' && throttle !== 'none') throw new UsageError(`--throttle is auto or none, got "${throttle}"`);
   const deferHot = number(values['defer-hot'] as string | undefined, '--defer-hot', 0, 1000, true) ?? 0;
+  const throttleResponse = number(values['throttle-response'] as string | undefined, '--throttle-response', 0, 8);
   const timeCap = number(values.cap as string | undefined, '--cap', 1, 1e6) ?? 600;
   let settings: PlanSetting[];
   try {
@@ -169,6 +174,7 @@ export async function runPlan(args: string[], version = packageVersion()): Promi
       bandwidth,
       downtimeLimitMs,
       autoConverge: throttle === 'auto',
+      throttleResponse,
       deferHot,
       timeCap,
       cores,
@@ -183,7 +189,16 @@ export async function runPlan(args: string[], version = packageVersion()): Promi
       date: new Date().toISOString(),
       command,
       input: { dumps: positionals, pages: trace.pages, pageSize: trace.pageSize, interval },
-      link: { bandwidth, downtimeLimitMs, throttle, deferHot, timeCap, cores: host?.cores ?? cores ?? null, vcpus: vcpus ?? null },
+      link: {
+        bandwidth,
+        downtimeLimitMs,
+        throttle,
+        throttleResponse: throttleResponse ?? 1,
+        deferHot,
+        timeCap,
+        cores: host?.cores ?? cores ?? null,
+        vcpus: vcpus ?? null,
+      },
       dirtyRate,
       ...outcome,
       definitions: PLAN_DEFINITIONS,

@@ -16,6 +16,7 @@ export interface PlanReport extends PlanOutcome {
     bandwidth: number;
     downtimeLimitMs: number;
     throttle: 'auto' | 'none';
+    throttleResponse?: number;
     deferHot: number;
     timeCap: number;
     cores?: number | null;
@@ -75,7 +76,7 @@ function table(rows: string[][]): string {
 
 export function describeLink(report: PlanReport): string {
   const l = report.link;
-  return `link ${(l.bandwidth / MiB).toFixed(l.bandwidth % MiB ? 1 : 0)} MiB/s, downtime limit ${l.downtimeLimitMs} ms, auto-converge ${l.throttle === 'auto' ? 'on' : 'off'}${l.deferHot ? `, hot pages (dirty in ${l.deferHot} syncs running) held back` : ''}, cap ${l.timeCap} s${l.cores ? `, ${l.cores} host core${l.cores > 1 ? 's' : ''}` : ''}${l.vcpus != null ? ` shared with ${l.vcpus} busy vCPU${l.vcpus === 1 ? '' : 's'}` : ''}`;
+  return `link ${(l.bandwidth / MiB).toFixed(l.bandwidth % MiB ? 1 : 0)} MiB/s, downtime limit ${l.downtimeLimitMs} ms, auto-converge ${l.throttle === 'auto' ? `on${l.throttleResponse !== undefined && l.throttleResponse !== 1 ? ` (guest at (1 − p)^${l.throttleResponse})` : ''}` : 'off'}${l.deferHot ? `, hot pages (dirty in ${l.deferHot} syncs running) held back` : ''}, cap ${l.timeCap} s${l.cores ? `, ${l.cores} host core${l.cores > 1 ? 's' : ''}` : ''}${l.vcpus != null ? ` shared with ${l.vcpus} busy vCPU${l.vcpus === 1 ? '' : 's'}` : ''}`;
 }
 
 export function describeTrace(report: PlanReport): string {

@@ -46,6 +46,13 @@ export interface PlanOptions {
   autoConverge?: boolean | AutoConvergeParams;
   /** Hold back pages dirtied in each of the last K syncs until the stop-and-copy (0: off). */
   deferHot?: number;
+  /**
+   * How the guest's dirtying answers a throttle of p: it runs at (1 − p)^K of
+   * its speed. 1 (default) is QEMU's design for a CPU-bound guest (the vCPU
+   * gets 1 − p of the time); measured under TCG, the validation guest gave
+   * about 2 (docs/planner.md); a guest paced by timers gives less than 1.
+   */
+  throttleResponse?: number;
   /** Give up after this many seconds of migration (default 600). */
   timeCap?: number;
   /** The codec's pages/s; default unlimited (bandwidth alone). */
@@ -164,9 +171,11 @@ export function simulate(trace: Trace, setting: PlanSetting, options: PlanOption
   let lastProgress = 0;
 
   const guestShare = options.guestShare ?? 1;
+  const response = options.throttleResponse ?? 1;
+  if (!(response >= 0)) throw new RangeError(`throttleResponse must be 0 or more, got ${response}`);
   /** Moves wall time to `to`; `busy` is the fraction of it the codec works (the guest slows by guestShare for that part). */
   const advance = (to: number, busy = 0): void => {
-    g += (to - t) * (1 - throttle / 100) * (1 - busy * (1 - guestShare));
+    g += (to - t) * (1 - throttle / 100) ** response * (1 - busy * (1 - guestShare));
     t = to;
     if (t - window.t >= WINDOW) {
       estimate = (enc.bytesWritten - window.bytes) / (t - window.t);
