@@ -1,0 +1,182 @@
+import { kernelsWasmBase64 } from './kernels-wasm.js';
+
+/**
+ * The LZ4 kernels of lz4.c (WebAssembly, built by `npm run build:kernels`): a
+ * batch of pages per call. Compression writes lz4_flex 0.9's bytes (the
+ * compressor lz4-wasm-nodejs bundles, named 'lz4_flex' in the lz4-pages
+ * manifest) for pages below 64 KiB; decompression checks every bound and
+ * reports what was wrong and where in the block, like lz4DecompressInto.
+ */
+interface Exports {
+  memory: WebAssembly.Memory;
+  lz4_compress_pages(input: number, pageSize: number, count: number, out: number, sizes: number): number;
+  lz4_decompress_pages(input: number, sizes: number, count: number, pageSize: number, out: number): number;
+  lz4_error(): number;
+  lz4_error_at(): number;
+  lz4_error_bytes(): number;
+  heap_base(): number;
+}
+
+let exports: Exports | undefined;
+let base = 0;
+let mem = new Uint8Array(0);
+let words = new Uint32Array(0);
+
+function kernels(): Exports {
+  if (!exports) {
+    const bytes = Uint8Array.from(atob(kernelsWasmBase64), (c) => c.charCodeAt(0));
+    exports = new WebAssembly.Instance(new WebAssembly.Module(bytes)).exports as unknown as Exports;
+    base = (exports.heap_base() + 15) & ~15;
+    mem = new Uint8Array(exports.memory.buffer);
+    words = new Uint32Array(exports.memory.buffer);
+  }
+  return exports;
+}
+
+/** Makes the memory at least `end` bytes long; returns the current view of it. */
+function reserve(k: Exports, end: number): Uint8Array {
+  const have = k.memory.buffer.byteLength;
+  if (end > have) k.memory.grow(Math.ceil((end - have) / 65536));
+  if (mem.buffer !== k.memory.buffer) {
+    mem = new Uint8Array(k.memory.buffer);
+    words = new Uint32Array(k.memory.buffer);
+  }
+  return mem;
+}
+
+const align = (n: number) => (n + 15) & ~15;
+
+/** LZ4_compressBound. */
+function bound(size: number): number {
+  return size + Math.floor(size / 255) + 16;
+}
+
+/** Largest page the compressor takes (lz4_flex switches to another table from 65535 bytes on). */
+export const LZ4_KERNEL_MAX_PAGE = 65534;
+
+/**
+ * Compresses consecutive pages of `pages` (count × pageSize bytes, pageSize
+ * at most LZ4_KERNEL_MAX_PAGE) in one call: the blocks back to back and each one's size.
+ */
+export function lz4KernelCompressPages(pages: Uint8Array, pageSize: number): { data: Uint8Array; sizes: Uint32Array } {
+  if (pageSize > LZ4_KERNEL_MAX_PAGE) throw new RangeError(`LZ4 kernel: pages of ${pageSize} bytes, at most ${LZ4_KERNEL_MAX_PAGE}`);
+  const k = kernels();
+  const count = pages.length / pageSize;
+  const input = base;
+  const sizesAt = align(input + pages.length + 16);
+  const out = align(sizesAt + count * 4);
+  const m = reserve(k, out + count * bound(pageSize) + 16);
+  m.set(pages, input);
+  const total = k.lz4_compress_pages(input, pageSize, count, out, sizesAt);
+  return { data: m.slice(out, out + total), sizes: words.slice(sizesAt >>> 2, (sizesAt >>> 2) + count) };
+}
+
+/** Compresses one page into a fresh block (the per-page path allocates nothing else). */
+export function lz4KernelCompress(page: Uint8Array): Uint8Array {
+  const n = page.length;
+  if (n > LZ4_KERNEL_MAX_PAGE) throw new RangeError(`LZ4 kernel: pages of ${n} bytes, at most ${LZ4_KERNEL_MAX_PAGE}`);
+  const k = kernels();
+  const sizesAt = align(base + n + 16);
+  const out = sizesAt + 16;
+  const m = reserve(k, out + bound(n) + 16);
+  m.set(page, base);
+  const size = k.lz4_compress_pages(base, n, 1, out, sizesAt);
+  return m.slice(out, out + size);
+}
+
+/** Compresses consecutive pages into one block each (the PageCodecSet batch form). */
+export function lz4KernelCompressBatch(pages: Uint8Array, pageSize: number): Uint8Array[] {
+  const { data, sizes } = lz4KernelCompressPages(pages, pageSize);
+  const blocks: Uint8Array[] = [];
+  let at = 0;
+  for (const s of sizes) {
+    blocks.push(data.subarray(at, at + s));
+    at += s;
+  }
+  return blocks;
+}
+
+function message(k: Exports, pageSize: number): string {
+  const at = k.lz4_error_at();
+  switch (k.lz4_error()) {
+    case 1:
+      return `LZ4 block ends before its last literals (at ${at})`;
+    case 2:
+      return 'LZ4 literal length runs past the block';
+    case 3:
+      return `LZ4 literals run past the block (at ${at})`;
+    case 4:
+      return `LZ4 literals run past the ${pageSize}-byte page (at ${at})`;
+    case 5:
+      return 'LZ4 match offset runs past the block';
+    case 6:
+      return `LZ4 match offset ${k.lz4_error_bytes()} points before the page (at ${at})`;
+    case 7:
+      return 'LZ4 match length runs past the block';
+    case 8:
+      return `LZ4 match runs past the ${pageSize}-byte page (at ${at})`;
+    default:
+      return `LZ4 block holds ${k.lz4_error_bytes()} bytes, expected a ${pageSize}-byte page`;
+  }
+}
+
+/**
+ * Decodes blocks (back to back in `data`, their sizes in `sizes`) into
+ * consecutive pages of `out` in one call. Returns the first block that
+ * failed and why, or undefined; pages before it are decoded.
+ */
+export function lz4KernelDecompressPages(
+  data: Uint8Array,
+  sizes: Uint32Array,
+  pageSize: number,
+  out: Uint8Array,
+): { index: number; message: string } | undefined {
+  const k = kernels();
+  const count = sizes.length;
+  const sizesAt = base;
+  const input = align(sizesAt + count * 4);
+  const output = align(input + data.length);
+  const m = reserve(k, output + count * pageSize);
+  words.set(sizes, sizesAt >>> 2);
+  m.set(data, input);
+  const failed = k.lz4_decompress_pages(input, sizesAt, count, pageSize, output);
+  const done = failed < 0 ? count : failed;
+  out.set(m.subarray(output, output + done * pageSize));
+  return failed < 0 ? undefined : { index: failed, message: message(k, pageSize) };
+}
+
+/** The PageCodecSet batch form: `blocks` into consecutive pages of `out`. */
+export function lz4KernelDecompressBatch(blocks: Uint8Array[], pageSize: number, out: Uint8Array): { index: number; message: string } | undefined {
+  const k = kernels();
+  const count = blocks.length;
+  let total = 0;
+  for (const b of blocks) total += b.length;
+  const sizesAt = base;
+  const input = align(sizesAt + count * 4);
+  const output = align(input + total);
+  const m = reserve(k, output + count * pageSize);
+  let at = input;
+  for (let i = 0; i < count; i++) {
+    const b = blocks[i]!;
+    words[(sizesAt >>> 2) + i] = b.length;
+    m.set(b, at);
+    at += b.length;
+  }
+  const failed = k.lz4_decompress_pages(input, sizesAt, count, pageSize, output);
+  const done = failed < 0 ? count : failed;
+  out.set(m.subarray(output, output + done * pageSize));
+  return failed < 0 ? undefined : { index: failed, message: message(k, pageSize) };
+}
+
+/** Decodes one block into `out`, which it must fill exactly; throws a plain Error otherwise. */
+export function lz4KernelDecompressInto(block: Uint8Array, out: Uint8Array): void {
+  const k = kernels();
+  const size = out.length;
+  const input = base + 16;
+  const output = align(input + block.length);
+  const m = reserve(k, output + size);
+  words[base >>> 2] = block.length;
+  m.set(block, input);
+  if (k.lz4_decompress_pages(input, base, 1, size, output) >= 0) throw new Error(message(k, size));
+  out.set(m.subarray(output, output + size));
+}
