@@ -1,7 +1,7 @@
 import { Lz4Compressor, lz4DecompressInto } from '../codec/lz4-block.js';
 import { fflateZlib, type ZlibPageCodec } from '../codec/zlib-page.js';
 
-/** Which implementation of the page codecs: Node's (node:zlib, lz4-wasm-nodejs) or the portable one (fflate, migstream's LZ4). */
+/** Which implementation of the page codecs: Node's (node:zlib, the LZ4 wasm kernels) or the portable one (fflate, migstream's LZ4). */
 export type CodecImpl = 'node' | 'portable';
 
 /** One implementation of the codecs pages and chunks use. Functions throw a plain Error; callers add the offset. */
@@ -30,7 +30,7 @@ const table: Record<CodecImpl, PageCodecSet | undefined> = { portable: portableC
 
 /**
  * The one place codecs are injected: migstream/node registers "node"
- * (node:zlib, lz4-wasm-nodejs) and makes it the default; anything else sees
+ * (node:zlib, the LZ4 wasm kernels) and makes it the default; anything else sees
  * the portable set. Both write streams every reader loads; their bytes differ.
  */
 export function registerCodecs(impl: 'node', set: PageCodecSet): void {

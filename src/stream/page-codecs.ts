@@ -15,7 +15,7 @@ export interface CompressionSpec {
   /** LZ4 acceleration 1–65537. Default 1. */
   acceleration?: number;
   /**
-   * Implementations: "node" (node:zlib; LZ4 via lz4-wasm-nodejs at
+   * Implementations: "node" (node:zlib; LZ4 as lz4_flex writes it, via the wasm kernels, at
    * acceleration 1) or "portable" (fflate; migstream's LZ4 port). Default
    * "node" where migstream/node is loaded, else "portable" (src/stream/codec-table.ts).
    * Both write streams any reader loads; their bytes differ.

@@ -33,16 +33,19 @@ function kernels(): Exports {
   return exports;
 }
 
-/** Makes the memory at least `end` bytes long; returns the current view of it. */
+/** Makes the memory at least `end` bytes long; returns the current view of it (only this module grows it). */
 function reserve(k: Exports, end: number): Uint8Array {
-  const have = k.memory.buffer.byteLength;
-  if (end > have) k.memory.grow(Math.ceil((end - have) / 65536));
-  if (mem.buffer !== k.memory.buffer) {
+  if (end > mem.length) {
+    k.memory.grow(Math.ceil((end - mem.length) / 65536));
     mem = new Uint8Array(k.memory.buffer);
     words = new Uint32Array(k.memory.buffer);
+    pageView = undefined;
   }
   return mem;
 }
+
+/** A view of the one-page output area at `base` (the per-page decoder), kept while its size and the memory stay. */
+let pageView: Uint8Array | undefined;
 
 const align = (n: number) => (n + 15) & ~15;
 
@@ -172,11 +175,13 @@ export function lz4KernelDecompressBatch(blocks: Uint8Array[], pageSize: number,
 export function lz4KernelDecompressInto(block: Uint8Array, out: Uint8Array): void {
   const k = kernels();
   const size = out.length;
-  const input = base + 16;
-  const output = align(input + block.length);
-  const m = reserve(k, output + size);
-  words[base >>> 2] = block.length;
+  // the page first, at a fixed place, so its view is reused; then the block's size and the block
+  const sizeAt = align(base + size);
+  const input = sizeAt + 16;
+  const m = reserve(k, input + block.length);
+  words[sizeAt >>> 2] = block.length;
   m.set(block, input);
-  if (k.lz4_decompress_pages(input, base, 1, size, output) >= 0) throw new Error(message(k, size));
-  out.set(m.subarray(output, output + size));
+  if (k.lz4_decompress_pages(input, sizeAt, 1, size, base) >= 0) throw new Error(message(k, size));
+  if (pageView?.length !== size) pageView = m.subarray(base, base + size);
+  out.set(pageView);
 }
