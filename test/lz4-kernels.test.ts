@@ -9,6 +9,7 @@ import {
   lz4KernelCompress,
   lz4KernelCompressBatch,
   lz4KernelCompressPages,
+  lz4KernelCompressView,
   lz4KernelDecompressBatch,
   lz4KernelDecompressInto,
   lz4KernelDecompressPages,
@@ -17,6 +18,7 @@ import { lz4DecompressInto } from '../src/codec/lz4-block.js';
 import { isZeroPage } from '../src/codec/zero.js';
 import { StreamDecoder } from '../src/index.js';
 import { lz4WasmApi, lz4WasmCompress } from '../src/stream/lz4-wasm.js';
+import { encoderCompressor, resolveSpec } from '../src/stream/page-codecs.js';
 import { sameBytes } from './support/build.js';
 
 /** lz4-wasm-nodejs's own API (a 4-byte size prefix, then the block), the reference for the compressor. */
@@ -103,6 +105,7 @@ describe('LZ4 compression kernel (lz4.c): the bytes of lz4_flex, as lz4-wasm-nod
       fc.property(fc.oneof(sized, big), (page) => {
         const block = lz4KernelCompress(page);
         expect(sameBytes(block, flex(page))).toBe(true);
+        expect(sameBytes(lz4KernelCompressView(page), block)).toBe(true);
         const back = new Uint8Array(page.length);
         lz4KernelDecompressInto(block, back);
         expect(sameBytes(back, page)).toBe(true);
@@ -122,6 +125,22 @@ describe('LZ4 compression kernel (lz4.c): the bytes of lz4_flex, as lz4-wasm-nod
       }),
       { numRuns: 50 },
     );
+  });
+
+  it("the encoder's view form writes the same bytes as its fresh form, for lz4_flex and the liblz4 port", () => {
+    const ram = new Uint8Array(loadFixture('plain').ram);
+    for (const spec of [
+      resolveSpec({ codec: 'lz4', impl: 'node' }),
+      resolveSpec({ codec: 'lz4', impl: 'node', acceleration: 8 }),
+      resolveSpec({ codec: 'lz4', impl: 'portable' }),
+    ]) {
+      const c = encoderCompressor(spec);
+      expect(c.compressView).toBeDefined();
+      for (let o = 0; o < ram.length; o += 4096 * 7) {
+        const p = ram.subarray(o, o + 4096);
+        expect(sameBytes(c.compressView!(p), c.compress(p)), `${spec.acceleration}/${spec.impl} page at ${o}`).toBe(true);
+      }
+    }
   });
 
   it('refuses pages lz4_flex compresses with another table', () => {

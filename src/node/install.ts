@@ -5,6 +5,7 @@ import {
   LZ4_KERNEL_MAX_PAGE,
   lz4KernelCompress,
   lz4KernelCompressBatch,
+  lz4KernelCompressView,
   lz4KernelDecompressBatch,
   lz4KernelDecompressInto,
 } from '../codec/kernels/lz4-kernels.js';
@@ -26,6 +27,7 @@ export function installNode(): void {
     zlib: nodeZlib,
     // lz4.c's kernels write lz4_flex's bytes below 64 KiB; larger inputs (block chunks) go to lz4_flex itself
     lz4Compress: (page) => (page.length <= LZ4_KERNEL_MAX_PAGE ? lz4KernelCompress(page) : lz4WasmCompress(page)),
+    lz4CompressView: (page) => (page.length <= LZ4_KERNEL_MAX_PAGE ? lz4KernelCompressView(page) : lz4WasmCompress(page)),
     lz4DecompressInto: lz4KernelDecompressInto,
     lz4CompressBatch: (pages, pageSize) => (pageSize <= LZ4_KERNEL_MAX_PAGE ? lz4KernelCompressBatch(pages, pageSize) : lz4WasmCompressBatch(pages, pageSize)),
     lz4DecompressBatch: lz4KernelDecompressBatch,

@@ -165,5 +165,13 @@ export function encoderCompressors({ spec, chunkSpec }: ResolvedSpecs): { compre
 
 /** The encoder-side compressor for `spec`. */
 export function encoderCompressor(spec: ResolvedSpec): PageCompressorFn {
-  return { codec: spec.codec, compress: pageCompressor(spec) };
+  return { codec: spec.codec, compress: pageCompressor(spec), compressView: pageCompressorView(spec) };
+}
+
+/** The same compressor returning views valid until its next call (LZ4 only), or undefined. */
+function pageCompressorView(spec: ResolvedSpec): ((page: Uint8Array) => Uint8Array) | undefined {
+  if (spec.codec !== 'lz4') return undefined;
+  if (lz4CompressorName(spec) === 'lz4_flex') return codecSet('node').lz4CompressView;
+  const c = new Lz4Compressor(spec.acceleration);
+  return (page) => c.compressView(page);
 }

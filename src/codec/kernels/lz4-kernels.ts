@@ -76,6 +76,11 @@ export function lz4KernelCompressPages(pages: Uint8Array, pageSize: number): { d
 
 /** Compresses one page into a fresh block (the per-page path allocates nothing else). */
 export function lz4KernelCompress(page: Uint8Array): Uint8Array {
+  return lz4KernelCompressView(page).slice();
+}
+
+/** Compresses one page; the block is a view of wasm memory, valid until the next call into the kernels. */
+export function lz4KernelCompressView(page: Uint8Array): Uint8Array {
   const n = page.length;
   if (n > LZ4_KERNEL_MAX_PAGE) throw new RangeError(`LZ4 kernel: pages of ${n} bytes, at most ${LZ4_KERNEL_MAX_PAGE}`);
   const k = kernels();
@@ -84,7 +89,7 @@ export function lz4KernelCompress(page: Uint8Array): Uint8Array {
   const m = reserve(k, out + bound(n) + 16);
   m.set(page, base);
   const size = k.lz4_compress_pages(base, n, 1, out, sizesAt);
-  return m.slice(out, out + size);
+  return m.subarray(out, out + size);
 }
 
 /** Compresses consecutive pages into one block each (the PageCodecSet batch form). */
