@@ -1,10 +1,12 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { loadFixture } from '../fixtures/qemu/lib.mjs';
 import {
+  LZ4_KERNEL_MAX_FAST_PAGE,
   LZ4_KERNEL_MAX_PAGE,
   lz4KernelCompress,
   lz4KernelCompressBatch,
@@ -14,12 +16,26 @@ import {
   lz4KernelDecompressInto,
   lz4KernelDecompressPages,
 } from '../src/codec/kernels/lz4-kernels.js';
-import { lz4DecompressInto } from '../src/codec/lz4-block.js';
+import { Lz4Compressor, lz4DecompressInto } from '../src/codec/lz4-block.js';
 import { isZeroPage } from '../src/codec/zero.js';
 import { StreamDecoder } from '../src/index.js';
 import { lz4WasmApi, lz4WasmCompress } from '../src/stream/lz4-wasm.js';
 import { encoderCompressor, resolveSpec } from '../src/stream/page-codecs.js';
 import { sameBytes } from './support/build.js';
+import { toolGate } from './support/tools.js';
+
+const cache = join(import.meta.dirname, '..', '.cache', 'line-rate');
+const streamFile = existsSync(cache) ? readdirSync(cache).find((f) => /^linux-\d+-.*\.stream$/.test(f)) : undefined;
+if (!streamFile) console.warn('skipping the 512 MiB guest-stream identity tests: no cached stream (node bench/line-rate.mjs captures it)');
+
+/** The non-zero pages of the cached Linux-guest stream of bench/line-rate.mjs. */
+function guestPages(): Uint8Array[] {
+  const pages: Uint8Array[] = [];
+  new StreamDecoder((ev) => {
+    if (ev.type === 'page' && ev.kind === 'normal' && !isZeroPage(ev.data)) pages.push(ev.data.slice());
+  }).push(new Uint8Array(readFileSync(join(cache, streamFile!))));
+  return pages;
+}
 
 /** lz4-wasm-nodejs's own API (a 4-byte size prefix, then the block), the reference for the compressor. */
 function flex(page: Uint8Array): Uint8Array {
@@ -69,14 +85,8 @@ describe('LZ4 compression kernel (lz4.c): the bytes of lz4_flex, as lz4-wasm-nod
     expect(n).toBeGreaterThan(100);
   });
 
-  const cache = join(import.meta.dirname, '..', '.cache', 'line-rate');
-  const streamFile = existsSync(cache) ? readdirSync(cache).find((f) => /^linux-\d+-.*\.stream$/.test(f)) : undefined;
-  if (!streamFile) console.warn('skipping the 512 MiB guest-stream identity test: no cached stream (node bench/line-rate.mjs captures it)');
   it.skipIf(!streamFile)('every non-zero page of the cached Linux-guest stream (bench/line-rate.mjs), batched and per page', () => {
-    const pages: Uint8Array[] = [];
-    new StreamDecoder((ev) => {
-      if (ev.type === 'page' && ev.kind === 'normal' && !isZeroPage(ev.data)) pages.push(ev.data.slice());
-    }).push(new Uint8Array(readFileSync(join(cache, streamFile!))));
+    const pages = guestPages();
     expect(pages.length).toBeGreaterThan(10000);
     for (let i = 0; i < pages.length; i += 256) {
       const batch = pages.slice(i, i + 256);
@@ -146,6 +156,80 @@ describe('LZ4 compression kernel (lz4.c): the bytes of lz4_flex, as lz4-wasm-nod
   it('refuses pages lz4_flex compresses with another table', () => {
     expect(() => lz4KernelCompress(new Uint8Array(65536))).toThrow(/at most 65534/);
   });
+});
+
+describe("LZ4 compression kernel (lz4.c), liblz4's algorithm: the bytes of Lz4Compressor ('migstream-lz4') and of liblz4", () => {
+  const work = mkdtempSync(join(tmpdir(), 'migstream-lz4-kernels-'));
+  afterAll(() => rmSync(work, { recursive: true, force: true }));
+  const accelerations = [1, 2, 8, 16, 65537];
+
+  it('every non-zero page of the plain fixture guest, at accelerations 1, 2, 8, 16 and 65537', () => {
+    const ram = new Uint8Array(loadFixture('plain').ram);
+    for (const acc of accelerations) {
+      const c = new Lz4Compressor(acc);
+      for (let o = 0; o < ram.length; o += 4096) {
+        const p = ram.subarray(o, o + 4096);
+        if (!isZeroPage(p) && !sameBytes(lz4KernelCompress(p, acc), c.compressView(p))) expect.fail(`acceleration ${acc}, page at ${o}`);
+      }
+    }
+  });
+
+  it('random and structured pages of every size up to 65547 bytes, any acceleration (property)', () => {
+    const sized = fc.integer({ min: 0, max: 5000 }).chain((n) => fc.oneof(fc.uint8Array({ minLength: n, maxLength: n }), structuredPage(n)));
+    const big = fc.constantFrom(8192, 32768, 65536, LZ4_KERNEL_MAX_FAST_PAGE).chain((n) => structuredPage(n));
+    const acc = fc.oneof(fc.constantFrom(1, 2, 8, 16, 65537), fc.integer({ min: 1, max: 65537 }));
+    fc.assert(
+      fc.property(fc.oneof(sized, big), acc, (page, a) => {
+        const block = lz4KernelCompress(page, a);
+        expect(sameBytes(block, new Lz4Compressor(a).compress(page))).toBe(true);
+        const back = new Uint8Array(page.length);
+        lz4KernelDecompressInto(block, back);
+        expect(sameBytes(back, page)).toBe(true);
+      }),
+      { numRuns: 400 },
+    );
+    expect(() => lz4KernelCompress(new Uint8Array(LZ4_KERNEL_MAX_FAST_PAGE + 1), 1)).toThrow(/at most 65547/);
+    expect(() => lz4KernelCompress(new Uint8Array(100), 0)).toThrow(RangeError);
+  });
+
+  const lz4Cli = toolGate(['lz4', '--version'], "the kernel's liblz4 byte-equality test");
+  it.skipIf(!lz4Cli || !streamFile).each([1, 8])(
+    'acceleration %i: every non-zero page of the cached guest stream, batched, equals the native lz4 tool and Lz4Compressor',
+    (acc) => {
+      const pages = guestPages();
+      const input = join(work, `pages-${acc}.bin`);
+      const output = `${input}.lz4`;
+      const joined = Buffer.concat(pages);
+      writeFileSync(input, joined);
+      const level = acc === 1 ? ['-1'] : [`--fast=${acc - 1}`]; // --fast=N is acceleration N+1 in lz4frame.c
+      expect(spawnSync('lz4', ['-q', '-f', '-B4096', '-BI', '--no-frame-crc', ...level, input, output]).status).toBe(0);
+      const frame = readFileSync(output);
+      let at = 4 + 2 + (frame[4]! & 0x08 ? 8 : 0) + 1; // magic, FLG+BD, [content size], header checksum
+      const c = new Lz4Compressor(acc);
+      let compared = 0;
+      for (let i = 0; i < pages.length; i += 256) {
+        const batch = joined.subarray(i * 4096, Math.min(pages.length, i + 256) * 4096);
+        const { data, sizes } = lz4KernelCompressPages(batch, 4096, acc);
+        let from = 0;
+        sizes.forEach((size, j) => {
+          const ours = data.subarray(from, (from += size));
+          if (!sameBytes(ours, c.compressView(pages[i + j]!))) expect.fail(`page ${i + j}: the kernel and Lz4Compressor differ`);
+          const word = frame.readUInt32LE(at);
+          at += 4;
+          const stored = word & 0x7fffffff;
+          if (word & 0x80000000) {
+            if (ours.length < 4096) expect.fail(`page ${i + j}: liblz4 stored it raw, ours is ${ours.length} bytes`);
+          } else {
+            if (!sameBytes(ours, frame.subarray(at, at + stored))) expect.fail(`page ${i + j}: the kernel and liblz4 differ`);
+            compared++;
+          }
+          at += stored;
+        });
+      }
+      expect(frame.readUInt32LE(at)).toBe(0); // end mark: every page accounted for
+      expect(compared).toBeGreaterThan(20000); // 25k of the 33,921 pages: liblz4 stores the rest raw (they do not shrink)
+    },
+  );
 });
 
 describe('LZ4 decompression kernel (lz4.c): bounds-checked, the same verdicts as the TypeScript decoder', () => {

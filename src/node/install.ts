@@ -1,7 +1,9 @@
+import { Lz4Compressor } from '../codec/lz4-block.js';
 import { setZeroScan } from '../codec/zero.js';
 import { registerCodecs } from '../stream/codec-table.js';
 import { digestsReady } from '../stream/digest.js';
 import {
+  LZ4_KERNEL_MAX_FAST_PAGE,
   LZ4_KERNEL_MAX_PAGE,
   lz4KernelCompress,
   lz4KernelCompressBatch,
@@ -28,6 +30,8 @@ export function installNode(): void {
     // lz4.c's kernels write lz4_flex's bytes below 64 KiB; larger inputs (block chunks) go to lz4_flex itself
     lz4Compress: (page) => (page.length <= LZ4_KERNEL_MAX_PAGE ? lz4KernelCompress(page) : lz4WasmCompress(page)),
     lz4CompressView: (page) => (page.length <= LZ4_KERNEL_MAX_PAGE ? lz4KernelCompressView(page) : lz4WasmCompress(page)),
+    lz4CompressFastView: (page, acceleration) =>
+      page.length <= LZ4_KERNEL_MAX_FAST_PAGE ? lz4KernelCompressView(page, acceleration) : new Lz4Compressor(acceleration).compressView(page),
     lz4DecompressInto: lz4KernelDecompressInto,
     lz4CompressBatch: (pages, pageSize) => (pageSize <= LZ4_KERNEL_MAX_PAGE ? lz4KernelCompressBatch(pages, pageSize) : lz4WasmCompressBatch(pages, pageSize)),
     lz4DecompressBatch: lz4KernelDecompressBatch,

@@ -13,6 +13,8 @@ export interface PageCodecSet {
   lz4DecompressInto(block: Uint8Array, out: Uint8Array): void;
   /** Optional: lz4Compress's bytes as a view valid until the next call into the codec. */
   lz4CompressView?(page: Uint8Array): Uint8Array;
+  /** Optional: liblz4's algorithm at `acceleration` (Lz4Compressor's bytes) for pages up to 65547 bytes, as a view valid until the next call. */
+  lz4CompressFastView?(page: Uint8Array, acceleration: number): Uint8Array;
   /** Optional: compress `pages` (count × pageSize bytes) in one call. */
   lz4CompressBatch?(pages: Uint8Array, pageSize: number): Uint8Array[];
   /** Optional: decode `blocks` into consecutive pages of `out`; the first failure, or undefined. */

@@ -54,6 +54,8 @@ export function pageCompressor(spec: ResolvedSpec): (page: Uint8Array) => Uint8A
     return (page) => z.deflate(page, spec.level);
   }
   if (lz4CompressorName(spec) === 'lz4_flex') return codecSet('node').lz4Compress;
+  const fast = spec.impl === 'node' ? codecSet('node').lz4CompressFastView : undefined;
+  if (fast) return (page) => fast(page, spec.acceleration).slice();
   const c = new Lz4Compressor(spec.acceleration);
   return (page) => c.compress(page);
 }
@@ -172,6 +174,8 @@ export function encoderCompressor(spec: ResolvedSpec): PageCompressorFn {
 function pageCompressorView(spec: ResolvedSpec): ((page: Uint8Array) => Uint8Array) | undefined {
   if (spec.codec !== 'lz4') return undefined;
   if (lz4CompressorName(spec) === 'lz4_flex') return codecSet('node').lz4CompressView;
+  const fast = spec.impl === 'node' ? codecSet('node').lz4CompressFastView : undefined;
+  if (fast) return (page) => fast(page, spec.acceleration);
   const c = new Lz4Compressor(spec.acceleration);
   return (page) => c.compressView(page);
 }

@@ -2,14 +2,16 @@ import { kernelsWasmBase64 } from './kernels-wasm.js';
 
 /**
  * The LZ4 kernels of lz4.c (WebAssembly, built by `npm run build:kernels`): a
- * batch of pages per call. Compression writes lz4_flex 0.9's bytes (the
- * compressor lz4-wasm-nodejs bundles, named 'lz4_flex' in the lz4-pages
- * manifest) for pages below 64 KiB; decompression checks every bound and
- * reports what was wrong and where in the block, like lz4DecompressInto.
+ * batch of pages per call. Compression without an acceleration writes
+ * lz4_flex 0.9's bytes (the compressor lz4-wasm-nodejs bundles, named
+ * 'lz4_flex' in the lz4-pages manifest) for pages below 64 KiB; with one,
+ * liblz4's (the bytes of Lz4Compressor, 'migstream-lz4'). Decompression checks
+ * every bound and reports what was wrong and where in the block, like lz4DecompressInto.
  */
 interface Exports {
   memory: WebAssembly.Memory;
   lz4_compress_pages(input: number, pageSize: number, count: number, out: number, sizes: number): number;
+  lz4_compress_fast_pages(input: number, pageSize: number, count: number, out: number, sizes: number, acceleration: number): number;
   lz4_decompress_pages(input: number, sizes: number, count: number, pageSize: number, out: number): number;
   lz4_error(): number;
   lz4_error_at(): number;
@@ -54,15 +56,33 @@ function bound(size: number): number {
   return size + Math.floor(size / 255) + 16;
 }
 
-/** Largest page the compressor takes (lz4_flex switches to another table from 65535 bytes on). */
+/** Largest page the lz4_flex compressor takes (lz4_flex switches to another table from 65535 bytes on). */
 export const LZ4_KERNEL_MAX_PAGE = 65534;
+/** Largest page liblz4's algorithm takes here (LZ4_64Klimit - 1, as Lz4Compressor). */
+export const LZ4_KERNEL_MAX_FAST_PAGE = 65536 + 12 - 1;
+
+/** Checks the page size and acceleration; undefined acceleration is lz4_flex. */
+function checkCompress(pageSize: number, acceleration: number | undefined): void {
+  const max = acceleration === undefined ? LZ4_KERNEL_MAX_PAGE : LZ4_KERNEL_MAX_FAST_PAGE;
+  if (pageSize > max) throw new RangeError(`LZ4 kernel: pages of ${pageSize} bytes, at most ${max}`);
+  if (acceleration !== undefined && !(Number.isInteger(acceleration) && acceleration >= 1 && acceleration <= 65537)) {
+    throw new RangeError(`LZ4 acceleration must be an integer 1..65537, got ${acceleration}`);
+  }
+}
+
+function compressCall(k: Exports, input: number, pageSize: number, count: number, out: number, sizes: number, acceleration: number | undefined): number {
+  return acceleration === undefined
+    ? k.lz4_compress_pages(input, pageSize, count, out, sizes)
+    : k.lz4_compress_fast_pages(input, pageSize, count, out, sizes, acceleration);
+}
 
 /**
  * Compresses consecutive pages of `pages` (count × pageSize bytes, pageSize
- * at most LZ4_KERNEL_MAX_PAGE) in one call: the blocks back to back and each one's size.
+ * at most LZ4_KERNEL_MAX_PAGE, or LZ4_KERNEL_MAX_FAST_PAGE with an
+ * acceleration) in one call: the blocks back to back and each one's size.
  */
-export function lz4KernelCompressPages(pages: Uint8Array, pageSize: number): { data: Uint8Array; sizes: Uint32Array } {
-  if (pageSize > LZ4_KERNEL_MAX_PAGE) throw new RangeError(`LZ4 kernel: pages of ${pageSize} bytes, at most ${LZ4_KERNEL_MAX_PAGE}`);
+export function lz4KernelCompressPages(pages: Uint8Array, pageSize: number, acceleration?: number): { data: Uint8Array; sizes: Uint32Array } {
+  checkCompress(pageSize, acceleration);
   const k = kernels();
   const count = pages.length / pageSize;
   const input = base;
@@ -70,25 +90,25 @@ export function lz4KernelCompressPages(pages: Uint8Array, pageSize: number): { d
   const out = align(sizesAt + count * 4);
   const m = reserve(k, out + count * bound(pageSize) + 16);
   m.set(pages, input);
-  const total = k.lz4_compress_pages(input, pageSize, count, out, sizesAt);
+  const total = compressCall(k, input, pageSize, count, out, sizesAt, acceleration);
   return { data: m.slice(out, out + total), sizes: words.slice(sizesAt >>> 2, (sizesAt >>> 2) + count) };
 }
 
 /** Compresses one page into a fresh block (the per-page path allocates nothing else). */
-export function lz4KernelCompress(page: Uint8Array): Uint8Array {
-  return lz4KernelCompressView(page).slice();
+export function lz4KernelCompress(page: Uint8Array, acceleration?: number): Uint8Array {
+  return lz4KernelCompressView(page, acceleration).slice();
 }
 
 /** Compresses one page; the block is a view of wasm memory, valid until the next call into the kernels. */
-export function lz4KernelCompressView(page: Uint8Array): Uint8Array {
+export function lz4KernelCompressView(page: Uint8Array, acceleration?: number): Uint8Array {
   const n = page.length;
-  if (n > LZ4_KERNEL_MAX_PAGE) throw new RangeError(`LZ4 kernel: pages of ${n} bytes, at most ${LZ4_KERNEL_MAX_PAGE}`);
+  checkCompress(n, acceleration);
   const k = kernels();
   const sizesAt = align(base + n + 16);
   const out = sizesAt + 16;
   const m = reserve(k, out + bound(n) + 16);
   m.set(page, base);
-  const size = k.lz4_compress_pages(base, n, 1, out, sizesAt);
+  const size = compressCall(k, base, n, 1, out, sizesAt, acceleration);
   return m.subarray(out, out + size);
 }
 

@@ -150,6 +150,117 @@ EXPORT(lz4_compress_pages) u32 lz4_compress_pages(const u8 *in, u32 page_size, u
   return (u32)(op - out);
 }
 
+// ------------------------------------------------------------- compression, liblz4's algorithm
+
+// liblz4 1.9's LZ4_compress_fast for inputs up to 64 KiB, as migstream's TypeScript port
+// (src/codec/lz4-block.ts, the compressor named 'migstream-lz4') does it: a 2^13-entry table of
+// 16-bit positions, hash = read32 * 2654435761 >> 19, the skip schedule
+// step = (acceleration << 6)++ >> 6, the "immediate next match" test, matches that stop 5 bytes
+// before the end. Same bytes as the port at every acceleration (test/lz4-kernels.test.ts).
+#define LASTLITERALS 5
+#define SKIP_TRIGGER 6
+
+static u16 fast_table[1 << 13];
+
+static inline u32 fast_hash(const u8 *p) { return (read32(p) * 2654435761u) >> 19; }
+
+static u32 compress_fast(const u8 *in, u32 n, u8 *out, u32 acceleration) {
+  u8 *op = out;
+  u32 anchor = 0;
+  if (n >= MIN_LENGTH) {
+    __builtin_memset(fast_table, 0, sizeof fast_table);
+    const u32 mflimit_plus_one = n - MFLIMIT + 1;
+    const u32 match_limit = n - LASTLITERALS;
+    fast_table[fast_hash(in)] = 0;
+    u32 ip = 1;
+    u32 forward_h = fast_hash(in + ip);
+    for (;;) {
+      u32 match;
+      u32 forward_ip = ip;
+      u32 step = 1;
+      u32 search_nb = acceleration << SKIP_TRIGGER;
+      do {
+        u32 h = forward_h;
+        match = fast_table[h];
+        ip = forward_ip;
+        forward_ip += step;
+        step = search_nb++ >> SKIP_TRIGGER;
+        if (forward_ip > mflimit_plus_one) goto last;
+        forward_h = fast_hash(in + forward_ip);
+        fast_table[h] = (u16)ip;
+      } while (read32(in + match) != read32(in + ip));
+
+      while (ip > anchor && match > 0 && in[ip - 1] == in[match - 1]) {
+        ip--;
+        match--;
+      }
+      u32 lit = ip - anchor;
+      u8 *token = op++;
+      if (lit >= 15) {
+        *token = 0xf0;
+        op = write_length(op, lit - 15);
+      } else {
+        *token = (u8)(lit << 4);
+      }
+      for (u32 i = 0; i < lit; i += 16) copy16(op + i, in + anchor + i);
+      op += lit;
+
+      for (;;) {
+        u32 offset = ip - match;
+        *op++ = (u8)offset;
+        *op++ = (u8)(offset >> 8);
+        u32 a = ip + MINMATCH;
+        u32 b = match + MINMATCH;
+        while (a + 8 <= match_limit) {
+          u64 diff = read64(in + a) ^ read64(in + b);
+          if (diff) {
+            a += __builtin_ctzll(diff) >> 3;
+            goto counted;
+          }
+          a += 8;
+          b += 8;
+        }
+        while (a < match_limit && in[a] == in[b]) {
+          a++;
+          b++;
+        }
+      counted:;
+        u32 code = a - (ip + MINMATCH);
+        ip = a;
+        if (code >= 15) {
+          *token += 15;
+          op = write_length(op, code - 15);
+        } else {
+          *token += (u8)code;
+        }
+        anchor = ip;
+        if (ip >= mflimit_plus_one) goto last;
+        fast_table[fast_hash(in + ip - 2)] = (u16)(ip - 2);
+        u32 h = fast_hash(in + ip);
+        match = fast_table[h];
+        fast_table[h] = (u16)ip;
+        if (read32(in + match) != read32(in + ip)) break;
+        token = op++;
+        *token = 0;
+      }
+      forward_h = fast_hash(in + ++ip);
+    }
+  }
+last:
+  return (u32)(last_literals(op, in, anchor, n) - out);
+}
+
+// lz4_compress_pages with liblz4's algorithm at `acceleration` (1..65537); page_size at most 65547.
+EXPORT(lz4_compress_fast_pages) u32 lz4_compress_fast_pages(const u8 *in, u32 page_size, u32 count, u8 *out, u32 *sizes, u32 acceleration) {
+  u8 *op = out;
+  for (u32 i = 0; i < count; i++) {
+    u32 s = compress_fast(in + (size_t)i * page_size, page_size, op, acceleration);
+    sizes[i] = s;
+    op += s;
+  }
+  return (u32)(op - out);
+}
+
 // -------------------------------------------------------------------------------- decompression
 
 // Error codes; the TypeScript side turns them into messages (src/codec/kernels/lz4-kernels.ts).

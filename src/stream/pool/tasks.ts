@@ -1,5 +1,5 @@
 import '../../node/install.js'; // tasks run where Node's codecs are (worker threads, the inline pool)
-import { LZ4_KERNEL_MAX_PAGE, lz4KernelCompressPages, lz4KernelDecompressPages } from '../../codec/kernels/lz4-kernels.js';
+import { LZ4_KERNEL_MAX_FAST_PAGE, LZ4_KERNEL_MAX_PAGE, lz4KernelCompressPages, lz4KernelDecompressPages } from '../../codec/kernels/lz4-kernels.js';
 import { decompressBatch, decompressChunks, lz4CompressorName, pageCompressor, type CompressionCodec, type ResolvedSpec } from '../page-codecs.js';
 
 /**
@@ -70,10 +70,13 @@ export function runTask(task: PoolTask): PoolResult {
       compress = pageCompressor(task.spec);
       compressors.set(key, compress);
     }
-    if (!task.sizes && task.spec.codec === 'lz4' && lz4CompressorName(task.spec) === 'lz4_flex' && task.pageSize <= LZ4_KERNEL_MAX_PAGE) {
-      // one kernel call for the batch, its blocks already back to back
-      const { data, sizes } = lz4KernelCompressPages(task.pages, task.pageSize);
-      return { op: 'compress', sizes, data, pages: task.pages };
+    if (!task.sizes && task.spec.codec === 'lz4' && task.spec.impl === 'node') {
+      // one kernel call for the batch, its blocks already back to back: lz4_flex's bytes, or liblz4's at an acceleration
+      const flex = lz4CompressorName(task.spec) === 'lz4_flex';
+      if (task.pageSize <= (flex ? LZ4_KERNEL_MAX_PAGE : LZ4_KERNEL_MAX_FAST_PAGE)) {
+        const { data, sizes } = lz4KernelCompressPages(task.pages, task.pageSize, flex ? undefined : task.spec.acceleration);
+        return { op: 'compress', sizes, data, pages: task.pages };
+      }
     }
     let parts: Uint8Array[];
     if (task.sizes) {
