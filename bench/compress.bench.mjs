@@ -24,6 +24,7 @@ import { isZeroPage } from '../dist/codec/zero.js';
 import { fflateZlib } from '../dist/codec/zlib-page.js';
 import { Lz4Compressor, lz4DecompressInto } from '../dist/codec/lz4-block.js';
 import { nodeZlib } from '../dist/stream/zlib-node.js';
+import { lz4KernelCompressPages, lz4KernelCompressView, lz4KernelDecompressInto, lz4KernelDecompressPages } from '../dist/codec/kernels/lz4-kernels.js';
 import { lz4WasmApi, lz4WasmCompress, lz4WasmCompressBatch, lz4WasmDecompress, lz4WasmDecompressBatch } from '../dist/stream/lz4-wasm.js';
 import { resolveSpec } from '../dist/stream/page-codecs.js';
 import { PooledEncoder } from '../dist/stream/pool/pooled-encoder.js';
@@ -200,7 +201,67 @@ for (const acc of [1, 8, 16]) {
       for (const b of ours.blocks) lz4DecompressInto(b, out);
     },
   );
+  // the wasm kernels (src/codec/kernels/lz4.c): liblz4's algorithm at this acceleration, per page and 64 pages per call
+  const kernelAcc = check(
+    `lz4 ${acc} kernel`,
+    (p) => lz4KernelCompressView(p, acc).slice(),
+    (b) => {
+      const o = new Uint8Array(PAGE);
+      lz4KernelDecompressInto(b, o);
+      return o;
+    },
+  );
+  if (kernelAcc.blocks.some((b, i) => !same(b, ours.blocks[i]))) throw new Error(`lz4 ${acc}: the kernel differs from the liblz4 port`);
+  await measure(
+    { codec: `lz4 acc ${acc}`, impl: 'migstream wasm kernel, liblz4 algorithm, per page', ratio: kernelAcc.ratio },
+    () => {
+      for (const p of pages) lz4KernelCompressView(p, acc);
+    },
+    () => {
+      for (const b of kernelAcc.blocks) lz4KernelDecompressInto(b, out);
+    },
+  );
   if (acc === 1) {
+    const flexKernel = check(
+      'lz4_flex kernel',
+      (p) => lz4KernelCompressView(p).slice(),
+      (b) => {
+        const o = new Uint8Array(PAGE);
+        lz4KernelDecompressInto(b, o);
+        return o;
+      },
+    );
+    const sizes = Uint32Array.from(flexKernel.blocks, (b) => b.length);
+    const joined = new Uint8Array(sizes.reduce((n, x) => n + x, 0));
+    flexKernel.blocks.reduce((at, b) => (joined.set(b, at), at + b.length), 0);
+    const kernelOut = new Uint8Array(corpus.length);
+    const starts = new Uint32Array(sizes.length + 1);
+    sizes.forEach((x, i) => (starts[i + 1] = starts[i] + x));
+    if (lz4KernelDecompressPages(joined, sizes, PAGE, kernelOut) || !same(kernelOut, corpus)) throw new Error('lz4 kernel batch differs');
+    await measure(
+      { codec: 'lz4 acc 1', impl: 'migstream wasm kernel, lz4_flex algorithm (Node default), per page', ratio: flexKernel.ratio },
+      () => {
+        for (const p of pages) lz4KernelCompressView(p);
+      },
+      () => {
+        for (const b of flexKernel.blocks) lz4KernelDecompressInto(b, out);
+      },
+    );
+    await measure(
+      { codec: 'lz4 acc 1', impl: 'migstream wasm kernel, lz4_flex algorithm, 64 pages per call (workers)', ratio: flexKernel.ratio },
+      () => {
+        for (let i = 0; i < corpus.length; i += 64 * PAGE) lz4KernelCompressPages(corpus.subarray(i, Math.min(corpus.length, i + 64 * PAGE)), PAGE);
+      },
+      () => {
+        for (let i = 0; i < sizes.length; i += 64)
+          lz4KernelDecompressPages(
+            joined.subarray(starts[i], starts[Math.min(sizes.length, i + 64)]),
+            sizes.subarray(i, i + 64),
+            PAGE,
+            kernelOut.subarray(i * PAGE),
+          );
+      },
+    );
     const flex = check(
       'lz4_flex',
       (p) => lz4WasmCompress(p),
@@ -214,6 +275,7 @@ for (const acc of [1, 8, 16]) {
       return x;
     });
     if (!same(lz4WasmApi.decompress(prefixed[0]), pages[0])) throw new Error('lz4 wasm API differs');
+    if (flexKernel.blocks.some((b, i) => !same(b, flex.blocks[i]))) throw new Error('the lz4_flex kernel differs from lz4-wasm-nodejs');
     await measure(
       { codec: 'lz4 acc 1', impl: 'lz4-wasm-nodejs, its API per call', ratio: flex.ratio },
       () => {

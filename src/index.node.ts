@@ -1,5 +1,5 @@
 // migstream under Node (the package's `node` export condition): the portable core with Node's codecs
-// (node:zlib, lz4-wasm-nodejs) and the worker_threads pool plugged in, so `workers: N` just works.
+// (node:zlib, the LZ4 wasm kernels) and the worker_threads pool plugged in, so `workers: N` just works.
 import './node/install.js';
 
 export * from './index.js';

@@ -6,6 +6,7 @@
  */
 import { xbzrleDecode } from '../xbzrle/decode.js';
 import { lz4DecompressInto } from '../codec/lz4-block.js';
+import { lz4KernelDecompressInto } from '../codec/kernels/lz4-kernels.js';
 import { fflateZlib } from '../codec/zlib-page.js';
 import { lz4WasmDecompress } from '../stream/lz4-wasm.js';
 import { nodeZlib } from '../stream/zlib-node.js';
@@ -22,7 +23,7 @@ export interface ExtraCodecs {
 export const NO_EXTRAS: ExtraCodecs = { zlib: [], lz4: [] };
 
 /** Names of every page decoder a fuzz run must have: the smoke test asserts they all loaded. */
-export const EXPECTED_CODECS = { zlib: ['fflate', 'node:zlib'], lz4: ['lz4-block', 'lz4-wasm'] } as const;
+export const EXPECTED_CODECS = { zlib: ['fflate', 'node:zlib'], lz4: ['lz4-block', 'lz4-wasm', 'lz4-kernel'] } as const;
 
 /**
  * The zlib and LZ4 page decoders of this tree. They are imported statically: a codec that fails
@@ -41,6 +42,14 @@ export async function loadExtraCodecs(): Promise<ExtraCodecs> {
         },
       },
       { name: 'lz4-wasm', decode: lz4WasmDecompress },
+      {
+        name: 'lz4-kernel',
+        decode: (src, pageSize) => {
+          const out = new Uint8Array(pageSize);
+          lz4KernelDecompressInto(src, out);
+          return out;
+        },
+      },
     ],
   };
 }

@@ -1,7 +1,7 @@
 import { Lz4Compressor, lz4DecompressInto } from '../codec/lz4-block.js';
 import { fflateZlib, type ZlibPageCodec } from '../codec/zlib-page.js';
 
-/** Which implementation of the page codecs: Node's (node:zlib, lz4-wasm-nodejs) or the portable one (fflate, migstream's LZ4). */
+/** Which implementation of the page codecs: Node's (node:zlib, the LZ4 wasm kernels) or the portable one (fflate, migstream's LZ4). */
 export type CodecImpl = 'node' | 'portable';
 
 /** One implementation of the codecs pages and chunks use. Functions throw a plain Error; callers add the offset. */
@@ -11,6 +11,10 @@ export interface PageCodecSet {
   lz4Compress(page: Uint8Array): Uint8Array;
   /** LZ4 block decompression into `out`, which the block must fill exactly. */
   lz4DecompressInto(block: Uint8Array, out: Uint8Array): void;
+  /** Optional: lz4Compress's bytes as a view valid until the next call into the codec. */
+  lz4CompressView?(page: Uint8Array): Uint8Array;
+  /** Optional: liblz4's algorithm at `acceleration` (Lz4Compressor's bytes) for pages up to 65547 bytes, as a view valid until the next call. */
+  lz4CompressFastView?(page: Uint8Array, acceleration: number): Uint8Array;
   /** Optional: compress `pages` (count × pageSize bytes) in one call. */
   lz4CompressBatch?(pages: Uint8Array, pageSize: number): Uint8Array[];
   /** Optional: decode `blocks` into consecutive pages of `out`; the first failure, or undefined. */
@@ -30,7 +34,7 @@ const table: Record<CodecImpl, PageCodecSet | undefined> = { portable: portableC
 
 /**
  * The one place codecs are injected: migstream/node registers "node"
- * (node:zlib, lz4-wasm-nodejs) and makes it the default; anything else sees
+ * (node:zlib, the LZ4 wasm kernels) and makes it the default; anything else sees
  * the portable set. Both write streams every reader loads; their bytes differ.
  */
 export function registerCodecs(impl: 'node', set: PageCodecSet): void {

@@ -50,6 +50,8 @@ export interface EncoderOptions {
 export interface PageCompressorFn {
   codec: 'zlib' | 'lz4';
   compress(page: Uint8Array): Uint8Array;
+  /** Optional: the same bytes as a view valid until the next call; compressPage copies them at once, saving an allocation per page. */
+  compressView?(page: Uint8Array): Uint8Array;
 }
 
 /** The page-record part of a writer, what RamSender needs. */
@@ -257,7 +259,7 @@ export class StreamEncoder implements StreamWriter {
   compressPage(idstr: string, offset: number, page: Uint8Array): this {
     const c = this.compressor;
     if (!c) throw new TypeError('compressPage needs EncoderOptions.compressor');
-    return this.compressedPage(c.codec, idstr, offset, page, c.compress(page));
+    return this.compressedPage(c.codec, idstr, offset, page, c.compressView ? c.compressView(page) : c.compress(page));
   }
 
   /**

@@ -15,7 +15,7 @@ export interface CompressionSpec {
   /** LZ4 acceleration 1–65537. Default 1. */
   acceleration?: number;
   /**
-   * Implementations: "node" (node:zlib; LZ4 via lz4-wasm-nodejs at
+   * Implementations: "node" (node:zlib; LZ4 as lz4_flex writes it, via the wasm kernels, at
    * acceleration 1) or "portable" (fflate; migstream's LZ4 port). Default
    * "node" where migstream/node is loaded, else "portable" (src/stream/codec-table.ts).
    * Both write streams any reader loads; their bytes differ.
@@ -54,6 +54,8 @@ export function pageCompressor(spec: ResolvedSpec): (page: Uint8Array) => Uint8A
     return (page) => z.deflate(page, spec.level);
   }
   if (lz4CompressorName(spec) === 'lz4_flex') return codecSet('node').lz4Compress;
+  const fast = spec.impl === 'node' ? codecSet('node').lz4CompressFastView : undefined;
+  if (fast) return (page) => fast(page, spec.acceleration).slice();
   const c = new Lz4Compressor(spec.acceleration);
   return (page) => c.compress(page);
 }
@@ -165,5 +167,15 @@ export function encoderCompressors({ spec, chunkSpec }: ResolvedSpecs): { compre
 
 /** The encoder-side compressor for `spec`. */
 export function encoderCompressor(spec: ResolvedSpec): PageCompressorFn {
-  return { codec: spec.codec, compress: pageCompressor(spec) };
+  return { codec: spec.codec, compress: pageCompressor(spec), compressView: pageCompressorView(spec) };
+}
+
+/** The same compressor returning views valid until its next call (LZ4 only), or undefined. */
+function pageCompressorView(spec: ResolvedSpec): ((page: Uint8Array) => Uint8Array) | undefined {
+  if (spec.codec !== 'lz4') return undefined;
+  if (lz4CompressorName(spec) === 'lz4_flex') return codecSet('node').lz4CompressView;
+  const fast = spec.impl === 'node' ? codecSet('node').lz4CompressFastView : undefined;
+  if (fast) return (page) => fast(page, spec.acceleration);
+  const c = new Lz4Compressor(spec.acceleration);
+  return (page) => c.compressView(page);
 }

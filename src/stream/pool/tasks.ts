@@ -1,5 +1,5 @@
 import '../../node/install.js'; // tasks run where Node's codecs are (worker threads, the inline pool)
-import { lz4WasmCompressBatch } from '../lz4-wasm.js';
+import { LZ4_KERNEL_MAX_FAST_PAGE, LZ4_KERNEL_MAX_PAGE, lz4KernelCompressPages, lz4KernelDecompressPages } from '../../codec/kernels/lz4-kernels.js';
 import { decompressBatch, decompressChunks, lz4CompressorName, pageCompressor, type CompressionCodec, type ResolvedSpec } from '../page-codecs.js';
 
 /**
@@ -70,6 +70,14 @@ export function runTask(task: PoolTask): PoolResult {
       compress = pageCompressor(task.spec);
       compressors.set(key, compress);
     }
+    if (!task.sizes && task.spec.codec === 'lz4' && task.spec.impl === 'node') {
+      // one kernel call for the batch, its blocks already back to back: lz4_flex's bytes, or liblz4's at an acceleration
+      const flex = lz4CompressorName(task.spec) === 'lz4_flex';
+      if (task.pageSize <= (flex ? LZ4_KERNEL_MAX_PAGE : LZ4_KERNEL_MAX_FAST_PAGE)) {
+        const { data, sizes } = lz4KernelCompressPages(task.pages, task.pageSize, flex ? undefined : task.spec.acceleration);
+        return { op: 'compress', sizes, data, pages: task.pages };
+      }
+    }
     let parts: Uint8Array[];
     if (task.sizes) {
       parts = [];
@@ -80,10 +88,7 @@ export function runTask(task: PoolTask): PoolResult {
       }
     } else {
       const count = task.pages.length / task.pageSize;
-      parts =
-        task.spec.codec === 'lz4' && lz4CompressorName(task.spec) === 'lz4_flex'
-          ? lz4WasmCompressBatch(task.pages, task.pageSize)
-          : Array.from({ length: count }, (_, i) => compress!(task.pages.subarray(i * task.pageSize, (i + 1) * task.pageSize)));
+      parts = Array.from({ length: count }, (_, i) => compress!(task.pages.subarray(i * task.pageSize, (i + 1) * task.pageSize)));
     }
     const sizes = new Uint32Array(parts.length);
     let total = 0;
@@ -98,6 +103,13 @@ export function runTask(task: PoolTask): PoolResult {
       at += p.length;
     }
     return { op: 'compress', sizes, data, pages: task.pages };
+  }
+  if (!task.outSizes && task.codec === 'lz4' && task.impl === 'node') {
+    // one kernel call for the batch, straight from the blocks back to back
+    const pages = new Uint8Array(task.sizes.length * task.pageSize);
+    const lengths = new Uint32Array(task.sizes.length).fill(task.pageSize);
+    const error = lz4KernelDecompressPages(task.data, task.sizes, task.pageSize, pages);
+    return error ? { op: 'decompress', pages, lengths, error } : { op: 'decompress', pages, lengths };
   }
   const blocks: Uint8Array[] = [];
   let at = 0;
