@@ -117,7 +117,7 @@ describe.skipIf(!gate.run)('relay pair between two real QEMU 7.2', () => {
     const p = await relayPair(work, label);
     const dst = await startDestination(work, `${label}-dst`, {}, p.dstUri);
     vms.push(dst);
-    const src = await startSource(work, {}, { 'max-bandwidth': 8 << 20, 'downtime-limit': 1 });
+    const src = await startSource(work, {}, { 'max-bandwidth': 1 << 20, 'downtime-limit': 1 });
     vms.push(src);
     await src.qmp.execute('migrate', { uri: via ? await via(p.aUri) : p.aUri });
     await sleep(1500);
