@@ -156,6 +156,18 @@ describe('codec speed for the cores compression gets', () => {
     expect(Math.abs(half.newlyDirty - 300 * (full.end / 2))).toBeLessThan(45);
   });
 
+  it('guestShare slows nothing without compression, nor in XBZRLE rounds after the first pass', () => {
+    const trace = Trace.build(new MemoryDumpSource(series(1024, 4, (k) => range(k * 300, 300))), 1);
+    const opts = { bandwidth: 1 << 30, codecRate: { bulk: 400, delta: 400 }, timeCap: 30 };
+    const plainRounds = (share: number) => simulate(trace, plain, { ...opts, guestShare: share }).rounds.map((r) => r.newlyDirty);
+    expect(plainRounds(0.5)).toEqual(plainRounds(1));
+    const combo = parseSetting('xbzrle:4M:lru+zlib:1/w2');
+    const a = simulate(trace, combo, { ...opts, guestShare: 0.5 });
+    const b = simulate(trace, combo, { ...opts, guestShare: 1 });
+    expect(a.rounds[0]!.newlyDirty).toBeLessThan(b.rounds[0]!.newlyDirty * 0.75); // the compressed first pass
+    expect(() => simulate(trace, plain, { ...opts, guestShare: 0 })).toThrow(RangeError);
+  });
+
   it('a link-bound round slows the guest only for the part the codec works', () => {
     const trace = Trace.build(new MemoryDumpSource(series(1024, 4, (k) => range(k * 300, 300))), 1);
     // the link takes 2.56 s for the round (about 1 KiB per random page after zlib does not shrink it: ~4 KiB each);

@@ -171,6 +171,7 @@ export function simulate(trace: Trace, setting: PlanSetting, options: PlanOption
   let lastProgress = 0;
 
   const guestShare = options.guestShare ?? 1;
+  if (!(guestShare > 0 && guestShare <= 1)) throw new RangeError(`guestShare must be in (0, 1], got ${guestShare}`);
   const response = options.throttleResponse ?? 1;
   if (!(response >= 0)) throw new RangeError(`throttleResponse must be 0 or more, got ${response}`);
   /** Moves wall time to `to`; `busy` is the fraction of it the codec works (the guest slows by guestShare for that part). */
@@ -229,6 +230,8 @@ export function simulate(trace: Trace, setting: PlanSetting, options: PlanOption
     const bytesStart = enc.bytesWritten;
     const resend = round > 0; // XBZRLE after the first full pass
     const codec = round === 0 ? rate.bulk : rate.delta;
+    // compression's threads run only while pages are compressed: with XBZRLE on, only the first pass (as in QEMU 7.2)
+    const compressing = setting.compress !== undefined && !(setting.xbzrle && resend);
     const list: number[] = [];
     let deferred = 0;
     for (let p = 0; p < P; p++) {
@@ -253,7 +256,7 @@ export function simulate(trace: Trace, setting: PlanSetting, options: PlanOption
       sent++;
       // two-stage pipeline: the codec has page `sent` ready at start + sent/codec, the link takes it after the previous one
       const to = Math.max(t + (enc.bytesWritten - b0) / bw, start + sent / codec);
-      advance(to, to > t ? Math.min(1, 1 / codec / (to - t)) : 0);
+      advance(to, compressing && to > t ? Math.min(1, 1 / codec / (to - t)) : 0);
       if (t >= cap) {
         capped = true;
         break;
