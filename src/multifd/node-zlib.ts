@@ -1,61 +1,6 @@
 import { constants, createBrotliCompress, createBrotliDecompress, createDeflate, createInflate } from 'node:zlib';
 import { type ChannelDeflater, type ChannelInflater, registerChannelDeflater, registerChannelInflater } from './channel-codecs.js';
-import { concatBytes } from '../codec/concat.js';
-
-/** The native handle behind a node:zlib stream (what node:zlib's own *Sync functions drive; not in @types/node). */
-interface ZlibHandle {
-  onerror: (message: string, errno: number) => void;
-  writeSync(flush: number, input: Uint8Array, inOff: number, inLen: number, out: Uint8Array, outOff: number, outLen: number): void;
-}
-type WithHandle = { _handle: ZlibHandle; _writeState: Uint32Array };
-
-/**
- * Runs one node:zlib stream synchronously through its native handle, keeping
- * its state between calls (node:zlib's *Sync functions close the stream after
- * one call). Each call ends with `flush`: the output so far is complete.
- */
-class SyncStream {
-  private readonly handle: ZlibHandle;
-  private readonly state: Uint32Array;
-  private readonly out = new Uint8Array(1 << 16);
-
-  constructor(
-    stream: unknown,
-    private readonly flush: number,
-  ) {
-    this.handle = (stream as WithHandle)._handle;
-    this.state = (stream as WithHandle)._writeState;
-    // Bad input: the native side reports through onerror (node:zlib would destroy the stream and emit an
-    // unhandled 'error' event); keep the message and throw it from process(), the stream is dead after it.
-    this.handle.onerror = (message) => {
-      this.error ??= new Error(message);
-    };
-  }
-
-  private error: Error | undefined;
-
-  process(input: Uint8Array, limit = Number.POSITIVE_INFINITY): Uint8Array {
-    const parts: Uint8Array[] = [];
-    let total = 0;
-    let inOff = 0;
-    let inLen = input.length;
-    for (;;) {
-      if (this.error) throw this.error;
-      this.handle.writeSync(this.flush, input, inOff, inLen, this.out, 0, this.out.length);
-      if (this.error) throw this.error;
-      const availOut = this.state[0]!;
-      const availIn = this.state[1]!;
-      const n = this.out.length - availOut;
-      total += n;
-      if (total > limit) throw new Error(`inflate generated more than ${limit} bytes`);
-      parts.push(this.out.slice(0, n));
-      inOff += inLen - availIn;
-      inLen = availIn;
-      if (availOut !== 0) break; // done: output space was left over
-    }
-    return concatBytes(parts);
-  }
-}
+import { SyncZlibStream } from '../node/zlib-handle.js';
 
 /**
  * multifd zlib channels on node:zlib: one deflate stream per channel, Z_SYNC_FLUSH after each packet as QEMU
@@ -63,8 +8,8 @@ class SyncStream {
  * block lengths"), so zlib encoding needs Node.
  */
 registerChannelDeflater('zlib', (level): ChannelDeflater => {
-  const s = new SyncStream(createDeflate({ level, windowBits: 15, memLevel: 8 }), constants.Z_SYNC_FLUSH);
-  return { deflate: (pages) => s.process(pages) };
+  const s = new SyncZlibStream(createDeflate({ level, windowBits: 15, memLevel: 8 }), 1 << 16);
+  return { deflate: (pages) => s.process(pages, constants.Z_SYNC_FLUSH) };
 });
 
 /**
@@ -72,20 +17,17 @@ registerChannelDeflater('zlib', (level): ChannelDeflater => {
  * 4 MiB window, flushed after each packet (docs/multifd.md: fewer bytes than QEMU's multifd zstd-1).
  */
 registerChannelDeflater('brotli', (level): ChannelDeflater => {
-  const s = new SyncStream(
-    createBrotliCompress({ params: { [constants.BROTLI_PARAM_QUALITY]: level, [constants.BROTLI_PARAM_LGWIN]: 22 } }),
-    constants.BROTLI_OPERATION_FLUSH,
-  );
-  return { deflate: (pages) => s.process(pages) };
+  const s = new SyncZlibStream(createBrotliCompress({ params: { [constants.BROTLI_PARAM_QUALITY]: level, [constants.BROTLI_PARAM_LGWIN]: 22 } }), 1 << 16);
+  return { deflate: (pages) => s.process(pages, constants.BROTLI_OPERATION_FLUSH) };
 });
 
 /** Checks an inflated packet against its page count (QEMU: "packet size received N size expected M"). */
-function sized(name: string, s: SyncStream): ChannelInflater {
+function sized(name: string, s: SyncZlibStream, flush: number): ChannelInflater {
   return {
     inflate(payload, expected) {
       let out: Uint8Array;
       try {
-        out = s.process(payload, expected);
+        out = s.process(payload, flush, expected);
       } catch (e) {
         throw new Error(`${name}: ${(e as Error).message}`);
       }
@@ -95,5 +37,5 @@ function sized(name: string, s: SyncStream): ChannelInflater {
   };
 }
 
-registerChannelInflater('zlib', () => sized('inflate', new SyncStream(createInflate(), constants.Z_SYNC_FLUSH)));
-registerChannelInflater('brotli', () => sized('brotli', new SyncStream(createBrotliDecompress(), constants.BROTLI_OPERATION_FLUSH)));
+registerChannelInflater('zlib', () => sized('inflate', new SyncZlibStream(createInflate(), 1 << 16), constants.Z_SYNC_FLUSH));
+registerChannelInflater('brotli', () => sized('brotli', new SyncZlibStream(createBrotliDecompress(), 1 << 16), constants.BROTLI_OPERATION_FLUSH));
