@@ -12,7 +12,7 @@ import { createConnection, createServer } from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { capabilityList, connectQmp, pollMigrate, sleep, startQemu } from '../fixtures/qemu/lib.mjs';
+import { capabilityList, connectQmp, migrateAndWait, sleep, startQemu } from '../fixtures/qemu/lib.mjs';
 import { buildInitramfs, ensurePrerequisites, qemuArgs as linuxArgs } from '../fixtures/dumps/lib.mjs';
 
 const { values } = parseArgs({
@@ -180,19 +180,7 @@ async function run(path, mbit) {
   await src.qmp.execute('migrate-set-capabilities', { capabilities: capabilityList({ multifd: true }) });
   await src.qmp.execute('migrate-set-parameters', { ...params(qemuCompression), 'max-bandwidth': 4 << 30, 'downtime-limit': 2000 });
   const load = loadavg()[0];
-  const t0 = Date.now();
-  await src.qmp.execute('migrate', { uri: `unix:${target}` });
-  const info = await pollMigrate(src.qmp, (i) => i.status === 'completed' || i.status === 'failed', {
-    deadline: Date.now() + 900000,
-    intervalMs: 100,
-    what: label,
-  });
-  const dinfo = await pollMigrate(dst.qmp, (i) => i.status === 'completed' || i.status === 'failed', {
-    deadline: Date.now() + 900000,
-    intervalMs: 50,
-    what: `${label} dst`,
-  });
-  const wallMs = Date.now() - t0;
+  const { info, dinfo, wallMs } = await migrateAndWait(src, dst, `unix:${target}`, { label });
   await Promise.race([Promise.all(relays.map((r) => r.done)), sleep(10000)]);
   await src.proc.kill();
   await dst.proc.kill();

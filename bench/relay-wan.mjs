@@ -11,7 +11,7 @@ import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { capabilityList, connectQmp, getConfig, pollMigrate, qemuArgs as bootArgs, sleep, startQemu } from '../fixtures/qemu/lib.mjs';
+import { capabilityList, connectQmp, getConfig, migrateAndWait, qemuArgs as bootArgs, sleep, startQemu } from '../fixtures/qemu/lib.mjs';
 import { buildInitramfs, ensurePrerequisites, qemuArgs as linuxArgs } from '../fixtures/dumps/lib.mjs';
 
 const { values } = parseArgs({
@@ -139,20 +139,7 @@ async function run(label, viaRelays, relayWorkers = 0) {
   const src = await vm(`${label}-src`, false);
   await waitReady(`${label}-src`);
   await src.qmp.execute('migrate-set-parameters', { 'max-bandwidth': 4 << 30, 'downtime-limit': 2000 });
-  const t0 = Date.now();
-  await src.qmp.execute('migrate', { uri: `unix:${target}` });
-  const info = await pollMigrate(src.qmp, (i) => i.status === 'completed' || i.status === 'failed', {
-    deadline: Date.now() + 900000,
-    intervalMs: 200,
-    what: label,
-  });
-  // Done when the destination has loaded it all: bytes still crossing the link count.
-  const dinfo = await pollMigrate(dst.qmp, (i) => i.status === 'completed' || i.status === 'failed', {
-    deadline: Date.now() + 900000,
-    intervalMs: 100,
-    what: `${label} destination`,
-  });
-  const wallMs = Date.now() - t0;
+  const { info, dinfo, wallMs } = await migrateAndWait(src, dst, `unix:${target}`, { label, intervalMs: 200 });
   const relayOut = await Promise.all(relays.map((r) => r.done));
   await src.proc.kill();
   await dst.proc.kill();
