@@ -4,6 +4,7 @@ import { MigstreamError } from '../codec/errors.js';
 import { BlockRewriter } from './block-rewriter.js';
 import { checkChunkCompression, checkChunkSize } from './chunk-size.js';
 import { StreamDecoder, type DecoderOptions } from './decoder.js';
+import type { PageTarget } from './decoder-options.js';
 import { StreamEncoder, type StreamWriter } from './encoder.js';
 import type { StreamEvent } from './events.js';
 import { VerifyingRamStore, type DigestAlgorithm } from './digest.js';
@@ -122,6 +123,13 @@ export class Transcoder {
     if (!sent) return;
     for (const i of pages) sent[i >>> 3]! &= ~(1 << (i & 7));
   }
+
+  /**
+   * For the decoder feeding `handle` (DecoderOptions.pageTarget): LZ4 pages
+   * are decoded straight into this transcoder's RAM image instead of into a
+   * fresh page that is then copied there.
+   */
+  readonly pageTarget: PageTarget = (block, offset, pageSize) => this.ram.pageTarget(block.idstr, offset, pageSize);
 
   handle = (ev: StreamEvent): void => {
     const enc = this.enc;
@@ -248,7 +256,7 @@ export class Transcoder {
 export function transcodeBytes(input: Uint8Array, options: TranscodeOptions = {}): Uint8Array {
   const parts: Uint8Array[] = [];
   const t = new Transcoder((c) => parts.push(c), options);
-  const d = new StreamDecoder(t.handle, options);
+  const d = new StreamDecoder(t.handle, { ...options, pageTarget: t.pageTarget });
   d.push(input);
   d.end();
   return concatChunks(parts);
