@@ -67,7 +67,6 @@ export const DEFAULT_XBZRLE_CACHE = 64 << 20;
 export class Transcoder {
   /** The RAM image, wrapped to check the input's iteration digests when it declares them. */
   readonly ram: VerifyingRamStore;
-  private readonly zeroPage: Uint8Array;
   readonly sender: RamSender;
   private readonly enc: StreamWriter;
   private readonly manifest: Uint8Array | undefined;
@@ -90,7 +89,6 @@ export class Transcoder {
    */
   constructor(out: ((chunk: Uint8Array) => void) | StreamWriter, options: TranscodeOptions = {}) {
     this.ram = new VerifyingRamStore(options.ramStore ?? new RamImage(options.maxRamBytes));
-    this.zeroPage = new Uint8Array(options.pageSize ?? 4096);
     const specs = resolveSpecs(options);
     const { spec, chunkSpec } = specs;
     const pageSize = options.pageSize ?? 4096;
@@ -200,8 +198,8 @@ export class Transcoder {
         const page =
           ev.kind === 'normal' || ((ev.kind === 'compressed' || ev.kind === 'lz4') && ev.data.length === ev.pageSize)
             ? ev.data
-            : ev.kind === 'zero' && ev.fill === 0 && ev.pageSize === this.zeroPage.length
-              ? this.zeroPage
+            : ev.kind === 'zero' && ev.fill === 0 && ev.pageSize === this.sender.zeroPage.length
+              ? this.sender.zeroPage // known zero: the sender does not scan it
               : this.ram.page(ev.block.idstr, ev.offset, ev.pageSize);
         const sent = this.sent.get(ev.block.idstr)!;
         const index = ev.offset / ev.pageSize;
