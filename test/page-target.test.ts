@@ -74,6 +74,30 @@ describe('pageTarget: LZ4 pages decoded in place', () => {
     expect(sameBytes(transcodeBytes(lz4), transcodeBytes(fx.stream))).toBe(true);
   });
 
+  it("the input's iteration digests are checked over the pages decoded in place", () => {
+    const digested = transcodeBytes(fx.stream, { compress: { codec: 'lz4' }, digest: 'xxh64' });
+    const t = new Transcoder(() => {});
+    const d = new StreamDecoder(t.handle, { pageTarget: t.pageTarget });
+    d.push(digested);
+    d.end();
+    expect(t.ram.checked).toBeGreaterThan(0);
+    expect(t.ram.pagesChecked).toBeGreaterThan(1000);
+    // a digest record whose last byte is flipped fails the same check
+    const bad = digested.slice();
+    let digestEnd = -1;
+    new StreamDecoder((ev) => {
+      if (ev.type === 'ram-digest' && digestEnd < 0) digestEnd = ev.offset + ev.wireBytes;
+    }).push(digested);
+    expect(digestEnd).toBeGreaterThan(0);
+    bad[digestEnd - 1]! ^= 1;
+    const u = new Transcoder(() => {});
+    expect(() => {
+      const e = new StreamDecoder(u.handle, { pageTarget: u.pageTarget });
+      e.push(bad);
+      e.end();
+    }).toThrow(/digest mismatch/);
+  });
+
   it('a corrupt LZ4 payload fails as without it, and leaves the target page as it was', () => {
     const first = firstLz4Payload(lz4);
     const bytes = lz4.slice();
