@@ -64,7 +64,7 @@ async function sideBySide(tasks, reps = REPS) {
 function transcodeStream(input, options = {}) {
   let n = 0;
   const t = new Transcoder((c) => (n += c.length), options);
-  const d = new StreamDecoder(t.handle, options);
+  const d = new StreamDecoder(t.handle, { ...options, pageTarget: t.pageTarget }); // as transcodeBytes and the CLI wire it
   d.push(input);
   d.end();
   return n;

@@ -12,7 +12,7 @@ export type { PagePool } from './stream/pool/pool.js';
 export type { PoolTask, PoolResult, CompressTask, CompressResult, DecompressTask, DecompressResult } from './stream/pool/tasks.js';
 
 // Decode: one-shot and incremental
-export { StreamDecoder, decodeAll, DEFAULT_LIMITS, type DecoderLimits, type DecoderOptions } from './stream/decoder.js';
+export { StreamDecoder, decodeAll, DEFAULT_LIMITS, type DecoderLimits, type DecoderOptions, type PageTarget } from './stream/decoder.js';
 export type { PageInflater } from './stream/inflate.js';
 
 // Transcode: one-shot and incremental

@@ -15,10 +15,16 @@ export interface PageCodecSet {
   lz4CompressView?(page: Uint8Array): Uint8Array;
   /** Optional: liblz4's algorithm at `acceleration` (Lz4Compressor's bytes) for pages up to 65547 bytes, as a view valid until the next call. */
   lz4CompressFastView?(page: Uint8Array, acceleration: number): Uint8Array;
-  /** Optional: compress `pages` (count × pageSize bytes) in one call. */
-  lz4CompressBatch?(pages: Uint8Array, pageSize: number): Uint8Array[];
-  /** Optional: decode `blocks` into consecutive pages of `out`; the first failure, or undefined. */
-  lz4DecompressBatch?(blocks: Uint8Array[], pageSize: number, out: Uint8Array): { index: number; message: string } | undefined;
+  /**
+   * Optional, the contiguous batch form (one call per batch: what the pool's
+   * tasks use): compress `pages` (count × pageSize bytes) into their blocks
+   * back to back and each one's size. Without `acceleration` the bytes are
+   * lz4Compress's (lz4_flex's), with one liblz4's at that acceleration
+   * (lz4CompressFastView's).
+   */
+  lz4CompressPages?(pages: Uint8Array, pageSize: number, acceleration?: number): { data: Uint8Array; sizes: Uint32Array };
+  /** Optional, the contiguous batch form: blocks back to back in `data`, their `sizes`, into consecutive pages of `out`; the first failure, or undefined. */
+  lz4DecompressPages?(data: Uint8Array, sizes: Uint32Array, pageSize: number, out: Uint8Array): { index: number; message: string } | undefined;
 }
 
 const acceleration1 = new Lz4Compressor(1);

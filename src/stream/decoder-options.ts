@@ -1,4 +1,8 @@
+import type { RamBlockInfo } from './events.js';
 import type { PageInflater } from './inflate.js';
+
+/** See DecoderOptions.pageTarget. */
+export type PageTarget = (block: RamBlockInfo, offset: number, pageSize: number) => Uint8Array | undefined;
 import type { StreamWarning } from './events.js';
 
 /**
@@ -67,6 +71,15 @@ export interface DecoderOptions {
   inflatePage?: PageInflater;
   /** Decoder for migstream's LZ4 page records. Default: the codec table's (lz4-wasm-nodejs under migstream/node, else migstream's LZ4). */
   lz4Page?: PageInflater;
+  /**
+   * Where a whole LZ4 page record is decoded: a writable pageSize-byte view,
+   * which the handler then gets as the event's `data` (a Transcoder's
+   * `pageTarget`: the page in its RAM image, so the page is neither allocated
+   * nor copied once more), or undefined for a fresh page. Asked only for a
+   * record whose offset lies inside its RAMBlock; on a decode error the view
+   * is left as it was. Ignored with a custom `lz4Page`.
+   */
+  pageTarget?: PageTarget;
   /**
    * "inline" (default): compressed pages arrive inflated. "defer": they arrive
    * with `encoded: true` and the compressed payload as `data`, for a worker

@@ -28,7 +28,7 @@ import { readConfigurationRecord, readStreamHeader } from './configuration.js';
 import { DeclaredExtensions, SUPPORTED_EXTENSIONS } from './extensions/registry.js';
 import type { RecordContext } from './extensions/extension.js';
 
-export { DEFAULT_LIMITS, type DecoderLimits, type DecoderOptions } from './decoder-options.js';
+export { DEFAULT_LIMITS, type DecoderLimits, type DecoderOptions, type PageTarget } from './decoder-options.js';
 import { DEFAULT_LIMITS, type DecoderLimits, type DecoderOptions } from './decoder-options.js';
 
 type State = 'header' | 'configuration' | 'top' | 'ram' | 'block' | 'dirty-bitmap' | 'footer' | 'tail' | 'done' | 'failed';
@@ -93,6 +93,7 @@ export class StreamDecoder {
       limits: this.limits,
       inflate: options.inflatePage ?? ((src, pageSize) => codecs.zlib.inflate(src, pageSize)),
       lz4Page: options.lz4Page ?? ((src, size) => lz4Decompress(codecs, src, size)),
+      lz4Into: options.pageTarget && !options.lz4Page ? { target: options.pageTarget, decode: codecs.lz4DecompressInto } : undefined,
       defer: options.decompress === 'defer',
       extensions: this.extensions,
       get pageSize() {

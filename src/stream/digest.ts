@@ -324,6 +324,10 @@ export class VerifyingRamStore implements RamStore {
     return this.inner.page(idstr, offset, pageSize);
   }
 
+  pageTarget(idstr: string, offset: number, pageSize: number): Uint8Array | undefined {
+    return this.inner.pageTarget?.(idstr, offset, pageSize);
+  }
+
   read(idstr: string, start: number, out: Uint8Array): void {
     this.inner.read(idstr, start, out);
   }

@@ -1,5 +1,5 @@
 import { asMigstreamError } from '../codec/errors.js';
-import { StreamDecoder, type DecoderOptions } from './decoder.js';
+import { StreamDecoder, type DecoderOptions, type PageTarget } from './decoder.js';
 import type { EventHandler } from './events.js';
 import { DecompressQueue } from './pool/decompress-queue.js';
 import type { PooledEncoder } from './pool/pooled-encoder.js';
@@ -35,6 +35,8 @@ export interface DriveOutput {
 export interface DriveTarget {
   handle: EventHandler;
   writer?: PooledEncoder;
+  /** Where the decoder may decode whole LZ4 pages (a Transcoder's pageTarget); used without a pool. */
+  pageTarget?: PageTarget;
 }
 
 /** Input is handed to the decoder in pieces of at most this many bytes. */
@@ -84,7 +86,7 @@ export class DecodeDriver {
         });
         this.decoder = new StreamDecoder(this.queue.handle, { ...options, decompress: 'defer' });
       } else {
-        this.decoder = new StreamDecoder(t.handle, options);
+        this.decoder = new StreamDecoder(t.handle, t.pageTarget ? { ...options, pageTarget: t.pageTarget } : options);
       }
     } catch (e) {
       void this.close();

@@ -306,6 +306,10 @@ export class AutoRamStore implements RamStore {
     return this.store!.page(idstr, offset, pageSize);
   }
 
+  pageTarget(idstr: string, offset: number, pageSize: number): Uint8Array | undefined {
+    return this.store?.pageTarget?.(idstr, offset, pageSize);
+  }
+
   read(idstr: string, start: number, out: Uint8Array): void {
     this.store!.read(idstr, start, out);
   }

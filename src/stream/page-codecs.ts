@@ -76,10 +76,6 @@ export function decompressBatch(
   if (codec === 'lz4') {
     lengths.fill(pageSize);
     const set = codecSet(impl);
-    if (set.lz4DecompressBatch) {
-      const error = set.lz4DecompressBatch(blocks, pageSize, out);
-      return error ? { lengths, error } : { lengths };
-    }
     for (let i = 0; i < blocks.length; i++) {
       try {
         set.lz4DecompressInto(blocks[i]!, out.subarray(i * pageSize, (i + 1) * pageSize));

@@ -39,6 +39,12 @@ export interface RamStore extends RamSink {
   read(idstr: string, start: number, out: Uint8Array): void;
   /** Releases what the store holds (files); a no-op in memory. */
   close(): void;
+  /**
+   * Optional: a writable view of one page where a decoder may put a whole
+   * page before apply() is called with that view as its data (the decoder's
+   * pageTarget), or undefined where the store has none.
+   */
+  pageTarget?(idstr: string, offset: number, pageSize: number): Uint8Array | undefined;
 }
 
 /** Guest RAM held in memory, one Uint8Array per RAMBlock. */
@@ -81,7 +87,15 @@ export class RamImage implements RamStore {
     // A zero page never written is zero already: leaving it untouched keeps its memory unallocated.
     if (event.kind === 'zero' && event.fill === 0 && (written[index >>> 3]! & bit) === 0) return;
     written[index >>> 3]! |= bit;
+    const data = event.data;
+    // decoded in place (pageTarget): already there
+    if (data.buffer === image.buffer && data.byteOffset === image.byteOffset + event.offset && data.length === event.pageSize && !event.encoded) return;
     applyPage(event, image.subarray(event.offset, event.offset + event.pageSize));
+  }
+
+  pageTarget(idstr: string, offset: number, pageSize: number): Uint8Array | undefined {
+    const image = this.blocks.get(idstr);
+    return image && offset + pageSize <= image.length ? image.subarray(offset, offset + pageSize) : undefined;
   }
 
   /** The current content of one page (a view, not a copy). */

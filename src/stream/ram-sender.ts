@@ -58,7 +58,8 @@ export class RamSender {
   private readonly digests: IterationDigests | undefined;
   private readonly bases = new Map<string, number>();
   private readonly encoded: Uint8Array;
-  private readonly zeroPage: Uint8Array;
+  /** A page of zeros, never written: send() takes it as zero without scanning it (a transcoder's ZERO records). */
+  readonly zeroPage: Uint8Array;
   private stats!: XbzrleIterationStats;
   readonly history: XbzrleIterationStats[] = [];
 
@@ -98,7 +99,7 @@ export class RamSender {
     const r = this.stats.records;
     // Every record below leaves `page` in the receiver's RAM (digests count records: an unchanged page sends none).
     const digests = this.digests;
-    if (isZeroPage(page)) {
+    if (page === this.zeroPage || isZeroPage(page)) {
       digests?.add(idstr, offset, page);
       this.enc.zeroPage(idstr, offset);
       r.zero++;

@@ -4,6 +4,7 @@ import { MigstreamError } from '../codec/errors.js';
 import { BlockRewriter } from './block-rewriter.js';
 import { checkChunkCompression, checkChunkSize } from './chunk-size.js';
 import { StreamDecoder, type DecoderOptions } from './decoder.js';
+import type { PageTarget } from './decoder-options.js';
 import { StreamEncoder, type StreamWriter } from './encoder.js';
 import type { StreamEvent } from './events.js';
 import { VerifyingRamStore, type DigestAlgorithm } from './digest.js';
@@ -66,7 +67,6 @@ export const DEFAULT_XBZRLE_CACHE = 64 << 20;
 export class Transcoder {
   /** The RAM image, wrapped to check the input's iteration digests when it declares them. */
   readonly ram: VerifyingRamStore;
-  private readonly zeroPage: Uint8Array;
   readonly sender: RamSender;
   private readonly enc: StreamWriter;
   private readonly manifest: Uint8Array | undefined;
@@ -89,7 +89,6 @@ export class Transcoder {
    */
   constructor(out: ((chunk: Uint8Array) => void) | StreamWriter, options: TranscodeOptions = {}) {
     this.ram = new VerifyingRamStore(options.ramStore ?? new RamImage(options.maxRamBytes));
-    this.zeroPage = new Uint8Array(options.pageSize ?? 4096);
     const specs = resolveSpecs(options);
     const { spec, chunkSpec } = specs;
     const pageSize = options.pageSize ?? 4096;
@@ -122,6 +121,13 @@ export class Transcoder {
     if (!sent) return;
     for (const i of pages) sent[i >>> 3]! &= ~(1 << (i & 7));
   }
+
+  /**
+   * For the decoder feeding `handle` (DecoderOptions.pageTarget): LZ4 pages
+   * are decoded straight into this transcoder's RAM image instead of into a
+   * fresh page that is then copied there.
+   */
+  readonly pageTarget: PageTarget = (block, offset, pageSize) => this.ram.pageTarget(block.idstr, offset, pageSize);
 
   handle = (ev: StreamEvent): void => {
     const enc = this.enc;
@@ -192,8 +198,8 @@ export class Transcoder {
         const page =
           ev.kind === 'normal' || ((ev.kind === 'compressed' || ev.kind === 'lz4') && ev.data.length === ev.pageSize)
             ? ev.data
-            : ev.kind === 'zero' && ev.fill === 0 && ev.pageSize === this.zeroPage.length
-              ? this.zeroPage
+            : ev.kind === 'zero' && ev.fill === 0 && ev.pageSize === this.sender.zeroPage.length
+              ? this.sender.zeroPage // known zero: the sender does not scan it
               : this.ram.page(ev.block.idstr, ev.offset, ev.pageSize);
         const sent = this.sent.get(ev.block.idstr)!;
         const index = ev.offset / ev.pageSize;
@@ -248,7 +254,7 @@ export class Transcoder {
 export function transcodeBytes(input: Uint8Array, options: TranscodeOptions = {}): Uint8Array {
   const parts: Uint8Array[] = [];
   const t = new Transcoder((c) => parts.push(c), options);
-  const d = new StreamDecoder(t.handle, options);
+  const d = new StreamDecoder(t.handle, { ...options, pageTarget: t.pageTarget });
   d.push(input);
   d.end();
   return concatChunks(parts);

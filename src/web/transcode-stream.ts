@@ -53,7 +53,7 @@ export class TranscodeStream extends DriverStream<Uint8Array> {
                 ? new PooledEncoder(sink, { spec, chunkSpec, pool, pageSize, batchPages: options.batchPages, maxInFlight })
                 : undefined;
             run.transcoder = new Transcoder(writer ?? sink, options);
-            return { handle: run.transcoder.handle, writer };
+            return { handle: run.transcoder.handle, writer, pageTarget: run.transcoder.pageTarget };
           },
           queue,
         );

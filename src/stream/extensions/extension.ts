@@ -1,6 +1,6 @@
 import type { ByteReader } from '../../codec/byte-reader.js';
 import type { ErrorCode } from '../../codec/errors.js';
-import type { DecoderLimits } from '../decoder-options.js';
+import type { DecoderLimits, PageTarget } from '../decoder-options.js';
 import type { EventHandler, PageKind, RamBlockInfo } from '../events.js';
 import type { PageInflater } from '../inflate.js';
 import type { ExtensionEntry, ExtensionManifest } from '../manifest.js';
@@ -15,6 +15,8 @@ export interface RecordContext {
   readonly defer: boolean;
   readonly inflate: PageInflater;
   readonly lz4Page: PageInflater;
+  /** DecoderOptions.pageTarget with the decoder that fills it (undefined: lz4Page's fresh pages). */
+  readonly lz4Into?: { target: PageTarget; decode(block: Uint8Array, out: Uint8Array): void };
   /** The extensions the stream's manifest declared. */
   readonly extensions: DeclaredSet;
   /** A str8 name (section idstr, RAMBlock idstr, block device) within limits.maxIdstrLength. */

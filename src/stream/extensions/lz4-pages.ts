@@ -60,7 +60,13 @@ function readLz4Page(ctx: RecordContext, ram: RamBlocks, r: ByteReader, rec: Ram
   let data = compressed;
   if (!ctx.defer) {
     try {
-      data = ctx.lz4Page(compressed, ctx.pageSize);
+      // into the consumer's page (its RAM image) when it offers one; the RAM reader checks the offset after us
+      const into = ctx.lz4Into;
+      const target = into && rec.addr + ctx.pageSize <= block.length ? into.target(block, rec.addr, ctx.pageSize) : undefined;
+      if (target) {
+        into!.decode(compressed, target);
+        data = target;
+      } else data = ctx.lz4Page(compressed, ctx.pageSize);
     } catch (e) {
       throw new MigstreamError('DECOMPRESS', dataOffset, `LZ4 page failed to decompress: ${e instanceof Error ? e.message : String(e)}`, {
         ramBlock: block.idstr,

@@ -1,5 +1,5 @@
 import '../../node/install.js'; // tasks run where Node's codecs are (worker threads, the inline pool)
-import { LZ4_KERNEL_MAX_FAST_PAGE, LZ4_KERNEL_MAX_PAGE, lz4KernelCompressPages, lz4KernelDecompressPages } from '../../codec/kernels/lz4-kernels.js';
+import { codecSet } from '../codec-table.js';
 import { decompressBatch, decompressChunks, lz4CompressorName, pageCompressor, type CompressionCodec, type ResolvedSpec } from '../page-codecs.js';
 
 /**
@@ -70,13 +70,11 @@ export function runTask(task: PoolTask): PoolResult {
       compress = pageCompressor(task.spec);
       compressors.set(key, compress);
     }
-    if (!task.sizes && task.spec.codec === 'lz4' && task.spec.impl === 'node') {
-      // one kernel call for the batch, its blocks already back to back: lz4_flex's bytes, or liblz4's at an acceleration
-      const flex = lz4CompressorName(task.spec) === 'lz4_flex';
-      if (task.pageSize <= (flex ? LZ4_KERNEL_MAX_PAGE : LZ4_KERNEL_MAX_FAST_PAGE)) {
-        const { data, sizes } = lz4KernelCompressPages(task.pages, task.pageSize, flex ? undefined : task.spec.acceleration);
-        return { op: 'compress', sizes, data, pages: task.pages };
-      }
+    const batch = task.spec.codec === 'lz4' && !task.sizes ? codecSet(task.spec.impl).lz4CompressPages : undefined;
+    if (batch) {
+      // the codec set's contiguous form: one call for the batch, its blocks already back to back
+      const { data, sizes } = batch(task.pages, task.pageSize, lz4CompressorName(task.spec) === 'lz4_flex' ? undefined : task.spec.acceleration);
+      return { op: 'compress', sizes, data, pages: task.pages };
     }
     let parts: Uint8Array[];
     if (task.sizes) {
@@ -104,11 +102,12 @@ export function runTask(task: PoolTask): PoolResult {
     }
     return { op: 'compress', sizes, data, pages: task.pages };
   }
-  if (!task.outSizes && task.codec === 'lz4' && task.impl === 'node') {
-    // one kernel call for the batch, straight from the blocks back to back
+  const unbatch = task.codec === 'lz4' && !task.outSizes ? codecSet(task.impl).lz4DecompressPages : undefined;
+  if (unbatch) {
+    // one call for the batch, straight from the blocks back to back
     const pages = new Uint8Array(task.sizes.length * task.pageSize);
     const lengths = new Uint32Array(task.sizes.length).fill(task.pageSize);
-    const error = lz4KernelDecompressPages(task.data, task.sizes, task.pageSize, pages);
+    const error = unbatch(task.data, task.sizes, task.pageSize, pages);
     return error ? { op: 'decompress', pages, lengths, error } : { op: 'decompress', pages, lengths };
   }
   const blocks: Uint8Array[] = [];
