@@ -6,7 +6,7 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { build } from 'esbuild';
 
-// Packages loaded on first use rather than at every start (~25 ms of a plain transcode's start went to resolving and
+// Packages loaded on first use rather than at every start (~40 ms of user time in every start went to resolving and
 // lexing them from ESM, for commands that never touch them): each import of one becomes a shim that require()s it
 // on first call. Only packages the CLI's modules do not touch while loading (lz4-wasm-nodejs and hash-wasm are).
 const LAZY = ['fflate', 'fzstd', '@msgpack/msgpack'];
@@ -16,7 +16,9 @@ const lazyPackages = {
     const filter = new RegExp(`^(${LAZY.map((p) => p.replace(/[/.]/g, '\\$&')).join('|')})$`);
     b.onResolve({ filter }, (args) => ({ path: args.path, namespace: 'lazy' }));
     b.onLoad({ filter: /.*/, namespace: 'lazy' }, (args) => {
-      const names = Object.keys(createRequire(import.meta.url)(args.path)).filter((n) => /^[A-Za-z_$][\w$]*$/.test(n));
+      // Functions and classes only: an import of anything else finds no export here and fails the build, loudly.
+      const mod = createRequire(import.meta.url)(args.path);
+      const names = Object.keys(mod).filter((n) => typeof mod[n] === 'function' && /^[A-Za-z_$][\w$]*$/.test(n));
       const forward = names.map(
         (n) => `export function ${n}(...a) { const f = load().${n}; return new.target ? Reflect.construct(f, a) : f.apply(this, a); }`,
       );
