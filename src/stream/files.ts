@@ -235,7 +235,7 @@ const sleeper = new Int32Array(new SharedArrayBuffer(4));
 function decodeStdin(decoder: StreamDecoder, reuse: boolean): number {
   let slab = new Uint8Array(SLAB);
   // With `reuse`, two slabs take turns: reading into fresh memory faulted in every page of the stream once more
-  // (~a quarter of a plain transcode's CPU). A slab the decoder still holds bytes of is replaced, not refilled.
+  // (page faults 27k → 23k on the 512 MiB stream: ~0.05 s of CPU). A slab the decoder still holds bytes of is replaced.
   const slabs = reuse ? [slab, new Uint8Array(SLAB)] : undefined;
   let turn = 0;
   let at = 0;
