@@ -4,7 +4,7 @@
 // once and caches it under .cache/line-rate/). Each row prints ours, the baseline, the ratio, the
 // target and whether it is met. Timings alternate ours/baseline and keep each side's best run.
 //
-//   npm run build && node bench/line-rate.mjs            # full: a few minutes quiet (boots the guest, then 4 migrations for the live row)
+//   npm run build && node bench/line-rate.mjs            # full: a few minutes quiet (boots the guest, then 10 migrations for the live row)
 //   node bench/line-rate.mjs --quick                     # fewer repetitions, no live-migration row
 //   node bench/line-rate.mjs --no-live | --ram-mib 512 | --json FILE | --only plain,decode,zero,lz4,zlib,workers,xbzrle,live
 //
@@ -289,8 +289,8 @@ if (want('live') && !opt.quick && !opt['no-live']) {
   const r = await liveMigrationRow({ ramMiB, log });
   row(
     'live migration through two migstream relays, plain, unlimited bandwidth',
-    `${r.relayedMs.toFixed(0)} ms`,
-    `QEMU → QEMU direct ${r.directMs.toFixed(0)} ms`,
+    `${r.relayedMs.toFixed(0)} ms (median of ${r.relayed.length})`,
+    `QEMU → QEMU direct ${r.directMs.toFixed(0)} ms (median of ${r.direct.length}, alternated)`,
     x(r.relayedMs / r.directMs),
     '≤ 1.25× the direct wall time',
     r.relayedMs / r.directMs <= 1.25,

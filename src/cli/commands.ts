@@ -202,7 +202,8 @@ export async function transcodeFile(input: string, output: string, options: Tran
     const pageSize = options.pageSize ?? 4096;
     const enc = new StreamEncoder(out.write, { pageSize, sinkConsumes: true, ...encoderCompressors(resolveSpecs(options)) });
     const t = new Transcoder(enc, { ...options, ramStore });
-    const inBytes = await decodeFile(input, t.handle, { ...options, pageTarget: t.pageTarget });
+    // The transcoder keeps no view of the input (its store and encoder copy; LZ4 pages inflate into its store): stdin's buffers are refilled.
+    const inBytes = await decodeFile(input, t.handle, { ...options, pageTarget: t.pageTarget }, true);
     return { inBytes, outBytes: out.bytes, xbzrle: t.xbzrleStats };
   } finally {
     out.close();

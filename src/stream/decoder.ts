@@ -118,6 +118,12 @@ export class StreamDecoder {
     return this.state === 'done';
   }
 
+  /** Whether bytes of `buffer` are still to be parsed here (a reader that refills its buffers waits until not). */
+  holds(buffer: ArrayBufferLike): boolean {
+    const w = this.in;
+    return (w.buf.buffer === buffer && w.pos < w.buf.length) || w.pending.some((p) => p.buffer === buffer);
+  }
+
   /**
    * Backpressure for async drivers: `when` is asked before each unit (record,
    * section header), and while it says true the decoder stops with the rest

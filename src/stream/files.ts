@@ -201,13 +201,15 @@ export class FileDiskSink {
  * Feeds a file (or stdin for "-") through a decoder chunk by chunk. Resolves
  * with the number of bytes read; rejects with the decoder's MigstreamError.
  * Stdin is read synchronously (see decodeStdin): the event loop waits while it lasts.
+ * `reuseBuffers`: the handler keeps no view of an event's bytes once it returns
+ * (the transcoder copies what it keeps), so stdin's buffers may be refilled.
  */
-export async function decodeFile(path: string, handler: EventHandler, options: DecoderOptions = {}): Promise<number> {
+export async function decodeFile(path: string, handler: EventHandler, options: DecoderOptions = {}, reuseBuffers = false): Promise<number> {
   if (path !== '-' && isRecordingDir(path)) return decodeRecording(path, handler, options);
   const channels = multifdChannelsOf(path);
   if (channels.length > 0) return (await decodeMultifd(path, channels, handler, options)).bytes;
   const decoder = new StreamDecoder(handler, options);
-  if (path === '-') return decodeStdin(decoder);
+  if (path === '-') return decodeStdin(decoder, reuseBuffers);
   const input = createReadStream(path, { highWaterMark: 1 << 20 });
   let bytes = 0;
   for await (const chunk of input as AsyncIterable<Buffer>) {
@@ -230,14 +232,22 @@ const sleeper = new Int32Array(new SharedArrayBuffer(4));
  * two reads without copying (StreamDecoder.compact). A read never waits for
  * more than the pipe has, so a slow writer's records are decoded as they come.
  */
-function decodeStdin(decoder: StreamDecoder): number {
+function decodeStdin(decoder: StreamDecoder, reuse: boolean): number {
   let slab = new Uint8Array(SLAB);
+  // With `reuse`, two slabs take turns: reading into fresh memory faulted in every page of the stream once more
+  // (page faults 27k → 23k on the 512 MiB stream: ~0.05 s of CPU). A slab the decoder still holds bytes of is replaced.
+  const slabs = reuse ? [slab, new Uint8Array(SLAB)] : undefined;
+  let turn = 0;
   let at = 0;
   let bytes = 0;
   let wait = 0;
   for (;;) {
     if (slab.length - at < 65536) {
-      slab = new Uint8Array(SLAB);
+      if (slabs) {
+        turn ^= 1;
+        if (decoder.holds(slabs[turn]!.buffer)) slabs[turn] = new Uint8Array(SLAB);
+        slab = slabs[turn]!;
+      } else slab = new Uint8Array(SLAB);
       at = 0;
     }
     let n: number;

@@ -48,7 +48,8 @@ export function encodeManifest(extensions: ExtensionEntry[]): Uint8Array {
 export function decodeManifest(payload: Uint8Array, offset: number, supported: Readonly<Record<string, number>> = SUPPORTED_EXTENSIONS): ExtensionManifest {
   let raw: unknown;
   try {
-    raw = decode(payload, { maxStrLength: 4096, maxArrayLength: 256, maxMapLength: 256, maxBinLength: 4096, maxExtLength: 0 });
+    // a copy: binary values would otherwise be views of the input, which a reader may refill (decodeStdin)
+    raw = decode(payload.slice(), { maxStrLength: 4096, maxArrayLength: 256, maxMapLength: 256, maxBinLength: 4096, maxExtLength: 0 });
   } catch (e) {
     throw new MigstreamError('BAD_MANIFEST', offset, `extension manifest is not valid msgpack: ${(e as Error).message}`);
   }
