@@ -78,7 +78,22 @@ const same = (a, b) =>
   a.length === b.length && Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.length), Buffer.from(b.buffer, b.byteOffset, b.length)) === 0;
 
 const rows = [];
+// What the profiles show stands in the way of a row's target, and what was tried (docs/benchmarks.md,
+// section 4, has the profiles and the measurements): printed with a row only when its target is missed.
+const blockers = {
+  'plain transcode, stdin → stdout':
+    'profile: the first write to each fresh page of the RAM store (this VM: ~6.5 µs a 4 KiB page, in memory or in the RAM files alike; the store is needed for later XBZRLE records and digests) and pipe I/O; kept: reused stdin slabs, lazily loaded modules; tried, no gain: page records and RAM pages as views of the input',
+  'LZ4 page compression, transcode plain → LZ4, 1 thread':
+    'profile: applyPage 42% (first touch of a fresh 512 MiB RAM image, which `lz4 -b` never pays: it reuses two buffers), the LZ4 kernel 17%, output copies 12%; the codec alone is ~0.9× liblz4; tried: batched kernel calls (0.3 µs a call against 5 µs of work: not kept)',
+  'LZ4 page decompression, transcode LZ4 → plain, 1 thread':
+    'profile: applyPage 50% (first touch of the RAM image), the decompressor 3%: LZ4 → plain costs plain → plain plus ~87 ms (the decompressor alone: 75 ms); kept: pages inflate straight into the RAM image',
+  'two workers vs one, transcode plain → LZ4':
+    "the main thread is the slower side: busy 463 of 617 ms with one worker (decode, the RAM image's first touch, framing), while all the LZ4 compression is 160–230 ms: a second worker halves only that",
+  'live migration through two migstream relays, plain, unlimited bandwidth':
+    'profile: each relay idle 71–74% with no dominant frame (socket writes 5–6%, GC 1–2%); four busy processes (two TCG QEMUs, two relays) share 2 cores',
+};
 function row(path, ours, baseline, ratio, target, met, note = '') {
+  if (met === false && blockers[path]) note = note ? `${note}; ${blockers[path]}` : blockers[path];
   rows.push({ path, ours, baseline, ratio, target, met, note });
   log(`${path}: ours ${ours}, baseline ${baseline}, ${ratio} (target ${target}) ${met === undefined ? '' : met ? 'met' : 'NOT met'}`);
 }
