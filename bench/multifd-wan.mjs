@@ -6,7 +6,8 @@
 // `node bench/multifd-wan.mjs [--mbit 100,1000,0] [--paths zstd,zlib,relay-zstdlong-3,relay-brotli-5]
 // [--workers 2] [--json FILE] [--prof DIR] [--record DIR]` (0 = unlimited; needs QEMU 7.2, a kernel and
 // busybox-static). Takes minutes. A relay path is relay-KIND-LEVEL[-wN] (KIND zstd, zstdlong = zstd
-// --multifd-long, zlib, brotli; -wN: N workers per relay for this path, -w0 inline, else --workers).
+// --multifd-long, dedup = zstd-dedup, deduplong, zlib, brotli; -wN: N workers per relay for this path, -w0
+// inline, else --workers).
 // CPU s: each process's user+system seconds from `migrate` to the end (/proc), the bench's own (the link) last.
 // --prof DIR: relays run under node --cpu-prof (DIR/<row>-relay-a|b/); --record DIR: relay A records its
 // connections (the source QEMU's channels) into DIR/<row>.
@@ -195,7 +196,7 @@ async function run(path, mbit) {
   const relays = [];
   if (relayed) {
     const [, kind, level, w] = /^relay-(\w+)-(\d+)(?:-w(\d+))?$/.exec(path);
-    const between = kind === 'zstdlong' ? ['zstd', '--multifd-long'] : [kind];
+    const between = BETWEEN[kind] ?? [kind];
     const workers = w ?? values.workers;
     const pool = Number(workers) ? ['--workers', workers] : [];
     const b = relay(
@@ -255,12 +256,14 @@ async function run(path, mbit) {
   };
 }
 
+/** Relay path kinds that are not a --multifd-compression value as they are. */
+const BETWEEN = { zstdlong: ['zstd', '--multifd-long'], dedup: ['zstd-dedup'], deduplong: ['zstd-dedup', '--multifd-long'] };
 const NAMES = { zstd: 'QEMU multifd zstd-1', zlib: 'QEMU multifd zlib-1' };
 const name = (p) => {
   if (NAMES[p]) return NAMES[p];
   const [, kind, level, w] = /^relay-(\w+)-(\d+)(?:-w(\d+))?$/.exec(p);
   const workers = Number(w ?? values.workers);
-  return `QEMU none → relays (${kind === 'zstdlong' ? 'zstd --multifd-long' : kind} -${level} between, ${workers ? `${workers} workers each` : 'inline'}) → QEMU none`;
+  return `QEMU none → relays (${(BETWEEN[kind] ?? [kind]).join(' ')} -${level} between, ${workers ? `${workers} workers each` : 'inline'}) → QEMU none`;
 };
 const rows = [];
 try {

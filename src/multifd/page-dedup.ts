@@ -139,9 +139,11 @@ export class DedupDeflater implements ChannelDeflater {
   }
 }
 
+/**
+ * The ring holds views of the pages it returned (no copy of its own): they are not `fresh`, so a relay
+ * copies them before handing them on (a worker transfers its output, which would take them from the ring).
+ */
 export class DedupInflater implements ChannelInflater {
-  /** Every packet's pages are a new buffer, never written again: the ring holds views of them (no copies). */
-  readonly fresh = true;
   private readonly ring: PageRing;
 
   constructor(
@@ -165,6 +167,7 @@ export class DedupInflater implements ChannelInflater {
     else if (body.length > 0) throw new Error(`zstd-dedup: ${body.length} bytes after the references of a packet of references only`);
     const ring = this.ring;
     if (r === 0 && this.inner.fresh) {
+      // the inner inflater's buffer is this packet's own: the ring keeps it
       for (let k = 0; k < n; k++) ring.add(distinct.subarray(k * BLOCK, (k + 1) * BLOCK));
       return distinct;
     }
