@@ -49,7 +49,7 @@ function compressionOf(v: Record<string, unknown>): { compression: MultifdCompre
 export function multifdRelayOption(v: Record<string, unknown>): MultifdRelayOptions | undefined {
   if (v['multifd-compression'] === undefined) {
     if (v['multifd-level'] !== undefined) throw new UsageError('--multifd-level needs --multifd-compression');
-    if (v['multifd-long']) throw new UsageError('--multifd-long needs --multifd-compression zstd');
+    if (v['multifd-long']) throw new UsageError('--multifd-long needs --multifd-compression zstd or zstd-dedup');
     return undefined;
   }
   const o = compressionOf(v);
