@@ -4,7 +4,13 @@
 // on its worker pool) → link → relay B (back to none) → QEMU none. Prints bytes on the link, wall time
 // from `migrate` until the destination completed, and pages per second, side by side per link rate.
 // `node bench/multifd-wan.mjs [--mbit 100,1000,0] [--paths zstd,zlib,relay-zstdlong-3,relay-brotli-5]
-// [--workers 2] [--json FILE]` (0 = unlimited; needs QEMU 7.2, a kernel and busybox-static). Takes minutes.
+// [--workers 2] [--json FILE] [--prof DIR] [--record DIR]` (0 = unlimited; needs QEMU 7.2, a kernel and
+// busybox-static). Takes minutes. A relay path is relay-KIND-LEVEL[-wN] (KIND zstd, zstdlong = zstd
+// --multifd-long, dedup = zstd-dedup, deduplong, zlib, brotli; -wN: N workers per relay for this path, -w0
+// inline, else --workers).
+// CPU s: each process's user+system seconds from `migrate` to the end (/proc), the bench's own (the link) last.
+// --prof DIR: relays run under node --cpu-prof (DIR/<row>-relay-a|b/); --record DIR: relay A records its
+// connections (the source QEMU's channels) into DIR/<row>.
 // SPDX-License-Identifier: MIT
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -22,6 +28,8 @@ const { values } = parseArgs({
     workers: { type: 'string', default: '2' },
     channels: { type: 'string', default: '2' },
     json: { type: 'string' },
+    prof: { type: 'string' },
+    record: { type: 'string' },
   },
 });
 const CH = Number(values.channels);
@@ -122,15 +130,48 @@ function link(listenPath, targetPath, bytesPerS, stats) {
   });
 }
 
-function relay(args) {
-  const child = spawn(process.execPath, [CLI, 'relay', ...args, '--once', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+/** utime+stime of a process in seconds (Linux /proc), undefined once it is gone. */
+function cpuSeconds(pid) {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const after = f.slice(f.lastIndexOf(')') + 2).split(' ');
+    return (Number(after[11]) + Number(after[12])) / 100; // fields 14, 15 in clock ticks (USER_HZ 100)
+  } catch {
+    return undefined;
+  }
+}
+
+/** CPU seconds each named process spent from start() to stop() (polled: a relay may exit first). */
+function cpuMeter(procs) {
+  const first = {};
+  const last = {};
+  const sample = () => {
+    for (const [name, pid] of Object.entries(procs)) {
+      const s = name === 'bench' ? process.cpuUsage().user / 1e6 + process.cpuUsage().system / 1e6 : cpuSeconds(pid);
+      if (s === undefined) continue;
+      first[name] ??= s;
+      last[name] = s;
+    }
+  };
+  sample();
+  const t = setInterval(sample, 100);
+  return () => {
+    sample();
+    clearInterval(t);
+    return Object.fromEntries(Object.keys(procs).map((k) => [k, Number(((last[k] ?? 0) - (first[k] ?? 0)).toFixed(2))]));
+  };
+}
+
+function relay(args, name) {
+  const prof = values.prof ? ['--cpu-prof', '--cpu-prof-dir', join(values.prof, name)] : [];
+  const child = spawn(process.execPath, [...prof, CLI, 'relay', ...args, '--once', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
   killers.push(() => child.kill('SIGKILL'));
   let out = '';
   let err = '';
   child.stdout.on('data', (d) => (out += d));
   const ready = new Promise((r) => child.stderr.on('data', (d) => (err += d).includes('listening') && r()));
   const done = new Promise((r) => child.on('exit', (code) => r({ code, out, err })));
-  return { ready, done };
+  return { ready, done, pid: child.pid };
 }
 
 const params = (compression) => ({
@@ -154,23 +195,31 @@ async function run(path, mbit) {
   let target = linkSock;
   const relays = [];
   if (relayed) {
-    const [, kind, level] = /^relay-(\w+)-(\d+)$/.exec(path);
-    const between = kind === 'zstdlong' ? ['zstd', '--multifd-long'] : [kind];
-    const pool = Number(values.workers) ? ['--workers', values.workers] : [];
-    const b = relay(['--listen', `unix:${join(work, `${label}-b.sock`)}`, '--connect', `unix:${dstSock}`, '--multifd-compression', 'none', ...pool]);
+    const [, kind, level, w] = /^relay-(\w+)-(\d+)(?:-w(\d+))?$/.exec(path);
+    const between = BETWEEN[kind] ?? [kind];
+    const workers = w ?? values.workers;
+    const pool = Number(workers) ? ['--workers', workers] : [];
+    const b = relay(
+      ['--listen', `unix:${join(work, `${label}-b.sock`)}`, '--connect', `unix:${dstSock}`, '--multifd-compression', 'none', ...pool],
+      `${label}-relay-b`,
+    );
     await b.ready;
     link(linkSock, join(work, `${label}-b.sock`), (mbit * 1e6) / 8, stats);
-    const a = relay([
-      '--listen',
-      `unix:${join(work, `${label}-a.sock`)}`,
-      '--connect',
-      `unix:${linkSock}`,
-      '--multifd-compression',
-      ...between,
-      '--multifd-level',
-      level,
-      ...pool,
-    ]);
+    const a = relay(
+      [
+        '--listen',
+        `unix:${join(work, `${label}-a.sock`)}`,
+        '--connect',
+        `unix:${linkSock}`,
+        '--multifd-compression',
+        ...between,
+        '--multifd-level',
+        level,
+        ...pool,
+        ...(values.record ? ['--record', join(values.record, label)] : []),
+      ],
+      `${label}-relay-a`,
+    );
     await a.ready;
     relays.push(a, b);
     target = join(work, `${label}-a.sock`);
@@ -180,8 +229,15 @@ async function run(path, mbit) {
   await src.qmp.execute('migrate-set-capabilities', { capabilities: capabilityList({ multifd: true }) });
   await src.qmp.execute('migrate-set-parameters', { ...params(qemuCompression), 'max-bandwidth': 4 << 30, 'downtime-limit': 2000 });
   const load = loadavg()[0];
+  const stopMeter = cpuMeter({
+    src: src.proc.child.pid,
+    dst: dst.proc.child.pid,
+    ...(relays.length ? { relayA: relays[0].pid, relayB: relays[1].pid } : {}),
+    bench: process.pid,
+  });
   const { info, dinfo, wallMs } = await migrateAndWait(src, dst, `unix:${target}`, { label });
   await Promise.race([Promise.all(relays.map((r) => r.done)), sleep(10000)]);
+  const cpu = stopMeter();
   await src.proc.kill();
   await dst.proc.kill();
   return {
@@ -196,12 +252,19 @@ async function run(path, mbit) {
     duplicate: info.ram.duplicate,
     syncs: info.ram['dirty-sync-count'],
     load,
+    cpu,
   };
 }
 
+/** Relay path kinds that are not a --multifd-compression value as they are. */
+const BETWEEN = { zstdlong: ['zstd', '--multifd-long'], dedup: ['zstd-dedup'], deduplong: ['zstd-dedup', '--multifd-long'] };
 const NAMES = { zstd: 'QEMU multifd zstd-1', zlib: 'QEMU multifd zlib-1' };
-const name = (p) =>
-  NAMES[p] ?? `QEMU none → relays (${p.slice(6).replace('zstdlong', 'zstd --multifd-long ')} between, ${values.workers} workers each) → QEMU none`;
+const name = (p) => {
+  if (NAMES[p]) return NAMES[p];
+  const [, kind, level, w] = /^relay-(\w+)-(\d+)(?:-w(\d+))?$/.exec(p);
+  const workers = Number(w ?? values.workers);
+  return `QEMU none → relays (${(BETWEEN[kind] ?? [kind]).join(' ')} -${level} between, ${workers ? `${workers} workers each` : 'inline'}) → QEMU none`;
+};
 const rows = [];
 try {
   for (const mbit of values.mbit.split(',').map(Number))
@@ -215,13 +278,15 @@ try {
   rmSync(work, { recursive: true, force: true });
 }
 console.log(`Linux guest 256 MiB (TCG), ${CH} multifd channels\n`);
-console.log('| link | path | bytes on the link | vs QEMU zstd-1 | wall time | pages MiB/s | downtime | dirty syncs | load avg |');
-console.log('|---|---|---:|---:|---:|---:|---:|---:|---:|');
+console.log(
+  '| link | path | bytes on the link | vs QEMU zstd-1 | wall time | pages MiB/s | downtime | dirty syncs | CPU s (src/dst/relay A/relay B/link) | load avg |',
+);
+console.log('|---|---|---:|---:|---:|---:|---:|---:|---|---:|');
 for (const r of rows) {
   const base = rows.find((x) => x.mbit === r.mbit && x.path === 'zstd');
   const pct = base ? `${((100 * r.linkBytes) / base.linkBytes).toFixed(1)}%` : '';
   console.log(
-    `| ${r.mbit ? `${r.mbit} Mbit/s` : 'unlimited'} | ${name(r.path)}${r.status === 'completed/completed' ? '' : ` (${r.status})`} | ${r.linkBytes.toLocaleString('en')} | ${pct} | ${(r.wallMs / 1000).toFixed(1)} s | ${((r.normal * 4096) / 2 ** 20 / (r.wallMs / 1000)).toFixed(1)} | ${r.downtimeMs} ms | ${r.syncs} | ${r.load.toFixed(1)} |`,
+    `| ${r.mbit ? `${r.mbit} Mbit/s` : 'unlimited'} | ${name(r.path)}${r.status === 'completed/completed' ? '' : ` (${r.status})`} | ${r.linkBytes.toLocaleString('en')} | ${pct} | ${(r.wallMs / 1000).toFixed(1)} s | ${((r.normal * 4096) / 2 ** 20 / (r.wallMs / 1000)).toFixed(1)} | ${r.downtimeMs} ms | ${r.syncs} | ${[r.cpu.src, r.cpu.dst, r.cpu.relayA ?? '–', r.cpu.relayB ?? '–', r.cpu.bench].join(' / ')} | ${r.load.toFixed(1)} |`,
   );
 }
 if (values.json) writeFileSync(values.json, `${JSON.stringify(rows, null, 2)}\n`);

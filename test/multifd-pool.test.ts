@@ -56,6 +56,7 @@ async function pooled(pool: MultifdPool, all: Uint8Array[], o: MultifdRelayOptio
 describe('multifd channels on the worker pool (relay --workers with --multifd-compression)', () => {
   for (const [fixture, o] of [
     ['none-2', { compression: 'zstd', level: 3 }],
+    ['none-2', { compression: 'zstd-dedup', level: 1 }],
     ['none-2', { compression: 'brotli', level: 5 }],
     ['zlib-4', { compression: 'zstd', level: 1 }],
     ['zstd-4', { compression: 'zlib', level: 1 }],
@@ -74,6 +75,17 @@ describe('multifd channels on the worker pool (relay --workers with --multifd-co
       }
     });
   }
+
+  it('zstd-dedup → none on the pool: the pages a channel keeps for its references stay in the worker (its output is copied, not taken)', async () => {
+    const between = channels('none-2').map((b) => inline(b, { compression: 'zstd-dedup', level: 1 }, 65536));
+    const pool = new MultifdPool(between.length);
+    try {
+      const got = await pooled(pool, between, { compression: 'none' }, 65536);
+      between.forEach((b, i) => expect(got[i]!.equals(inline(b, { compression: 'none' }, 65536))).toBe(true));
+    } finally {
+      await pool.close();
+    }
+  });
 
   it('more channels than workers: channels share workers (least loaded first), state kept apart, output unchanged', async () => {
     const all = channels('zlib-4');

@@ -46,13 +46,14 @@ describe.skipIf(!gate.run)('a live multifd migration through a relay pair', () =
   for (const [between, workers] of [
     ['brotli', 0],
     ['zstd', 2],
+    ['zstd-dedup', 2],
   ] as const)
     it(`none at both QEMUs, ${between} between the relays${workers ? `, channels on ${workers} workers per relay` : ' (inline)'}: the destination RAM equals a fresh destination fed the source bytes`, async () => {
       await pair(between, workers);
     });
 });
 
-async function pair(between: 'brotli' | 'zstd', workers: number): Promise<void> {
+async function pair(between: 'brotli' | 'zstd' | 'zstd-dedup', workers: number): Promise<void> {
   {
     const tag = `${between}-${workers}`;
     const recA = join(work, `recA-${tag}`);

@@ -115,11 +115,13 @@ describe.skipIf(!nativeZstdVersion)('multifd zstd on libzstd (zstd-napi)', () =>
 describe('relay --multifd-long and --multifd-level (CLI)', () => {
   requireBuiltCli();
   const relay = (...extra: string[]) => runCli(['relay', '--listen', `unix:${join(work, 'x.sock')}`, '--connect', `unix:${join(work, 'y.sock')}`, ...extra]);
-  it('--multifd-long is zstd only; zstd levels go to 19 (exit 2, one line naming the rule)', () => {
+  it('--multifd-long is zstd (and zstd-dedup) only; zstd levels go to 19 (exit 2, one line naming the rule)', () => {
     for (const [args, rule] of [
-      [['--multifd-compression', 'brotli', '--multifd-long'], '--multifd-long needs --multifd-compression zstd'],
-      [['--multifd-long'], '--multifd-long needs --multifd-compression zstd'],
+      [['--multifd-compression', 'brotli', '--multifd-long'], '--multifd-long needs --multifd-compression zstd or zstd-dedup'],
+      [['--multifd-long'], '--multifd-long needs --multifd-compression zstd or zstd-dedup'],
       [['--multifd-compression', 'zstd', '--multifd-level', '20'], '--multifd-level is 0..19 for zstd'],
+      [['--multifd-compression', 'zstd-dedup', '--multifd-level', '20'], '--multifd-level is 0..19 for zstd-dedup'],
+      [['--multifd-compression', 'lz4'], '--multifd-compression is none, zlib, zstd, brotli or zstd-dedup'],
     ] as const) {
       const r = relay(...args);
       expect([r.code, r.stderr.split('\n')[0]]).toEqual([2, `migstream: ${rule}`]);

@@ -7,7 +7,7 @@ import { runEncode, type EncodeCommand } from './commands.js';
 import { UsageError } from './io.js';
 import type { MultifdRelayOptions } from '../multifd/recode.js';
 
-export const MULTIFD_USAGE = `  transcode IN OUTDIR --multifd N [--multifd-compression none|zlib|zstd|brotli] [--multifd-level L]
+export const MULTIFD_USAGE = `  transcode IN OUTDIR --multifd N [--multifd-compression none|zlib|zstd|brotli|zstd-dedup] [--multifd-level L]
                                                QEMU 7.2 multifd form: OUTDIR/conn-0.s2d the main channel (zero pages),
                                                conn-1..N.s2d channels 0..N-1 (every other page, packets of 128 pages,
                                                one compression stream per channel); \`replay OUTDIR\` plays it into a
@@ -37,8 +37,9 @@ export const MULTIFD_FLAGS = {
 
 function compressionOf(v: Record<string, unknown>): { compression: MultifdCompression; level: number } {
   const compression = (v['multifd-compression'] ?? 'none') as MultifdCompression;
-  if (!['none', 'zlib', 'zstd', 'brotli'].includes(compression)) throw new UsageError('--multifd-compression is none, zlib, zstd or brotli');
-  const max = compression === 'brotli' ? 11 : compression === 'zstd' ? 19 : 9;
+  if (!['none', 'zlib', 'zstd', 'brotli', 'zstd-dedup'].includes(compression))
+    throw new UsageError('--multifd-compression is none, zlib, zstd, brotli or zstd-dedup');
+  const max = compression === 'brotli' ? 11 : compression.startsWith('zstd') ? 19 : 9;
   const level = v['multifd-level'] === undefined ? (compression === 'brotli' ? 5 : 1) : Number(v['multifd-level']);
   if (!Number.isInteger(level) || level < 0 || level > max) throw new UsageError(`--multifd-level is 0..${max} for ${compression}`);
   return { compression, level };
@@ -48,12 +49,12 @@ function compressionOf(v: Record<string, unknown>): { compression: MultifdCompre
 export function multifdRelayOption(v: Record<string, unknown>): MultifdRelayOptions | undefined {
   if (v['multifd-compression'] === undefined) {
     if (v['multifd-level'] !== undefined) throw new UsageError('--multifd-level needs --multifd-compression');
-    if (v['multifd-long']) throw new UsageError('--multifd-long needs --multifd-compression zstd');
+    if (v['multifd-long']) throw new UsageError('--multifd-long needs --multifd-compression zstd or zstd-dedup');
     return undefined;
   }
   const o = compressionOf(v);
   if (!v['multifd-long']) return o;
-  if (o.compression !== 'zstd') throw new UsageError('--multifd-long needs --multifd-compression zstd');
+  if (!o.compression.startsWith('zstd')) throw new UsageError('--multifd-long needs --multifd-compression zstd or zstd-dedup');
   return { ...o, long: true };
 }
 

@@ -20,10 +20,12 @@ export const RELAY_USAGE = `  relay --listen URI --connect URI [transcode option
                                                --record DIR keeps conn-N.s2d / conn-N.d2s / conn-N.timing / index.json;
                                                --workers N compresses on N threads until postcopy (then inline)
                                                and re-encodes each multifd channel on one of N workers;
-                                               --multifd-compression none|zlib|zstd|brotli [--multifd-level L]: re-encode
-                                               multifd channels packet by packet (ids, sync points kept); brotli
-                                               (default quality 5) is migstream's own form between two relays;
-                                               --multifd-long (zstd): 128 MiB window, long-distance matching
+                                               --multifd-compression none|zlib|zstd|brotli|zstd-dedup [--multifd-level L]:
+                                               re-encode multifd channels packet by packet (ids, sync points kept);
+                                               brotli (default quality 5) and zstd-dedup (a page the channel sent
+                                               before as an 8-byte reference, the rest zstd) are migstream's own
+                                               forms between two relays;
+                                               --multifd-long (zstd, zstd-dedup): 128 MiB window, long-distance matching
   replay DIR --connect URI [--pace recorded|RATE] [--json]
                                                play a recording into a destination QEMU, its connections in order;
                                                --pace recorded: at the times the bytes reached the relay,

@@ -3,6 +3,7 @@ import { Decompress as ZstdDecompress } from 'fzstd';
 import type { MultifdCompression } from './format.js';
 import { ZstdRawDeflater } from './zstd-raw.js';
 import { concatBytes } from '../codec/concat.js';
+import { DedupDeflater, DedupInflater } from './page-dedup.js';
 
 /**
  * Per-channel compression state. QEMU 7.2 keeps one zlib stream (deflateInit,
@@ -13,6 +14,8 @@ import { concatBytes } from '../codec/concat.js';
 export interface ChannelInflater {
   /** The packet's payload → exactly its pages' bytes (throws a plain Error otherwise). */
   inflate(payload: Uint8Array, expected: number): Uint8Array;
+  /** inflate() returns a new buffer every call, the caller's to keep (a relay hands it to a socket without a copy). */
+  readonly fresh?: boolean;
 }
 
 export interface ChannelDeflater {
@@ -92,6 +95,8 @@ export function channelInflater(c: MultifdCompression): ChannelInflater {
     case 'brotli':
       if (!inflaters.brotli) throw new Error('multifd brotli channels need node:zlib: load migstream/node');
       return inflaters.brotli();
+    case 'zstd-dedup':
+      return new DedupInflater(channelInflater('zstd'));
     default:
       throw new Error(`unknown multifd compression ${c satisfies never}`);
   }
@@ -124,6 +129,8 @@ export function channelDeflater(c: MultifdCompression, level: number, long = fal
     case 'brotli':
       if (!factories.brotli) throw new Error('multifd brotli channels need node:zlib: load migstream/node');
       return factories.brotli(level);
+    case 'zstd-dedup':
+      return new DedupDeflater(channelDeflater('zstd', level, long));
     default:
       throw new Error(`unknown multifd compression ${c satisfies never}`);
   }

@@ -23,6 +23,8 @@ export interface ChannelPacket {
   payloadBytes: number;
   /** The normal pages, inflated: header.normalPages × pageSize bytes. Valid until the next packet. */
   pages: Uint8Array;
+  /** `pages` is a new buffer the caller may keep (an inflater that returns fresh output), not a view of the reader's. */
+  owned: boolean;
 }
 
 /**
@@ -45,6 +47,11 @@ export class ChannelReader {
     readonly pageSize = 4096,
     /** A label for errors before the handshake is read (e.g. "conn-3"). */
     readonly label = '',
+    /**
+     * Uncompressed packets: hand out `pages` as a view of the reader's buffer, valid only until the next push()
+     * (a relay deflating each packet at once saves a copy of every page).
+     */
+    private readonly borrowPages = false,
   ) {}
 
   /** Backing store of `buf`: appended in place, compacted when full (no copy of everything buffered per push). */
@@ -146,6 +153,7 @@ export class ChannelReader {
     }
     if (!this.need(hb + payloadBytes, 'a packet payload')) return undefined;
     let pages: Uint8Array = new Uint8Array(0);
+    let owned = false;
     if (compression) {
       if (!this.compression) {
         try {
@@ -156,12 +164,14 @@ export class ChannelReader {
         this.compression = compression;
       }
       try {
-        pages = this.inflater!.inflate(this.buf.slice(hb, hb + payloadBytes), header.normalPages * this.pageSize);
+        const payload = this.borrowPages && compression === 'none' ? this.buf.subarray(hb, hb + payloadBytes) : this.buf.slice(hb, hb + payloadBytes);
+        pages = this.inflater!.inflate(payload, header.normalPages * this.pageSize);
+        owned = compression !== 'none' && this.inflater!.fresh === true;
       } catch (e) {
         this.fail('DECOMPRESS', at + hb, `multifd ${this.init!.id}: ${(e as Error).message}`);
       }
     }
     this.consume(hb + payloadBytes);
-    return { offset: at, header, sync: (header.flags & FLAG_SYNC) !== 0, payloadBytes, pages };
+    return { offset: at, header, sync: (header.flags & FLAG_SYNC) !== 0, payloadBytes, pages, owned };
   }
 }

@@ -18,10 +18,13 @@ export const MAX_COMPRESSED_PAYLOAD = 2 * MULTIFD_PACKET_BYTES;
 export const FLAG_SYNC = 1;
 export const FLAG_COMPRESSION_MASK = 7 << 1;
 
-/** brotli: migstream's own form between two relays (flag value 3 << 1, unknown to QEMU). */
-export type MultifdCompression = 'none' | 'zlib' | 'zstd' | 'brotli';
+/**
+ * brotli and zstd-dedup (src/multifd/page-dedup.ts): migstream's own forms between two relays (flag values
+ * 3 << 1 and 5 << 1, unknown to QEMU).
+ */
+export type MultifdCompression = 'none' | 'zlib' | 'zstd' | 'brotli' | 'zstd-dedup';
 
-export const COMPRESSION_FLAGS: Record<MultifdCompression, number> = { none: 0, zlib: 1 << 1, zstd: 2 << 1, brotli: 3 << 1 };
+export const COMPRESSION_FLAGS: Record<MultifdCompression, number> = { none: 0, zlib: 1 << 1, zstd: 2 << 1, brotli: 3 << 1, 'zstd-dedup': 5 << 1 };
 
 export function compressionOfFlags(flags: number): MultifdCompression | undefined {
   const c = flags & FLAG_COMPRESSION_MASK;

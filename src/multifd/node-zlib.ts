@@ -24,6 +24,7 @@ registerChannelDeflater('brotli', (level): ChannelDeflater => {
 /** Checks an inflated packet against its page count (QEMU: "packet size received N size expected M"). */
 function sized(name: string, s: SyncZlibStream, flush: number): ChannelInflater {
   return {
+    fresh: true, // SyncZlibStream.process returns a copy
     inflate(payload, expected) {
       let out: Uint8Array;
       try {

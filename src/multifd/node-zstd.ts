@@ -31,7 +31,8 @@ const zstd = load();
 /** libzstd's version when the native binding loaded ("1.5.7"), else undefined: multifd zstd uses the portable fallbacks. */
 export const nativeZstdVersion: string | undefined = zstd?.versionString();
 
-const OUT = 1 << 17;
+/** Output buffer: a 128-page packet (512 KiB) compresses into one piece even when it does not compress. */
+const OUT = (1 << 19) + (1 << 16);
 
 /**
  * One never-ended zstd frame per channel, ZSTD_e_flush after each packet: what QEMU 7.2's
@@ -67,6 +68,7 @@ export function nativeZstdInflater(): ChannelInflater {
   const z = zstd!;
   const dctx = new z.DCtx();
   return {
+    fresh: true,
     inflate(payload, expected) {
       // one byte more than expected: output that does not fit is a packet larger than its header says
       const out = new Uint8Array(expected + 1);

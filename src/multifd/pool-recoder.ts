@@ -40,7 +40,7 @@ export class MultifdPool {
     return this.workers.map((w) => w.open);
   }
 
-  /** A recoder for one channel, pinned to the least loaded worker. */
+  /** A recoder for one channel, pinned to the least loaded worker; `write` gets each task's output (headers and payloads) in order. */
   channel(options: MultifdRelayOptions, write: (c: Uint8Array) => void, onError: (e: Error) => void, pageSize = 4096, label = ''): PooledRecoder {
     let i = 0;
     this.workers.forEach((x, j) => {
@@ -67,7 +67,8 @@ const DEPTH = 2;
  * output is byte for byte the inline MultifdRecoder's: same packets, same compression state.
  */
 export class PooledRecoder {
-  private pending: Uint8Array[] = [];
+  /** Source chunks not yet sent, each with whether its buffer may be transferred to the worker as it is. */
+  private pending: { c: Uint8Array; own: boolean }[] = [];
   private pendingBytes = 0;
   private inFlight = 0;
   private opened = false;
@@ -87,6 +88,8 @@ export class PooledRecoder {
   });
   /** Called after output was written and the backlog shrank (the relay resumes its source). */
   onProgress: (() => void) | undefined;
+  /** Wraps the writes of one task's output (a relay corks its socket: one writev instead of a write per header and payload). */
+  batch: (writeAll: () => void) => void = (w) => w();
 
   constructor(
     private readonly pool: PagePool,
@@ -101,9 +104,14 @@ export class PooledRecoder {
     this.finished.catch(() => {}); // reported through onError
   }
 
-  push(chunk: Uint8Array): void {
-    if (this.ended || this.failed) return;
-    this.pending.push(chunk);
+  /**
+   * Queues source bytes. `transfer`: the chunk is the only view of its whole buffer and the caller is done
+   * with it (a socket read), so the buffer goes to the worker as it is instead of being copied.
+   */
+  push(chunk: Uint8Array, transfer = false): void {
+    if (this.ended || this.failed || chunk.length === 0) return;
+    const own = transfer && chunk.byteOffset === 0 && chunk.buffer instanceof ArrayBuffer && chunk.byteLength === chunk.buffer.byteLength;
+    this.pending.push({ c: chunk, own });
     this.pendingBytes += chunk.length;
     this.backlog += chunk.length;
     this.pump();
@@ -120,21 +128,24 @@ export class PooledRecoder {
 
   private pump(): void {
     while (!this.failed && this.inFlight < DEPTH && (this.pendingBytes > 0 || (this.ended && !this.closed))) {
-      const chunk = this.takePending();
+      const chunks = this.takePending();
       const last = this.ended && this.pendingBytes === 0;
       const task: RecodeTask = { op: 'multifd-recode', key: this.key };
       if (!this.opened) {
         task.open = this.open;
         this.opened = true;
       }
-      if (chunk) task.chunk = chunk;
+      if (chunks.length > 0) task.chunks = chunks;
       if (last) {
         task.end = true;
         this.closed = true;
       }
       this.inFlight++;
-      const consumed = chunk?.length ?? 0;
-      const run = this.pool.run(task as unknown as PoolTask, chunk ? [chunk.buffer as ArrayBuffer] : []) as unknown as Promise<RecodeResult>;
+      const consumed = chunks.reduce((n, c) => n + c.length, 0);
+      const run = this.pool.run(
+        task as unknown as PoolTask,
+        chunks.map((c) => c.buffer as ArrayBuffer),
+      ) as unknown as Promise<RecodeResult>;
       this.chain = this.chain.then(() =>
         run.then(
           (r) => this.done(r, consumed, last),
@@ -144,27 +155,25 @@ export class PooledRecoder {
     }
   }
 
-  /** Pending chunks as one fresh buffer (its own ArrayBuffer: transferred to the worker). */
-  private takePending(): Uint8Array | undefined {
-    if (this.pendingBytes === 0) return undefined;
+  /**
+   * Up to MAX_TASK_BYTES of pending chunks, each owning its buffer (transferred to the worker): socket reads go
+   * as they are; a chunk that views a larger buffer is copied.
+   */
+  private takePending(): Uint8Array[] {
     let n = 0;
     let k = 0;
-    while (k < this.pending.length && (k === 0 || n + this.pending[k]!.length <= MAX_TASK_BYTES)) n += this.pending[k++]!.length;
-    const parts = this.pending.splice(0, k);
-    const out = new Uint8Array(n);
-    let at = 0;
-    for (const p of parts) {
-      out.set(p, at);
-      at += p.length;
-    }
+    while (k < this.pending.length && (k === 0 || n + this.pending[k]!.c.length <= MAX_TASK_BYTES)) n += this.pending[k++]!.c.length;
     this.pendingBytes -= n;
-    return out;
+    return this.pending.splice(0, k).map((p) => (p.own ? p.c : new Uint8Array(p.c))); // (a copy even of a Buffer, whose slice() is a view)
   }
 
   private done(r: RecodeResult, consumed: number, last: boolean): void {
     if (this.failed) return;
     this.inFlight--;
-    if (r.out.length > 0) this.write(r.out);
+    if (r.out.length > 0)
+      this.batch(() => {
+        for (const c of r.out) this.write(c);
+      });
     this.packets = r.packets;
     this.backlog -= consumed;
     const e = recodeError(r);

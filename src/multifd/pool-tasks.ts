@@ -10,16 +10,16 @@ export interface RecodeTask {
   key: number;
   /** First task of a channel: create its recoder. */
   open?: { options: MultifdRelayOptions; pageSize: number; label: string };
-  /** Bytes from the source, in order. */
-  chunk?: Uint8Array;
+  /** Bytes from the source, in order (socket reads as they came: transferred, not copied into one buffer). */
+  chunks?: Uint8Array[];
   /** The source closed the connection: finish (a cut packet is TRUNCATED) and drop the state. */
   end?: boolean;
 }
 
 export interface RecodeResult {
   op: 'multifd-recode';
-  /** Bytes for the destination, in order (complete packets only). */
-  out: Uint8Array;
+  /** Bytes for the destination, in order (complete packets only): each packet's header and payload, each its own buffer. */
+  out: Uint8Array[];
   /** Packets recoded by the channel so far. */
   packets: number;
   /** The channel's stream was bad (its state is gone): rebuilt as a MigstreamError by the caller. */
@@ -38,17 +38,17 @@ export function runRecodeTask(t: RecodeTask): RecodeResult {
       recoders.set(t.key, s);
     }
     if (!s) throw new Error(`multifd channel ${t.key} was not opened in this worker`);
-    if (t.chunk) s.recoder.push(t.chunk);
+    for (const c of t.chunks ?? []) s.recoder.push(c);
     if (t.end) {
       recoders.delete(t.key);
       s.recoder.end();
     }
-    return { op: 'multifd-recode', out: take(s.out), packets: s.recoder.packets };
+    return { op: 'multifd-recode', out: s.out.splice(0), packets: s.recoder.packets };
   } catch (e) {
     recoders.delete(t.key);
     const error =
       e instanceof MigstreamError ? { code: e.code, offset: e.offset, detail: e.detail, context: e.context } : { detail: (e as Error)?.message ?? String(e) };
-    return { op: 'multifd-recode', out: s ? take(s.out) : new Uint8Array(0), packets: s?.recoder.packets ?? 0, error };
+    return { op: 'multifd-recode', out: s ? s.out.splice(0) : [], packets: s?.recoder.packets ?? 0, error };
   }
 }
 
@@ -59,13 +59,9 @@ export function recodeError(r: RecodeResult): Error | undefined {
   return e.code !== undefined ? new MigstreamError(e.code, e.offset ?? 0, e.detail, e.context) : new Error(e.detail);
 }
 
-function take(parts: Uint8Array[]): Uint8Array {
-  if (parts.length === 1) return parts.splice(0)[0]!;
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts.splice(0)) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+/** The buffers behind `parts`, once each (a transfer list: the recoder's output buffers are its own). */
+export function transferList(parts: readonly Uint8Array[]): ArrayBuffer[] {
+  const seen = new Set<ArrayBuffer>();
+  for (const p of parts) if (p.buffer instanceof ArrayBuffer) seen.add(p.buffer);
+  return [...seen];
 }

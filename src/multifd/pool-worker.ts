@@ -1,6 +1,6 @@
 import '../node/install.js'; // node:zlib and libzstd channel codecs
 import { parentPort } from 'node:worker_threads';
-import { runRecodeTask, type RecodeTask } from './pool-tasks.js';
+import { runRecodeTask, transferList, type RecodeTask } from './pool-tasks.js';
 
 /**
  * Worker entry for multifd channels on a ThreadPool (src/stream/pool/thread-pool.ts speaks the
@@ -20,6 +20,5 @@ parentPort?.on('message', (msg: { id: number; task: RecodeTask } | { stop: true 
     parentPort!.postMessage({ id: msg.id, error: (e as Error)?.message ?? String(e) });
     return;
   }
-  const transfer = result.out.buffer instanceof ArrayBuffer && result.out.byteLength === result.out.buffer.byteLength ? [result.out.buffer] : [];
-  parentPort!.postMessage({ id: msg.id, result }, transfer);
+  parentPort!.postMessage({ id: msg.id, result }, transferList(result.out));
 });

@@ -33,7 +33,7 @@ export class MultifdRecoder {
     pageSize = 4096,
     label = '',
   ) {
-    this.reader = new ChannelReader(pageSize, label);
+    this.reader = new ChannelReader(pageSize, label, true);
     this.deflater = channelDeflater(o.compression, o.level ?? 1, o.long);
     this.flags = COMPRESSION_FLAGS[o.compression];
   }
@@ -75,7 +75,8 @@ export class MultifdRecoder {
           ramblock: h.ramblock,
         }),
       );
-      if (payload.length > 0) this.write(payload.slice());
+      // the writer keeps what it is given: a payload that is (or views) pages the reader still owns is copied
+      if (payload.length > 0) this.write(payload.buffer === p.pages.buffer && !p.owned ? payload.slice() : payload);
       this.packets++;
     }
   }

@@ -150,6 +150,8 @@ export class RelayConnection {
           pageSize,
           label,
         );
+        // a task's packets (header, payload, header, …) leave in one writev
+        this.multifdPooled.batch = (writeAll) => this.corked(writeAll);
         this.multifdPooled.onProgress = () => {
           if (this.held && this.multifdPooled!.backlog < MAX_MULTIFD_BACKLOG / 2) {
             this.held = false;
@@ -203,8 +205,8 @@ export class RelayConnection {
 
   private forward(chunk: Uint8Array, arrived: number): void {
     if (this.multifdPooled) {
-      // (the recoder copies queued chunks into one buffer per task before the worker takes it)
-      this.multifdPooled.push(chunk);
+      // a socket read owns its buffer and is not used after this: it moves to the worker without a copy
+      this.multifdPooled.push(chunk, true);
       if (this.multifdPooled.backlog > MAX_MULTIFD_BACKLOG) {
         this.held = true;
         this.src.pause();
@@ -213,7 +215,7 @@ export class RelayConnection {
     }
     if (this.multifd) {
       try {
-        this.multifd.push(chunk);
+        this.corked(() => this.multifd!.push(chunk));
       } catch (e) {
         this.streamFailed(e);
       }
@@ -278,6 +280,16 @@ export class RelayConnection {
       },
       (e) => this.streamFailed(e),
     );
+  }
+
+  /** Writes made inside `f` reach the destination socket as one writev. */
+  private corked(f: () => void): void {
+    this.dst.cork();
+    try {
+      f();
+    } finally {
+      this.dst.uncork();
+    }
   }
 
   private toDestination(c: Uint8Array): void {
