@@ -81,6 +81,10 @@ const rows = [];
 // What the profiles show stands in the way of a row's target, and what was tried (docs/benchmarks.md,
 // section 4, has the profiles and the measurements): printed with a row only when its target is missed.
 const blockers = {
+  'zero-page scan (isZeroPage over 256 MiB of zero pages)':
+    "one native memcmp (Buffer#equals) per page: the binding's call costs ~60 ns of the ~165 ns a page takes at this bandwidth (4 KiB in cache: ~118 ns); 0.74–0.82× in the quiet runs so far",
+  'two workers vs one, transcode plain → zlib 1':
+    'at the threshold: 1.43–1.64× in the quiet runs so far, against ~1.75× for two bare threads here; the main thread (decode, RAM image, framing) is a third busy thread on 2 cores',
   'plain transcode, stdin → stdout':
     'profile: the first write to each fresh page of the RAM store (this VM: ~6.5 µs a 4 KiB page, in memory or in the RAM files alike; the store is needed for later XBZRLE records and digests) and pipe I/O; kept: reused stdin slabs, lazily loaded modules; tried, no gain: page records and RAM pages as views of the input',
   'LZ4 page compression, transcode plain → LZ4, 1 thread':
