@@ -3,9 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { unpackFixture } from '../fixtures/multifd/lib.mjs';
-import { MigstreamError } from '../src/codec/errors.js';
 import { channelDeflater, channelInflater } from '../src/multifd/channel-codecs.js';
-import { ChannelReader } from '../src/multifd/channel-reader.js';
+import { channelError } from './support/multifd.js';
 import { DedupDeflater, DedupInflater } from '../src/multifd/page-dedup.js';
 import { MultifdRecoder, type MultifdRelayOptions } from '../src/multifd/recode.js';
 import '../src/node/install.js';
@@ -108,17 +107,7 @@ describe('zstd-dedup: repeated pages as references between two relays', () => {
     let at = 64;
     while (b.readUInt32BE(at + 16) === 0 || b.readUInt32BE(at + 1344) === 0) at += 1344 + (b.readUInt32BE(at + 16) ? b.readUInt32BE(at + 20) : 0);
     b.writeUInt32BE(12345, at + 1344 + 8);
-    const reader = new ChannelReader(4096, 'conn-1');
-    reader.push(b);
-    reader.end();
-    let err: unknown;
-    try {
-      while (reader.next());
-    } catch (e) {
-      err = e;
-    }
-    expect(err).toBeInstanceOf(MigstreamError);
-    const e = err as MigstreamError;
+    const e = channelError(b, 'conn-1');
     expect([e.code, e.offset, e.context.channel]).toEqual(['DECOMPRESS', at + 1344, src[24]]);
     expect(e.message).toMatch(/at payload byte 8/);
     expect(e.message).toMatch(/names distinct page 12345/);

@@ -13,6 +13,7 @@ import { inspectMultifd } from '../src/multifd/inspect.js';
 import { decodeFile } from '../src/stream/files.js';
 import { RamImage } from '../src/stream/ram-image.js';
 import { requireBuiltCli, runCli } from './support/cli.js';
+import { channelError } from './support/multifd.js';
 
 requireBuiltCli();
 const work = mkdtempSync(join(tmpdir(), 'migstream-multifd-'));
@@ -143,17 +144,8 @@ describe('real QEMU 7.2 multifd migrations (fixtures/multifd)', () => {
     let at = 64;
     while (b.readUInt32BE(at + 16) === 0) at += 1344;
     b.fill(0x5a, at + 1344 + 8, at + 1344 + 40);
-    const reader = new ChannelReader(4096, 'brotli');
-    reader.push(b);
-    reader.end();
-    let err: unknown;
-    try {
-      while (reader.next());
-    } catch (e) {
-      err = e;
-    }
-    expect(err).toBeInstanceOf(MigstreamError);
-    expect([(err as MigstreamError).code, (err as MigstreamError).offset, (err as MigstreamError).context.channel]).toEqual(['DECOMPRESS', at + 1344, src[24]]);
+    const e = channelError(b, 'brotli');
+    expect([e.code, e.offset, e.context.channel]).toEqual(['DECOMPRESS', at + 1344, src[24]]);
   });
 
   describe('damaged channels: typed errors at exact offsets, naming the channel', () => {
