@@ -29,27 +29,47 @@ if (process.argv.includes('--against-qemu')) {
   process.exit(await main(process.argv.slice(2)));
 }
 
-const { values } = parseArgs({
-  options: {
-    seconds: { type: 'string', default: '60' },
-    cases: { type: 'string' },
-    seed: { type: 'string' },
-    start: { type: 'string', default: '0' },
-    engine: { type: 'string', default: 'loop' },
-    out: { type: 'string', default: join(ROOT, 'test', 'regressions') },
-    'no-save': { type: 'boolean', default: false },
-    'slow-ms': { type: 'string', default: '100' },
-    'hang-ms': { type: 'string', default: '10000' },
-    'rss-mb': { type: 'string', default: '4096' },
-    'shrink-ms': { type: 'string', default: '20000' },
-    fixtures: { type: 'string' },
-    synthetic: { type: 'boolean', default: false },
-    'no-extract': { type: 'boolean', default: false },
-    replay: { type: 'string' },
-    json: { type: 'boolean', default: false },
-    'test-hang-at': { type: 'string' },
-  },
-});
+const FLAGS = {
+  seconds: { type: 'string', default: '60' },
+  cases: { type: 'string' },
+  seed: { type: 'string' },
+  start: { type: 'string', default: '0' },
+  engine: { type: 'string', default: 'loop' },
+  out: { type: 'string', default: join(ROOT, 'test', 'regressions') },
+  'no-save': { type: 'boolean', default: false },
+  'slow-ms': { type: 'string', default: '100' },
+  'hang-ms': { type: 'string', default: '10000' },
+  'rss-mb': { type: 'string', default: '4096' },
+  'shrink-ms': { type: 'string', default: '20000' },
+  fixtures: { type: 'string' },
+  synthetic: { type: 'boolean', default: false },
+  'no-extract': { type: 'boolean', default: false },
+  replay: { type: 'string' },
+  json: { type: 'boolean', default: false },
+  'test-hang-at': { type: 'string' },
+} as const;
+
+const USAGE = `usage: npm run fuzz -- [--seconds N] [--cases N] [--seed S] [--start N] [--engine loop|fast-check|fast-check-seed]
+         [--out DIR] [--no-save] [--slow-ms N] [--hang-ms N] [--rss-mb N] [--shrink-ms N] [--fixtures DIR] [--synthetic]
+         [--no-extract] [--json] [--test-hang-at N]
+       npm run fuzz -- --replay FILE
+       npm run fuzz -- --against-qemu [--cases N] ...
+(docs/fuzzing.md)`;
+
+if (process.argv.includes('--help') || process.argv.includes('-h')) {
+  console.log(USAGE);
+  process.exit(0);
+}
+
+function parseFlags() {
+  try {
+    return parseArgs({ options: FLAGS }).values;
+  } catch (e) {
+    process.stderr.write(`migstream fuzz: ${(e as Error).message}\n${USAGE}\n`);
+    process.exit(2);
+  }
+}
+const values = parseFlags();
 
 const log = (s: string): void => void process.stderr.write(`${s}\n`);
 

@@ -1,6 +1,6 @@
 /**
  * Fuzz target for one multifd connection: the handshake, packet headers and
- * the channel's compressed stream (none, zlib, zstd, brotli), seeded with channels
+ * the channel's compressed stream (none, zlib, zstd, brotli, zstd-dedup), seeded with channels
  * migstream writes and mutated in headers and payloads. Oracles: only a
  * MigstreamError escapes, its offset lies inside the input and names the
  * channel once the handshake was read; decoding in random chunks gives the
@@ -28,10 +28,14 @@ function seedChannel(c: MultifdCompression, seed: number): Uint8Array {
   const d = channelDeflater(c, 1);
   const parts: Uint8Array[] = [writeInit({ uuid: new Uint8Array(16), id: r.int(4) })];
   let num = 0n;
+  const sent: Uint8Array[] = [];
   for (let k = 0; k < 4; k++) {
     const n = r.int(4);
     const pages = new Uint8Array(n * 4096);
     for (let i = 0; i < pages.length; i += 1 + r.int(64)) pages[i] = r.chance(0.5) ? i & 0xff : r.int(256);
+    // Some pages repeat one the channel sent before: zstd-dedup then sends references.
+    for (let i = 0; i < n && sent.length > 0; i++) if (r.chance(0.4)) pages.set(sent[r.int(sent.length)]!, i * 4096);
+    for (let i = 0; i < n; i++) sent.push(pages.slice(i * 4096, (i + 1) * 4096));
     const payload = n > 0 ? d.deflate(pages) : new Uint8Array(0);
     const offsets = Array.from({ length: n }, (_, i) => (k * 8 + i) * 4096);
     parts.push(
@@ -59,7 +63,7 @@ let seeds: Uint8Array[] | undefined;
 
 /** A mutated seed channel: header fields, payload bytes, truncation. */
 export function makeMultifdCase(r: Rng): { c: MultifdCase; how: string } {
-  seeds ??= (['none', 'zlib', 'zstd', 'brotli'] as const).flatMap((c) => [seedChannel(c, 1), seedChannel(c, 2)]);
+  seeds ??= (['none', 'zlib', 'zstd', 'brotli', 'zstd-dedup'] as const).flatMap((c) => [seedChannel(c, 1), seedChannel(c, 2)]);
   const pick = r.int(seeds.length);
   const b = seeds[pick]!.slice();
   const ops: string[] = [];
