@@ -12,14 +12,14 @@
 // --prof DIR: relays run under node --cpu-prof (DIR/<row>-relay-a|b/); --record DIR: relay A records its
 // connections (the source QEMU's channels) into DIR/<row>.
 // SPDX-License-Identifier: MIT
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { capabilityList, connectQmp, migrateAndWait, sleep, startQemu } from '../fixtures/qemu/lib.mjs';
-import { buildInitramfs, ensurePrerequisites, qemuArgs as linuxArgs } from '../fixtures/dumps/lib.mjs';
+import { linuxGuestArgs } from '../fixtures/dumps/lib.mjs';
+import { spawnRelay } from './relay-process.mjs';
 
 const { values } = parseArgs({
   options: {
@@ -33,22 +33,12 @@ const { values } = parseArgs({
   },
 });
 const CH = Number(values.channels);
-const CLI = join(import.meta.dirname, '..', 'dist', 'cli', 'main.js');
 const work = mkdtempSync(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'migstream-mfd-wan-'));
 const killers = [];
-const pre = ensurePrerequisites(() => {});
-const initrd = join(work, 'initrd.cpio');
-writeFileSync(initrd, buildInitramfs(pre.busybox.path));
+const guestArgs = linuxGuestArgs(work);
 
 async function vm(name, incoming) {
-  const args = linuxArgs({
-    memPath: join(work, `${name}.ram`),
-    kernel: pre.kernel.path,
-    initrd,
-    console: join(work, `${name}.console`),
-    qmp: join(work, `${name}.qmp`),
-  });
-  const proc = startQemu(incoming ? [...args, '-incoming', 'defer'] : args);
+  const proc = startQemu(guestArgs(name, incoming));
   killers.push(() => proc.kill());
   const qmp = await connectQmp(join(work, `${name}.qmp`), { timeoutMs: 30000 });
   return { proc, qmp, name };
@@ -163,15 +153,7 @@ function cpuMeter(procs) {
 }
 
 function relay(args, name) {
-  const prof = values.prof ? ['--cpu-prof', '--cpu-prof-dir', join(values.prof, name)] : [];
-  const child = spawn(process.execPath, [...prof, CLI, 'relay', ...args, '--once', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  killers.push(() => child.kill('SIGKILL'));
-  let out = '';
-  let err = '';
-  child.stdout.on('data', (d) => (out += d));
-  const ready = new Promise((r) => child.stderr.on('data', (d) => (err += d).includes('listening') && r()));
-  const done = new Promise((r) => child.on('exit', (code) => r({ code, out, err })));
-  return { ready, done, pid: child.pid };
+  return spawnRelay(args, killers, values.prof ? ['--cpu-prof', '--cpu-prof-dir', join(values.prof, name)] : []);
 }
 
 const params = (compression) => ({

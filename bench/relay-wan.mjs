@@ -5,42 +5,27 @@
 // worker threads). `node bench/relay-wan.mjs [--guest linux|boot] [--mbit N] [--workers N]`
 // (default: the Linux guest of fixtures/dumps, 256 MiB, at 100 Mbit/s; needs QEMU 7.2, a kernel and
 // busybox-static: fixtures/dumps installs them). Not part of `npm test`: it takes minutes.
-import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { capabilityList, connectQmp, getConfig, migrateAndWait, qemuArgs as bootArgs, sleep, startQemu } from '../fixtures/qemu/lib.mjs';
-import { buildInitramfs, ensurePrerequisites, qemuArgs as linuxArgs } from '../fixtures/dumps/lib.mjs';
+import { linuxGuestArgs } from '../fixtures/dumps/lib.mjs';
+import { spawnRelay } from './relay-process.mjs';
 
 const { values } = parseArgs({
   options: { guest: { type: 'string', default: 'linux' }, mbit: { type: 'string', default: '100' }, workers: { type: 'string', default: '0' } },
 });
 const workers = Number(values.workers);
 const linkBytesPerS = (Number(values.mbit) * 1e6) / 8;
-const CLI = join(import.meta.dirname, '..', 'dist', 'cli', 'main.js');
 const work = mkdtempSync(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'migstream-wan-'));
 const killers = [];
 
-let guestArgs;
-if (values.guest === 'linux') {
-  const pre = ensurePrerequisites(() => {});
-  const initrd = join(work, 'initrd.cpio');
-  writeFileSync(initrd, buildInitramfs(pre.busybox.path));
-  guestArgs = (name, incoming) => {
-    const a = linuxArgs({
-      memPath: join(work, `${name}.ram`),
-      kernel: pre.kernel.path,
-      initrd,
-      console: join(work, `${name}.console`),
-      qmp: join(work, `${name}.qmp`),
-    });
-    return incoming ? [...a, '-incoming', 'defer'] : a;
-  };
-} else {
-  guestArgs = (name, incoming) => bootArgs(getConfig('plain'), { memPath: join(work, `${name}.ram`), qmpPath: join(work, `${name}.qmp`), incoming });
-}
+const guestArgs =
+  values.guest === 'linux'
+    ? linuxGuestArgs(work)
+    : (name, incoming) => bootArgs(getConfig('plain'), { memPath: join(work, `${name}.ram`), qmpPath: join(work, `${name}.qmp`), incoming });
 
 async function vm(name, incoming) {
   const proc = startQemu(guestArgs(name, incoming));
@@ -88,16 +73,7 @@ function link(listenPath, targetPath, stats) {
   killers.push(() => server.close());
 }
 
-function relay(args) {
-  const child = spawn(process.execPath, [CLI, 'relay', ...args, '--once', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  killers.push(() => child.kill('SIGKILL'));
-  let out = '';
-  let err = '';
-  child.stdout.on('data', (d) => (out += d));
-  const ready = new Promise((r) => child.stderr.on('data', (d) => (err += d).includes('listening') && r()));
-  const done = new Promise((r) => child.on('exit', (code) => r({ code, out, err })));
-  return { ready, done };
-}
+const relay = (args) => spawnRelay(args, killers);
 
 async function waitReady(name) {
   if (values.guest !== 'linux') return sleep(2000);
