@@ -19,7 +19,7 @@ const BLOCK = 4096;
 /** The deflater's copies are allocated a slab (256 pages) at a time, as pages arrive. */
 const SLAB_SHIFT = 8;
 
-/** The last `window` distinct pages of a channel, by sequence number (views: the caller decides whose memory). */
+/** The inflater's last `window` distinct pages, by sequence number: views of the pages it returned, no copies. */
 class PageRing {
   private readonly views: Uint8Array[] = [];
   /** Distinct pages stored so far (the next one's sequence number). */
@@ -47,17 +47,29 @@ class PageRing {
 /** Copies of pages in slabs allocated as pages arrive, slots reused round the window. */
 class PageSlabs {
   private readonly slabs: Uint8Array[] = [];
+  /** The same slabs as words, for comparing pages without a view per compare. */
+  private readonly words: Uint32Array[] = [];
 
   constructor(readonly window: number) {}
 
-  copy(seq: number, page: Uint8Array): Uint8Array {
+  /** Keeps a copy of `page` as distinct page `seq` (its slot's previous page is gone). */
+  copy(seq: number, page: Uint8Array): void {
     const slot = seq % this.window;
     const s = slot >>> SLAB_SHIFT;
-    this.slabs[s] ??= new Uint8Array(Math.min(1 << SLAB_SHIFT, this.window) * BLOCK);
-    const at = (slot & ((1 << SLAB_SHIFT) - 1)) * BLOCK;
-    const view = this.slabs[s]!.subarray(at, at + BLOCK);
-    view.set(page);
-    return view;
+    if (!this.slabs[s]) {
+      this.slabs[s] = new Uint8Array(Math.min(1 << SLAB_SHIFT, this.window) * BLOCK);
+      this.words[s] = new Uint32Array(this.slabs[s].buffer);
+    }
+    this.slabs[s]!.set(page, (slot & ((1 << SLAB_SHIFT) - 1)) * BLOCK);
+  }
+
+  /** Whether the copy of page `seq` has the words of `w` from `from` on (one page). */
+  same(seq: number, w: Uint32Array, from: number): boolean {
+    const slot = seq % this.window;
+    const mine = this.words[slot >>> SLAB_SHIFT]!;
+    const at = (slot & ((1 << SLAB_SHIFT) - 1)) * (BLOCK / 4);
+    for (let i = 0; i < BLOCK / 4; i++) if (mine[at + i] !== w[from + i]) return false;
+    return true;
   }
 }
 
@@ -68,28 +80,20 @@ function pageHash(w: Uint32Array, from: number): number {
   return h >>> 0;
 }
 
-function samePage(a: Uint8Array, b: Uint8Array): boolean {
-  // both 4-byte aligned here: word by word
-  const wa = new Uint32Array(a.buffer, a.byteOffset, BLOCK / 4);
-  const wb = new Uint32Array(b.buffer, b.byteOffset, BLOCK / 4);
-  for (let i = 0; i < wa.length; i++) if (wa[i] !== wb[i]) return false;
-  return true;
-}
-
 export class DedupDeflater implements ChannelDeflater {
-  private readonly ring: PageRing;
   /** The deflater's own copies of the pages it indexes (a packet's pages are the reader's, reused after the packet). */
   private readonly slabs: PageSlabs;
-  /** hash → sequence number of the last distinct page with that hash; slotHash: each ring slot's hash (dropped when evicted). */
+  /** Distinct pages sent so far (the next one's sequence number). */
+  private next = 0;
+  /** hash → sequence number of the last distinct page with that hash; slotHash: each window slot's hash (dropped when evicted). */
   private readonly byHash = new Map<number, number>();
   private readonly slotHash: Uint32Array;
   private scratch = new Uint8Array(0);
 
   constructor(
     private readonly inner: ChannelDeflater,
-    window = DEDUP_WINDOW_PAGES,
+    private readonly window = DEDUP_WINDOW_PAGES,
   ) {
-    this.ring = new PageRing(window);
     this.slabs = new PageSlabs(window);
     this.slotHash = new Uint32Array(window);
   }
@@ -100,21 +104,21 @@ export class DedupDeflater implements ChannelDeflater {
     // pages start 4-byte aligned in a channel (64-byte handshake, 1,344-byte headers); else hash a copy
     const src = pages.byteOffset % 4 === 0 ? pages : pages.slice();
     const words = new Uint32Array(src.buffer, src.byteOffset, src.length >>> 2);
-    const ring = this.ring;
     const refs: number[] = [];
     const unique: number[] = [];
     for (let k = 0; k < n; k++) {
-      const page = src.subarray(k * BLOCK, (k + 1) * BLOCK);
-      const h = pageHash(words, (k * BLOCK) >>> 2);
+      const from = (k * BLOCK) >>> 2;
+      const h = pageHash(words, from);
       const seq = this.byHash.get(h);
-      if (seq !== undefined && ring.holds(seq) && samePage(ring.page(seq), page)) {
+      if (seq !== undefined && this.next - seq <= this.window && this.slabs.same(seq, words, from)) {
         refs.push(k, seq);
         continue;
       }
-      const slot = ring.next % ring.window;
+      const slot = this.next % this.window;
       // the page about to be overwritten leaves the index
-      if (ring.next >= ring.window && this.byHash.get(this.slotHash[slot]!) === ring.next - ring.window) this.byHash.delete(this.slotHash[slot]!);
-      this.byHash.set(h, ring.add(this.slabs.copy(ring.next, page)));
+      if (this.next >= this.window && this.byHash.get(this.slotHash[slot]!) === this.next - this.window) this.byHash.delete(this.slotHash[slot]!);
+      this.slabs.copy(this.next, src.subarray(k * BLOCK, (k + 1) * BLOCK));
+      this.byHash.set(h, this.next++);
       this.slotHash[slot] = h;
       unique.push(k);
     }

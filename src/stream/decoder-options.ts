@@ -1,9 +1,8 @@
-import type { RamBlockInfo } from './events.js';
+import type { RamBlockInfo, StreamWarning } from './events.js';
 import type { PageInflater } from './inflate.js';
 
 /** See DecoderOptions.pageTarget. */
 export type PageTarget = (block: RamBlockInfo, offset: number, pageSize: number) => Uint8Array | undefined;
-import type { StreamWarning } from './events.js';
 
 /**
  * Limits that keep hostile input from costing unbounded memory or time
